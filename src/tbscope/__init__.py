@@ -1,0 +1,19 @@
+"""tbscope: TensorBoard as the best local training dashboard for PyTorch computer-vision and ML work.
+
+Example:
+    >>> import tempfile
+    >>> import tbscope
+    >>> with tbscope.SummaryWriter(tempfile.mkdtemp()) as w:
+    ...     w.add_scalar("train/loss", 0.25, 1)
+"""
+
+from tbscope.pipeline import LoggingError
+from tbscope.summaries.graph import GraphError
+from tbscope.writer import Writer
+
+SummaryWriter = Writer
+"""The name torch uses: ``from tbscope import SummaryWriter`` is a one-line switch."""
+
+__version__ = "0.1.0"
+
+__all__ = ["GraphError", "LoggingError", "SummaryWriter", "Writer", "__version__"]

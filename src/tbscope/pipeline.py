@@ -1,0 +1,314 @@
+"""The pipeline: a background thread that turns snapshots into events and appends them to event files.
+
+The writer front only appends ``Item`` tuples to a deque. This thread drains it a few times a
+second, waits for device copies, encodes summaries (batching the values of one step into one
+event), and writes whole records to disk on an interval, on ``flush()`` and ``close()``, at
+interpreter exit and on SIGTERM. It never lets an exception escape: a failure is warned about once,
+counted, and kept for a ``strict`` writer to raise on its next call.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import errno
+import os
+import signal
+import socket
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+
+from tbscope import record
+from tbscope.snapshot import Pending
+
+# (run subdirectory, step, wall time, encode, args, args hold a Pending, bytes held in memory)
+Item = tuple[str, int, float, Callable[..., Any], tuple[Any, ...], bool, int]
+
+# How long the thread sleeps between drains when nobody asks it to hurry.
+_DRAIN_SECONDS = 0.1
+# Queued items beyond which new values are dropped: bounds the memory a flood of scalars can take
+# (about 100 MB) where ``max_pending_bytes`` bounds the heavy kinds.
+MAX_ITEMS = 500_000
+# Bytes of encoded records kept in memory before they are written, between flush intervals.
+_WRITE_THRESHOLD = 4 << 20
+
+
+class LoggingError(RuntimeError):
+    """Raised by a ``strict`` writer's next call after the pipeline failed to log something."""
+
+
+_warned: set[object] = set()
+
+
+def warn_once(key: object, message: str) -> None:
+    """Warn with ``message`` the first time ``key`` is seen in this process."""
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+_counter = 0
+_counter_lock = threading.Lock()
+
+
+def event_file_name(suffix: str = "") -> str:
+    """A new event file name in TensorBoard's scheme, unique within and across processes."""
+    global _counter
+    with _counter_lock:
+        _counter += 1
+        n = _counter
+    return f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{n}{suffix}"
+
+
+def open_event_file(directory: Path, suffix: str) -> record.RecordFile:
+    """Create ``directory`` and a new event file in it that starts with the file-version event."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        out = record.RecordFile(directory / event_file_name(suffix))
+        out.append(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        out.write_out()
+    except OSError as err:
+        raise OSError(
+            err.errno, f"tbscope: cannot write event files in {directory}: {err.strerror or err}"
+        ) from err
+    return out
+
+
+class Pipeline:
+    """The background worker of one writer: its queue, its thread and its open event files."""
+
+    def __init__(self, log_dir: Path, filename_suffix: str, flush_secs: float, max_pending_bytes: int):
+        self.log_dir = log_dir
+        self.suffix = filename_suffix
+        self.flush_secs = flush_secs
+        self.max_pending_bytes = max_pending_bytes
+        self.error: BaseException | None = None
+        self.lost = 0
+        self.dropped = 0
+        self._files = {"": open_event_file(log_dir, filename_suffix)}
+        # The writer appends here directly on its hot path (see Writer.add_scalar).
+        self.items: collections.deque[Item | threading.Event] = collections.deque()
+        # Two counters, each written by one side only, so no lock is needed to bound memory.
+        self._enqueued_bytes = 0
+        self._consumed_bytes = 0
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="tbscope-pipeline", daemon=True)
+        self._thread.start()
+        _live.add(self)
+
+    # -- caller side: O(1), never blocks ------------------------------------------------------------
+
+    def put(self, item: Item) -> None:
+        """Queue ``item``, or drop it when the queue already holds too much."""
+        if len(self.items) >= MAX_ITEMS or self._enqueued_bytes - self._consumed_bytes > self.max_pending_bytes:
+            self.dropped += 1
+            warn_once(
+                (id(self), "dropped"),
+                f"tbscope: logging is {self.max_pending_bytes >> 20} MiB behind the disk in {self.log_dir}; "
+                "dropping new values until it catches up (the count is reported at close)",
+            )
+            return
+        self._enqueued_bytes += item[6]
+        self.items.append(item)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Write everything logged so far to disk; returns when it is written (or the thread died)."""
+        done = threading.Event()
+        self.items.append(done)
+        self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not done.wait(0.05):
+            if not self._thread.is_alive() or (deadline is not None and time.monotonic() > deadline):
+                return
+
+    def close(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self.flush()
+        self._wake.set()
+        self._thread.join(timeout=60)
+        _live.discard(self)
+        if self.dropped or self.lost:
+            warnings.warn(
+                f"tbscope: {self.log_dir}: {self.dropped} value(s) dropped while the disk was behind, "
+                f"{self.lost} lost to errors (see the warnings above)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    # -- pipeline thread -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        last_write = time.monotonic()
+        while True:
+            self._wake.wait(_DRAIN_SECONDS)
+            self._wake.clear()
+            markers = self._drain()
+            now = time.monotonic()
+            if markers or self._stopping or now - last_write >= self.flush_secs or self._buffered() > _WRITE_THRESHOLD:
+                self._write_out()
+                last_write = now
+            for marker in markers:
+                marker.set()
+            if self._stopping and not self.items:
+                break
+        for out in self._files.values():
+            out.close()
+
+    def _buffered(self) -> int:
+        return sum(out.pending_bytes for out in self._files.values())
+
+    def _drain(self) -> list[threading.Event]:
+        """Encode everything queued; returns the flush markers met on the way."""
+        markers: list[threading.Event] = []
+        items = self.items
+        batch: list[Item] = []
+        while items:
+            item = items.popleft()
+            if isinstance(item, threading.Event):
+                self._encode(batch)
+                batch = []
+                markers.append(item)
+            else:
+                batch.append(item)
+        self._encode(batch)
+        return markers
+
+    def _encode(self, batch: Iterable[Item]) -> None:
+        """Encode items in order; consecutive values of one run and step share one event."""
+        event: Event | None = None
+        add_value: Any = None
+        event_run, event_step = "", -1
+        consumed = 0
+        for run, step, wall_time, encode, args, pending, nbytes in batch:
+            consumed += nbytes
+            try:
+                if pending:
+                    args = tuple(a.result() if isinstance(a, Pending) else a for a in args)
+                encoded = encode(*args)
+            except Exception as err:
+                what = repr(args[0]) if args and isinstance(args[0], str) else encode.__name__
+                self._fail(f"could not log {what} at step {step}", err, lost=1)
+                continue
+            if encoded is None:
+                continue
+            if type(encoded) is Event:
+                encoded.step, encoded.wall_time = step, wall_time
+                self._append(run, encoded)
+                continue
+            if step != event_step or run != event_run or event is None:
+                if event is not None:
+                    self._append(event_run, event)
+                event = Event(step=step, wall_time=wall_time)
+                add_value = event.summary.value.append
+                event_run, event_step = run, step
+            if type(encoded) is list:
+                event.summary.value.extend(encoded)
+            else:
+                add_value(encoded)
+        if event is not None:
+            self._append(event_run, event)
+        self._consumed_bytes += consumed
+
+    def _append(self, run: str, event: Event) -> None:
+        out = self._files.get(run)
+        if out is None:
+            try:
+                out = self._files[run] = open_event_file(self.log_dir / run, self.suffix)
+            except OSError as err:
+                self._fail(f"could not create the event file for run {run!r}", err, lost=1)
+                return
+        out.append(event.SerializeToString())
+
+    def _write_out(self) -> None:
+        for run, out in self._files.items():
+            try:
+                out.write_out()
+            except record.WriteError as err:
+                self._fail(f"could not write to {out.path}", err.__cause__ or err, lost=err.lost, key=run)
+
+    def _fail(self, what: str, err: BaseException, lost: int, key: object = None) -> None:
+        self.lost += lost
+        if self.error is None:
+            self.error = err
+        full = errno.ENOSPC == getattr(err, "errno", None)
+        warn_once(
+            (id(self), key if key is not None else what.split(" at step")[0], type(err)),
+            f"tbscope: {what}: {err}. "
+            + ("The disk is full. " if full else "")
+            + "Training goes on; later failures of this kind are counted and reported at close.",
+        )
+
+
+# -- process-wide: every live pipeline is written out at exit and on SIGTERM ------------------------
+
+_live: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+_exit_hooks: list[weakref.WeakMethod[Callable[[str], None]]] = []
+
+
+def on_exit(hook: Callable[[str], None]) -> None:
+    """Call the bound method ``hook(status)`` at interpreter exit or SIGTERM, before pipelines are
+    closed, if its object is still alive. ``status`` is "failure" when the process dies of an
+    uncaught exception or a signal, "success" otherwise.
+    """
+    _exit_hooks[:] = [ref for ref in _exit_hooks if ref() is not None]
+    _exit_hooks.append(weakref.WeakMethod(hook))  # type: ignore[arg-type]
+
+
+def _shutdown(status: str) -> None:
+    for ref in list(_exit_hooks):
+        hook = ref()
+        if hook is not None:
+            with contextlib.suppress(Exception):
+                hook(status)
+    for pipeline in list(_live):
+        with contextlib.suppress(Exception):
+            pipeline.close()
+
+
+def _at_exit() -> None:
+    import sys
+
+    _shutdown("failure" if getattr(sys, "last_type", None) is not None else "success")
+
+
+_previous_sigterm: Any = signal.SIG_DFL
+_handlers_installed = False
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    previous = _previous_sigterm
+    if callable(previous):
+        for pipeline in list(_live):
+            pipeline.flush(timeout=10)
+        previous(signum, frame)
+        return
+    _shutdown("failure")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def install_exit_handlers() -> None:
+    """Flush at exit, and on SIGTERM when this is the main thread; another SIGTERM handler is chained."""
+    global _previous_sigterm, _handlers_installed
+    if _handlers_installed:
+        return
+    _handlers_installed = True
+    atexit.register(_at_exit)
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is not signal.SIG_IGN and previous is not None:
+            _previous_sigterm = previous
+            signal.signal(signal.SIGTERM, _on_sigterm)

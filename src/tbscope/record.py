@@ -1,0 +1,183 @@
+"""TFRecord framing of event files: frame records for appending, and read them back tolerantly.
+
+A record is ``length (u64 LE) | masked crc32c(length) (u32) | data | masked crc32c(data) (u32)``.
+Reading never raises on bad bytes: a truncated last record (a file still being written, or a process
+that was killed) ends the iteration quietly, and a damaged record is skipped, counted, and reported
+in one warning per file naming the file and the offset of the first damage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import google_crc32c
+
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+HEADER_SIZE = 12
+FOOTER_SIZE = 4
+# A length beyond this cannot come from a TensorBoard writer; treat it as damage rather than
+# trying to read gigabytes.
+_MAX_RECORD_BYTES = 1 << 31
+
+
+def masked_crc32c(data: bytes) -> int:
+    """The CRC32C of ``data``, masked the way TFRecord files store it."""
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def frame(data: bytes) -> bytes:
+    """Frame one record's ``data`` for appending to a TFRecord file."""
+    header = _U64.pack(len(data))
+    return header + _U32.pack(masked_crc32c(header)) + data + _U32.pack(masked_crc32c(data))
+
+
+class WriteError(OSError):
+    """Writing to an event file failed; ``lost`` records were dropped and the file was left whole."""
+
+    def __init__(self, path: str, lost: int, cause: OSError):
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.path = path
+        self.lost = lost
+
+
+class RecordFile:
+    """An append-only record file that only ever holds whole records.
+
+    Records are framed into memory by ``append`` and written by ``write_out`` with plain
+    ``os.write`` calls (no buffering layer that could split a record). A write that fails part way
+    is cut back to the last whole record, so readers never meet a torn record in the middle of a
+    file, even after a disk filled up and later had room again.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = os.fspath(path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = os.fstat(self._fd).st_size
+        self._pending = bytearray()
+        self._pending_records = 0
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._pending)
+
+    def append(self, data: bytes) -> None:
+        """Frame ``data`` as a record, to be written by the next ``write_out``."""
+        self._pending += frame(data)
+        self._pending_records += 1
+
+    def write_out(self) -> None:
+        """Write the framed records to the file; raise WriteError (and drop them) if that fails."""
+        if not self._pending:
+            return
+        view = memoryview(self._pending)
+        written = 0
+        failure: OSError | None = None
+        try:
+            while written < len(view):
+                written += os.write(self._fd, view[written:])
+        except OSError as err:
+            failure = err
+        finally:
+            view.release()
+        if failure is not None:
+            lost = self._pending_records
+            if written:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._size)
+            self._clear()
+            raise WriteError(self.path, lost, failure) from failure
+        self._size += written
+        self._clear()
+
+    def _clear(self) -> None:
+        self._pending.clear()
+        self._pending_records = 0
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.write_out()
+        os.close(self._fd)
+
+
+@dataclass
+class ReadReport:
+    """What reading one file met besides good records: damaged records skipped, and where."""
+
+    path: str
+    skipped: int = 0
+    first_bad_offset: int | None = None
+    truncated_tail: bool = False
+
+    def skip(self, offset: int) -> None:
+        self.skipped += 1
+        if self.first_bad_offset is None:
+            self.first_bad_offset = offset
+
+
+def _header_is_valid(buf: bytes, pos: int) -> bool:
+    (length,) = _U64.unpack_from(buf, pos)
+    (crc,) = _U32.unpack_from(buf, pos + 8)
+    return length < _MAX_RECORD_BYTES and masked_crc32c(buf[pos : pos + 8]) == crc
+
+
+def iter_records(
+    path: str | os.PathLike[str], start: int = 0, report: ReadReport | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(offset, data)`` for each good record of the file at ``path``, from byte ``start``.
+
+    A record whose length header is damaged is skipped by scanning forward to the next valid
+    header; one whose data fails its checksum is skipped whole. Either is counted in ``report``
+    and, when no report is passed, told in one warning at the end. A partial record at the end of
+    the file stops the iteration without a warning: a writer may still be appending it.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "f.tfrecord"
+        >>> _ = p.write_bytes(frame(b"hello") + frame(b"world") + frame(b"cut")[:7])
+        >>> [data for _, data in iter_records(p)]
+        [b'hello', b'world']
+    """
+    own_report = report is None
+    rep = report if report is not None else ReadReport(os.fspath(path))
+    with open(path, "rb") as f:
+        f.seek(start)
+        buf = f.read()
+    pos, end = 0, len(buf)
+    while pos + HEADER_SIZE <= end:
+        if not _header_is_valid(buf, pos):
+            rep.skip(start + pos)
+            pos += 1
+            while pos + HEADER_SIZE <= end and not _header_is_valid(buf, pos):
+                pos += 1
+            continue
+        (length,) = _U64.unpack_from(buf, pos)
+        data_end = pos + HEADER_SIZE + length
+        if data_end + FOOTER_SIZE > end:
+            rep.truncated_tail = True
+            break
+        data = buf[pos + HEADER_SIZE : data_end]
+        (crc,) = _U32.unpack_from(buf, data_end)
+        if masked_crc32c(data) != crc:
+            rep.skip(start + pos)
+        else:
+            yield start + pos, data
+        pos = data_end + FOOTER_SIZE
+    if own_report and rep.skipped:
+        warn_skipped(rep)
+
+
+def warn_skipped(report: ReadReport) -> None:
+    """One warning for a file whose damaged records were skipped."""
+    warnings.warn(
+        f"tbscope: skipped {report.skipped} damaged record(s) in {report.path} "
+        f"(first at byte {report.first_bad_offset}); the rest of the file was read",
+        RuntimeWarning,
+        stacklevel=3,
+    )

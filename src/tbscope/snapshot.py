@@ -1,0 +1,144 @@
+"""Snapshots: what a logging call keeps of its value, taken on the caller's thread in O(1) host work.
+
+A Python number or a CPU tensor/array is copied at once, so changing it in place later does not
+change what is logged. A CUDA tensor is copied asynchronously into pinned host memory and an event
+is recorded behind the copy: the caller never waits on the device, and the pipeline polls the event
+before reading the copy. torch is never imported here; a tensor can only exist if the caller
+imported it.
+"""
+
+from __future__ import annotations
+
+import operator
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+# How often the pipeline polls a CUDA event: often enough to add no visible latency, rarely
+# enough to leave the GIL to the training loop.
+_POLL_SECONDS = 0.0005
+
+
+class Pending:
+    """A value on its way from the device: a host copy that is valid once ``event`` completes."""
+
+    __slots__ = ("event", "host", "is_scalar")
+
+    def __init__(self, host: Any, event: Any, is_scalar: bool) -> None:
+        self.host = host
+        self.event = event
+        self.is_scalar = is_scalar
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.host.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(str(self.host.dtype).removeprefix("torch.").replace("bfloat16", "float32"))
+
+    def result(self) -> Any:
+        """Wait (on the pipeline's thread) for the copy, then the value: a float or an array."""
+        while not self.event.query():
+            time.sleep(_POLL_SECONDS)
+        if self.is_scalar:
+            return self.host.item()
+        return _tensor_to_numpy(self.host)
+
+
+Snapshot = float | np.ndarray | Pending
+
+
+_tensor_type: type | None = None
+
+
+def _torch_tensor_type() -> type | None:
+    """torch.Tensor once the caller has imported torch, else None (no tensor can exist yet)."""
+    global _tensor_type
+    if _tensor_type is None:
+        torch = sys.modules.get("torch")
+        _tensor_type = torch.Tensor if torch is not None else None
+    return _tensor_type
+
+
+def _tensor_to_numpy(t: Any) -> np.ndarray:
+    import torch
+
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return np.asarray(t.resolve_conj().resolve_neg().numpy())
+
+
+def _device_copy(t: Any, is_scalar: bool) -> Pending:
+    import torch
+
+    host = t.to("cpu", non_blocking=True)  # lands in pinned memory: the copy is truly asynchronous
+    event = torch.cuda.Event()
+    event.record()
+    return Pending(host, event, is_scalar)
+
+
+def scalar(method: str, value: Any) -> float | Pending:
+    """A one-element value as a float, or a Pending for a CUDA tensor.
+
+    Raises a TypeError for a value that is not a number (a string, None, ...) and a ValueError
+    for a tensor or array with more than one element.
+    """
+    if isinstance(value, float | int):
+        return float(value)
+    tensor_type = _tensor_type or _torch_tensor_type()
+    if tensor_type is not None and isinstance(value, tensor_type):
+        if value.is_cuda or value.numel() != 1:
+            if value.numel() != 1:
+                raise ValueError(
+                    f"{method}: expected a one-element tensor, got shape {tuple(value.shape)}; "
+                    "reduce it first, e.g. loss.mean()"
+                )
+            return _device_copy(value.detach().reshape(()), is_scalar=True)
+        return float(value.item())
+    if isinstance(value, np.ndarray | np.generic):
+        if value.size != 1:
+            raise ValueError(f"{method}: expected a one-element array, got shape {value.shape}")
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"{method}: expected a number, got an array of {value.dtype}")
+        return float(value.reshape(()).item())
+    raise TypeError(f"{method}: expected a number or a one-element tensor, got {type(value).__name__}")
+
+
+def array(method: str, value: Any) -> np.ndarray | Pending:
+    """A copy of a tensor, array or nested list, or a Pending for a CUDA tensor."""
+    tensor_type = _torch_tensor_type()
+    if tensor_type is not None and isinstance(value, tensor_type):
+        t = value.detach()
+        if t.is_cuda:
+            return _device_copy(t, is_scalar=False)
+        if t.device.type != "cpu":
+            t = t.cpu()  # other accelerators have no event API here: a synchronous copy
+        return _tensor_to_numpy(t).copy()
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    try:
+        result = np.array(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{method}: expected a tensor or an array, got {type(value).__name__}: {err}") from None
+    if result.dtype == object:
+        raise TypeError(f"{method}: expected a tensor or an array of numbers, got {type(value).__name__}")
+    return result
+
+
+def step(method: str, value: Any) -> int:
+    """A step as an int; None means 0, as in torch."""
+    if value is None:
+        return 0
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    tensor_type = _torch_tensor_type()
+    if tensor_type is not None and isinstance(value, tensor_type) and value.numel() == 1:
+        return int(value.item())
+    raise TypeError(f"{method}: global_step must be an int, got {type(value).__name__} {value!r}")

@@ -1,0 +1,118 @@
+"""Model graphs: a module traced with ``torch.jit.trace``, as a GraphDef for the Graphs dashboard.
+
+Nodes are named the way torch's own writer names them, ``Net/Sequential[features]/Conv2d[0]/input.3``,
+so the dashboard nests them by module. Constants and module handles are left out; parameters show as
+``.../Conv2d[0]/weight``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from tensorboard.compat.proto.attr_value_pb2 import AttrValue
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.graph_pb2 import GraphDef
+from tensorboard.compat.proto.node_def_pb2 import NodeDef
+from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+from tensorboard.compat.proto.versions_pb2 import VersionDef
+
+
+class GraphError(ValueError):
+    """A model could not be traced; the message names the model and the reason."""
+
+
+def trace(model: Any, inputs: Any, strict: bool) -> tuple[Any, dict[str, str]]:
+    """Trace ``model`` on ``inputs`` in eval mode; returns the inlined graph and module class names.
+
+    Each module's train/eval mode is restored afterwards.
+    """
+    import torch
+
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # tbscope chose the tracer, not the user: its deprecation notice is ours to handle.
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace", category=DeprecationWarning)
+            traced = torch.jit.trace(model, args, strict=strict, check_trace=False)
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise GraphError(f"add_graph: could not trace {type(model).__name__}: {reason}") from err
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    graph = traced.graph
+    torch._C._jit_pass_inline(graph)
+    names = {name: type(module).__name__ for name, module in model.named_modules()}
+    return graph, names
+
+
+def _scope(qualified: str, classes: Mapping[str, str]) -> str:
+    """``features.0`` -> ``Net/Sequential[features]/Conv2d[0]``."""
+    path = [classes[""]]
+    parts = qualified.split(".") if qualified else []
+    for i, part in enumerate(parts):
+        path.append(f"{classes.get('.'.join(parts[: i + 1]), 'Module')}[{part}]")
+    return "/".join(path)
+
+
+def _shape_attr(values: Any) -> dict[str, AttrValue]:
+    shapes = []
+    for value in values:
+        kind = value.type()
+        sizes = kind.sizes() if kind.kind() == "TensorType" else None
+        if sizes is None:
+            return {}
+        shapes.append(TensorShapeProto(dim=[TensorShapeProto.Dim(size=s) for s in sizes]))
+    return {"_output_shapes": AttrValue(list=AttrValue.ListValue(shape=shapes))}
+
+
+def graph_event(graph: Any, classes: Mapping[str, str]) -> Event:
+    """The GraphDef of a traced, inlined graph, as an event."""
+    names: dict[str, str] = {}  # value debugName -> node name
+    attr_paths: dict[str, str] = {}  # value debugName -> dotted attribute path from the model
+    nodes: list[NodeDef] = []
+    emitted: set[str] = set()
+    graph_inputs = list(graph.inputs())
+    if graph_inputs:
+        attr_paths[graph_inputs[0].debugName()] = ""  # the module itself
+    for value in graph_inputs[1:]:
+        name = names[value.debugName()] = f"input/{value.debugName()}"
+        nodes.append(NodeDef(name=name, op="IO Node", attr=_shape_attr([value])))
+    for node in graph.nodes():
+        kind = node.kind()
+        outputs = list(node.outputs())
+        if kind == "prim::Constant":
+            continue
+        if kind == "prim::GetAttr":
+            parent = attr_paths.get(node.input().debugName())
+            if parent is None:
+                continue
+            path = f"{parent}.{node.s('name')}" if parent else node.s("name")
+            if path in classes:  # a submodule: remember its path, draw nothing
+                attr_paths[node.output().debugName()] = path
+                continue
+            owner, _, leaf = path.rpartition(".")
+            name = names[node.output().debugName()] = f"{_scope(owner, classes)}/{leaf}"
+            if name not in emitted:  # a shared parameter is read more than once: one node
+                emitted.add(name)
+                nodes.append(NodeDef(name=name, op=kind, attr=_shape_attr(outputs)))
+            continue
+        scope = node.scopeName().split("/")[-1].removeprefix("__module.")
+        scope = scope if scope != "__module" else ""
+        leaf = outputs[0].debugName() if outputs else f"{kind.split('::')[-1]}_{len(nodes)}"
+        name = f"{_scope(scope, classes)}/{leaf}"
+        for out in outputs:
+            names[out.debugName()] = name
+        inputs = [names[v.debugName()] for v in node.inputs() if v.debugName() in names]
+        nodes.append(NodeDef(name=name, op=kind, input=inputs, attr=_shape_attr(outputs)))
+    for i, value in enumerate(graph.outputs()):
+        source = names.get(value.debugName())
+        nodes.append(
+            NodeDef(name=f"output/output.{i}", op="IO Node", input=[source] if source else [])
+        )
+    graph_def = GraphDef(node=nodes, versions=VersionDef(producer=22))
+    return Event(graph_def=graph_def.SerializeToString())

@@ -1,0 +1,82 @@
+"""Hyperparameters: a run's values as an HParams session, written into the run's own event file.
+
+Only session start and end infos are written, never an experiment summary: TensorBoard takes the
+first experiment summary it finds as the schema of the whole logdir, which hides every key that
+other runs have and that run lacks. Without one it builds the schema from all runs' sessions, so
+runs with different keys, or a key whose type differs between runs, all show.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf import struct_pb2
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+HParamValue = bool | int | float | str
+
+STATUSES = {
+    "running": api_pb2.STATUS_RUNNING,
+    "success": api_pb2.STATUS_SUCCESS,
+    "failure": api_pb2.STATUS_FAILURE,
+}
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, HParamValue]:
+    """``config`` as flat ``{key: value}``, the way users expect to see it in the HParams table.
+
+    Nested mappings are joined with "/", bools stay bools, numbers stay numbers, ``None`` is
+    skipped, and anything else (lists, paths, enums, ...) is shown as its ``str``.
+
+    Example:
+        >>> flatten({"opt": {"lr": 0.1, "nesterov": True}, "layers": [64, 64], "seed": None})
+        {'opt/lr': 0.1, 'opt/nesterov': True, 'layers': '[64, 64]'}
+    """
+    flat: dict[str, HParamValue] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+            value = value.item()  # NumPy and torch scalars become Python numbers and bools
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}/"))
+        elif value is None:
+            continue
+        elif isinstance(value, bool | str):
+            flat[name] = value
+        elif isinstance(value, numbers.Real):
+            flat[name] = float(value) if not isinstance(value, int) else value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def _proto_value(value: HParamValue) -> struct_pb2.Value:
+    if isinstance(value, bool):
+        return struct_pb2.Value(bool_value=value)
+    if isinstance(value, str):
+        return struct_pb2.Value(string_value=value)
+    return struct_pb2.Value(number_value=float(value))
+
+
+def session_start_value(hparams: Mapping[str, HParamValue], start_time_secs: float) -> Summary.Value:
+    """The session start info holding the run's flat hyperparameters."""
+    info = plugin_data_pb2.SessionStartInfo(start_time_secs=start_time_secs)
+    for key, value in hparams.items():
+        info.hparams[key].CopyFrom(_proto_value(value))
+    return _value(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=info))
+
+
+def session_end_value(status: str, end_time_secs: float) -> Summary.Value:
+    """The session end info; ``status`` is one of ``STATUSES``."""
+    info = plugin_data_pb2.SessionEndInfo(status=STATUSES[status], end_time_secs=end_time_secs)
+    return _value(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=info))
+
+
+def _value(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary.Value:
+    data.version = metadata.PLUGIN_DATA_VERSION
+    return Summary.Value(
+        tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR
+    )

@@ -1,0 +1,131 @@
+"""Images: arrays in any of torch's layouts become PNG-encoded ``Summary.Image`` values.
+
+The shape check runs on the caller's thread (it reads a shape, nothing more); conversion and PNG
+encoding run on the pipeline thread.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+from tensorboard.compat.proto.summary_pb2 import Summary
+
+_LAYOUT_LETTERS = {2: "HW", 3: "CHW", 4: "NCHW"}
+
+
+def check_layout(method: str, shape: Sequence[int], dataformats: str, batch_method: str = "") -> None:
+    """Raise a ValueError naming ``method`` when ``shape`` does not fit ``dataformats``.
+
+    ``dataformats`` is a permutation of HW, CHW or NCHW (torch's convention). The channel axis
+    must hold 1, 3 or 4 channels.
+    """
+    fmt = dataformats.upper()
+    letters = _LAYOUT_LETTERS.get(len(fmt))
+    if letters is None or sorted(fmt) != sorted(letters):
+        raise ValueError(
+            f"{method}: dataformats must be a permutation of HW, CHW or NCHW, got {dataformats!r}"
+        )
+    if len(shape) != len(fmt):
+        hint = f"; use {batch_method} for a batch" if batch_method and len(shape) == len(fmt) + 1 else ""
+        raise ValueError(
+            f"{method}: expected {len(fmt)} dims ({','.join(fmt)}) for dataformats={dataformats!r}, "
+            f"got shape {tuple(shape)}{hint}"
+        )
+    if "C" in fmt and shape[fmt.index("C")] not in (1, 3, 4):
+        raise ValueError(
+            f"{method}: expected 1, 3 or 4 channels on axis {fmt.index('C')} for dataformats="
+            f"{dataformats!r}, got shape {tuple(shape)}"
+        )
+    if any(size == 0 for size in shape):
+        raise ValueError(f"{method}: got an empty image, shape {tuple(shape)}")
+
+
+def check_dtype(method: str, dtype: np.dtype) -> None:
+    """Raise a TypeError unless ``dtype`` is uint8, bool or floating point (values in [0, 1])."""
+    if dtype != np.uint8 and dtype.kind not in "fb":
+        raise TypeError(
+            f"{method}: expected uint8 (0-255) or float (0-1) pixels, got {dtype}; "
+            "convert integers with .to(torch.uint8) or scale floats to [0, 1]"
+        )
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """Pixels as uint8: uint8 unchanged, floats in [0, 1] scaled and rounded, NaN as 0."""
+    if array.dtype == np.uint8:
+        return array
+    scaled = np.nan_to_num(array.astype(np.float32), nan=0.0) * 255.0 + 0.5
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def tile(batch: np.ndarray, ncols: int = 8) -> np.ndarray:
+    """Lay an NHWC batch out as one HWC image, ``ncols`` images a row (torch's grid, no padding)."""
+    n, h, w, c = batch.shape
+    ncols = min(n, ncols)
+    nrows = math.ceil(n / ncols)
+    canvas = np.zeros((nrows * h, ncols * w, c), dtype=batch.dtype)
+    for i in range(n):
+        row, col = divmod(i, ncols)
+        canvas[row * h : (row + 1) * h, col * w : (col + 1) * w] = batch[i]
+    return canvas
+
+
+def to_hwc(array: np.ndarray, dataformats: str) -> np.ndarray:
+    """An array in ``dataformats`` layout as one HWC image; a batch is tiled into a grid."""
+    fmt = dataformats.upper()
+    if len(fmt) == 2:
+        return array.transpose([fmt.index(a) for a in "HW"])[:, :, None]
+    if len(fmt) == 3:
+        return array.transpose([fmt.index(a) for a in "HWC"])
+    batch = array.transpose([fmt.index(a) for a in "NHWC"])
+    if batch.shape[3] == 1:
+        batch = np.repeat(batch, 3, axis=3)
+    return tile(batch)
+
+
+def encode_png(hwc: np.ndarray) -> bytes:
+    """PNG bytes of an HWC uint8 image with 1, 3 or 4 channels."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(hwc if hwc.shape[2] > 1 else hwc[:, :, 0])).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def draw_boxes(hwc: np.ndarray, boxes: np.ndarray, labels: Sequence[str] | None) -> np.ndarray:
+    """``hwc`` (uint8) with each ``x1, y1, x2, y2`` pixel box of ``boxes`` drawn in red, labelled."""
+    image = Image.fromarray(hwc if hwc.shape[2] > 1 else hwc[:, :, 0]).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        draw.rectangle([x1, y1, x2, y2], outline=(255, 0, 0), width=2)
+        if labels is not None:
+            draw.text((x1 + 3, y1 + 2), labels[i], fill=(255, 0, 0))
+    return np.asarray(image)
+
+
+def image_value(
+    tag: str,
+    array: np.ndarray,
+    dataformats: str,
+    boxes: np.ndarray | None = None,
+    labels: Sequence[str] | None = None,
+    rescale: float = 1.0,
+) -> Summary.Value:
+    """A ``Summary.Image`` of ``array`` (uint8, bool or float in [0, 1]) laid out as ``dataformats``,
+    with ``boxes`` (N, 4 pixel ``x1, y1, x2, y2``) drawn on it when given, scaled by ``rescale``."""
+    hwc = to_uint8(to_hwc(array, dataformats))
+    if rescale != 1.0:
+        height, width = max(1, round(hwc.shape[0] * rescale)), max(1, round(hwc.shape[1] * rescale))
+        resized = Image.fromarray(hwc if hwc.shape[2] > 1 else hwc[:, :, 0]).resize((width, height))
+        hwc = np.asarray(resized).reshape(height, width, -1)
+        boxes = None if boxes is None else boxes * rescale
+    if boxes is not None:
+        hwc = draw_boxes(hwc, boxes, labels)
+    height, width, channels = hwc.shape
+    return Summary.Value(
+        tag=tag,
+        image=Summary.Image(
+            height=height, width=width, colorspace=channels, encoded_image_string=encode_png(hwc)
+        ),
+    )

@@ -1,0 +1,64 @@
+"""Precision-recall curves: counts at evenly spaced thresholds in the PR Curves plugin's tensor."""
+
+from __future__ import annotations
+
+import numpy as np
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.pr_curve import metadata
+from tensorboard.util import tensor_util
+
+# Keeps precision finite where nothing was predicted positive, as TensorBoard's own summary does.
+_EPSILON = 1e-7
+
+
+def pr_curve_value(
+    tag: str,
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    num_thresholds: int = 127,
+    weights: np.ndarray | None = None,
+) -> Summary.Value:
+    """The PR curve of binary ``labels`` against ``predictions`` in [0, 1].
+
+    Threshold ``i`` of ``num_thresholds`` is ``i / (num_thresholds - 1)``; a prediction at or above
+    it counts as positive.
+    """
+    truth = np.asarray(labels).reshape(-1).astype(bool)
+    scores = np.clip(np.asarray(predictions, dtype=np.float64).reshape(-1), 0.0, 1.0)
+    w = np.ones_like(scores) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    bucket = np.floor(scores * (num_thresholds - 1)).astype(np.int64)
+    # Counts of positives and negatives whose score reaches each threshold, from the top down.
+    pos = np.bincount(bucket, weights=w * truth, minlength=num_thresholds)
+    neg = np.bincount(bucket, weights=w * ~truth, minlength=num_thresholds)
+    tp = np.cumsum(pos[::-1])[::-1]
+    fp = np.cumsum(neg[::-1])[::-1]
+    tn = neg.sum() - fp
+    fn = pos.sum() - tp
+    return pr_curve_raw_value(tag, tp, fp, tn, fn, None, None, num_thresholds)
+
+
+def pr_curve_raw_value(
+    tag: str,
+    true_positives: np.ndarray,
+    false_positives: np.ndarray,
+    true_negatives: np.ndarray,
+    false_negatives: np.ndarray,
+    precision: np.ndarray | None,
+    recall: np.ndarray | None,
+    num_thresholds: int,
+) -> Summary.Value:
+    """A PR curve from counts per threshold; precision and recall are derived when not given."""
+    tp, fp, tn, fn = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (
+        true_positives, false_positives, true_negatives, false_negatives))
+    if precision is None:
+        precision = tp / np.maximum(_EPSILON, tp + fp)
+    if recall is None:
+        recall = tp / np.maximum(_EPSILON, tp + fn)
+    data = np.stack([tp, fp, tn, fn, np.asarray(precision).reshape(-1), np.asarray(recall).reshape(-1)])
+    return Summary.Value(
+        tag=tag,
+        tensor=tensor_util.make_tensor_proto(data.astype(np.float32)),
+        metadata=metadata.create_summary_metadata(
+            display_name=tag, description="", num_thresholds=num_thresholds
+        ),
+    )

@@ -1,0 +1,705 @@
+"""Writer: the SummaryWriter-compatible front, the only object a training loop touches.
+
+Every ``add_*`` method checks its arguments, takes a snapshot of the value (see ``snapshot``) and
+queues it. Encoding and disk I/O happen on the pipeline's thread.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+from tbscope import snapshot
+from tbscope.pipeline import MAX_ITEMS, LoggingError, Pipeline, install_exit_handlers, on_exit, warn_once
+from tbscope.snapshot import Pending
+from tbscope.summaries import (
+    audio,
+    custom_scalars,
+    embedding,
+    graph,
+    histogram,
+    hparams,
+    image,
+    mesh,
+    pr_curve,
+    scalar,
+    text,
+    video,
+)
+from tbscope.summaries import tensor as raw_tensor
+from tbscope.summaries.figure import render as render_figure
+
+# Bytes a small item (a scalar, a short text) holds in memory, for the pending-memory bound.
+_SCALAR_BYTES = 120
+_now = time.time
+
+
+def _warn_nonfinite(tag: str, value: float) -> None:
+    warn_once(
+        ("nonfinite", tag),
+        f"tbscope: scalar {tag!r} is {value}; it is logged as is and TensorBoard plots it as {value}",
+    )
+
+
+def _simple_scalar(tag: str, value: float) -> Any:
+    if not math.isfinite(value):
+        _warn_nonfinite(tag, value)
+    return scalar.simple_value(tag, value)
+
+
+def _tensor_scalar(tag: str, value: float, double_precision: bool) -> Any:
+    if not math.isfinite(value):
+        _warn_nonfinite(tag, value)
+    return scalar.tensor_value(tag, value, double_precision)
+
+
+def _histogram(tag: str, values: np.ndarray, bins: histogram.Bins, max_bins: int | None) -> Any:
+    value, dropped = histogram.histogram_value(tag, values, bins, max_bins)
+    if dropped:
+        warn_once(
+            ("nonfinite-histogram", tag),
+            f"tbscope: histogram {tag!r} had {dropped} NaN/Inf value(s); they are left out of it",
+        )
+    return value
+
+
+def _event(event: Event) -> Event:
+    return event
+
+
+def _nbytes(data: Any) -> int:
+    return int(data.host.nbytes if isinstance(data, Pending) else getattr(data, "nbytes", _SCALAR_BYTES))
+
+
+def _check_tag(method: str, tag: Any) -> None:
+    if type(tag) is not str:
+        raise TypeError(f"{method}: tag must be a str, got {type(tag).__name__} {tag!r}")
+    if not tag:
+        raise ValueError(f"{method}: tag must not be empty")
+
+
+class Writer:
+    """Log scalars, images, histograms and more for TensorBoard, without slowing training down.
+
+    A drop-in for ``torch.utils.tensorboard.SummaryWriter``: the same methods and arguments, and
+    files that stock TensorBoard reads. What differs is where the work happens: each ``add_*``
+    call only checks its arguments and takes a snapshot of the value, so it costs microseconds,
+    never encodes, never touches the disk and never waits on the GPU (a CUDA tensor is copied
+    asynchronously). A background thread encodes and writes.
+
+    Files go to ``log_dir`` (default ``runs/<date>_<host><comment>``, as torch does). Everything is
+    written within ``flush_secs`` seconds, on ``flush()`` and ``close()``, at interpreter exit and
+    on SIGTERM.
+
+    Args:
+        log_dir: Directory of the run's event files; created if missing. An unwritable one is an
+            error here, at construction, not later in training.
+        comment: Appended to the default ``log_dir``; ignored when ``log_dir`` is given.
+        purge_step: Hide every event at or after this step that earlier, crashed attempts of this
+            run wrote, as TensorBoard's purge does (use it when resuming from a checkpoint).
+        max_queue: Accepted for compatibility with torch; memory is bounded by
+            ``max_pending_bytes`` instead.
+        flush_secs: Longest time a logged value waits before it is on disk. Default 5 seconds
+            rather than torch's 120, so TensorBoard shows a run as it happens; writes are batched,
+            so this costs nothing measurable.
+        filename_suffix: Appended to event file names.
+        strict: When False (the default) a failure to log (a full disk, a value that cannot be
+            encoded) is warned about once, counted, and training goes on. When True the next call
+            raises ``LoggingError`` instead.
+        max_pending_bytes: Memory that values waiting to be written may hold. When the caller
+            logs faster than the disk takes it, new values are dropped (with one warning, and a
+            count at close) instead of growing memory or blocking the training loop.
+
+    Example:
+        >>> import tempfile
+        >>> from tbscope import Writer
+        >>> log_dir = tempfile.mkdtemp()
+        >>> with Writer(log_dir) as w:
+        ...     for step in range(100):
+        ...         w.add_scalar("train/loss", 1.0 / (step + 1), step)
+        >>> from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        >>> acc = EventAccumulator(log_dir, size_guidance={"scalars": 0}).Reload()
+        >>> [(e.step, e.value) for e in acc.Scalars("train/loss")][:2]
+        [(0, 1.0), (1, 0.5)]
+    """
+
+    def __init__(
+        self,
+        log_dir: str | Path | None = None,
+        comment: str = "",
+        purge_step: int | None = None,
+        max_queue: int = 10,
+        flush_secs: float = 5.0,
+        filename_suffix: str = "",
+        *,
+        strict: bool = False,
+        max_pending_bytes: int = 512 << 20,
+    ) -> None:
+        if log_dir is None:
+            stamp = datetime.now().strftime("%b%d_%H-%M-%S")
+            log_dir = Path("runs") / f"{stamp}_{socket.gethostname()}{comment}"
+        self.log_dir = Path(log_dir)
+        if self.log_dir.exists() and not self.log_dir.is_dir():
+            raise NotADirectoryError(f"Writer: log_dir {str(self.log_dir)!r} exists and is not a directory")
+        self.strict = strict
+        self._flush_secs = flush_secs
+        self._suffix = filename_suffix
+        self._max_pending_bytes = max_pending_bytes
+        self._pipeline: Pipeline | None = None
+        self._hparams_runs: set[str] = set()
+        self._layout: dict[str, dict[str, Sequence[Any]]] = {}
+        self._open()
+        install_exit_handlers()
+        on_exit(self._close_at_exit)
+        if purge_step is not None:
+            self._put_event("", purge_step, None, Event(session_log=SessionLog(status=SessionLog.START)))
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def _open(self) -> Pipeline:
+        self._pipeline = Pipeline(self.log_dir, self._suffix, self._flush_secs, self._max_pending_bytes)
+        return self._pipeline
+
+    def _put(
+        self,
+        method: str,
+        run: str,
+        step: Any,
+        walltime: float | None,
+        encode: Any,
+        args: tuple[Any, ...],
+        pending: bool,
+        nbytes: int,
+    ) -> None:
+        pipeline = self._pipeline or self._open()
+        if pipeline.error is not None and self.strict:
+            error, pipeline.error = pipeline.error, None
+            raise LoggingError(f"{method}: an earlier value could not be logged: {error}") from error
+        pipeline.put(
+            (
+                run,
+                step if type(step) is int else snapshot.step(method, step),
+                time.time() if walltime is None else walltime,
+                encode,
+                args,
+                pending,
+                nbytes,
+            )
+        )
+
+    def _put_event(self, run: str, step: Any, walltime: float | None, event: Event) -> None:
+        self._put("log", run, step, walltime, _event, (event,), False, event.ByteSize())
+
+    def get_logdir(self) -> str:
+        """The directory this writer writes to."""
+        return str(self.log_dir)
+
+    # -- scalars -------------------------------------------------------------------------------------
+
+    def add_scalar(
+        self,
+        tag: str,
+        scalar_value: Any,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        new_style: bool = False,
+        double_precision: bool = False,
+    ) -> None:
+        """Log a number: a Python number, a NumPy scalar or a one-element tensor (CUDA too).
+
+        A CUDA tensor is copied asynchronously: no host-device sync. NaN and Inf are logged as
+        they are (TensorBoard plots them) with one warning per tag. ``new_style`` writes a
+        scalars-plugin tensor instead of ``simple_value``; ``double_precision`` keeps 64 bits.
+        """
+        if type(tag) is not str:
+            _check_tag("add_scalar", tag)
+        if type(scalar_value) is float:
+            value: float | Pending = scalar_value
+            pending = False
+        else:
+            value = snapshot.scalar("add_scalar", scalar_value)
+            pending = type(value) is Pending
+        if new_style or double_precision:
+            encode: Any = _tensor_scalar
+            args: tuple[Any, ...] = (tag, value, double_precision)
+        else:
+            encode, args = _simple_scalar, (tag, value)
+        # The hot path of every training loop: append straight to the queue when nothing is
+        # unusual, else take the general path (reopen, strict errors, the memory bound).
+        pipeline = self._pipeline
+        if type(global_step) is int and pipeline is not None and pipeline.error is None:
+            items = pipeline.items
+            if len(items) < MAX_ITEMS:
+                items.append(("", global_step, _now() if walltime is None else walltime, encode, args, pending, 0))
+                return
+        self._put("add_scalar", "", global_step, walltime, encode, args, pending, 0)
+
+    def add_scalars(
+        self,
+        main_tag: str,
+        tag_scalar_dict: Mapping[str, Any],
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
+        """Log several numbers in one chart: each key becomes a sub-run ``<main_tag>_<key>`` (torch's layout)."""
+        _check_tag("add_scalars", main_tag)
+        walltime = time.time() if walltime is None else walltime
+        for key, raw in tag_scalar_dict.items():
+            value = snapshot.scalar("add_scalars", raw)
+            run = f"{main_tag.replace('/', '_')}_{key}"
+            self._put(
+                "add_scalars", run, global_step, walltime, _simple_scalar,
+                (main_tag, value), type(value) is Pending, _SCALAR_BYTES,
+            )  # fmt: skip
+
+    def add_tensor(self, tag: str, tensor: Any, global_step: int | None = None, walltime: float | None = None) -> None:
+        """Log a raw tensor (no dashboard shows it; readers get the array back)."""
+        _check_tag("add_tensor", tag)
+        data = snapshot.array("add_tensor", tensor)
+        self._put(
+            "add_tensor", "", global_step, walltime, raw_tensor.tensor_value, (tag, data),
+            isinstance(data, Pending), _nbytes(data),
+        )  # fmt: skip
+
+    # -- images --------------------------------------------------------------------------------------
+
+    def _image(
+        self, method: str, img: Any, dataformats: str, batch_method: str = ""
+    ) -> np.ndarray | Pending:
+        data = snapshot.array(method, img)
+        image.check_layout(method, data.shape, dataformats, batch_method)
+        image.check_dtype(method, data.dtype)
+        return data
+
+    def add_image(
+        self,
+        tag: str,
+        img_tensor: Any,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        dataformats: str = "CHW",
+    ) -> None:
+        """Log an image: uint8 (0-255), or float or bool (0-1); layout CHW, HWC, HW or any permutation."""
+        _check_tag("add_image", tag)
+        data = self._image("add_image", img_tensor, dataformats, batch_method="add_images")
+        self._put(
+            "add_image", "", global_step, walltime, image.image_value, (tag, data, dataformats),
+            isinstance(data, Pending), _nbytes(data),
+        )  # fmt: skip
+
+    def add_images(
+        self,
+        tag: str,
+        img_tensor: Any,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        dataformats: str = "NCHW",
+    ) -> None:
+        """Log a batch of images as one grid, 8 a row (layout NCHW, NHWC or any permutation)."""
+        _check_tag("add_images", tag)
+        data = self._image("add_images", img_tensor, dataformats)
+        self._put(
+            "add_images", "", global_step, walltime, image.image_value, (tag, data, dataformats),
+            isinstance(data, Pending), _nbytes(data),
+        )  # fmt: skip
+
+    def add_image_with_boxes(
+        self,
+        tag: str,
+        img_tensor: Any,
+        box_tensor: Any,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        rescale: float = 1,
+        dataformats: str = "CHW",
+        labels: Sequence[str] | None = None,
+    ) -> None:
+        """Log an image with boxes drawn on it: ``box_tensor`` is (N, 4) pixel ``x1, y1, x2, y2``."""
+        _check_tag("add_image_with_boxes", tag)
+        data = self._image("add_image_with_boxes", img_tensor, dataformats)
+        boxes = snapshot.array("add_image_with_boxes", box_tensor)
+        if len(boxes.shape) != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"add_image_with_boxes: box_tensor must have shape (N, 4), got {tuple(boxes.shape)}")
+        if labels is not None and len(labels) != boxes.shape[0]:
+            raise ValueError(
+                f"add_image_with_boxes: got {len(labels)} labels for {boxes.shape[0]} boxes; give one per box"
+            )
+        self._put(
+            "add_image_with_boxes", "", global_step, walltime, image.image_value,
+            (tag, data, dataformats, boxes, None if labels is None else list(labels), float(rescale)),
+            isinstance(data, Pending) or isinstance(boxes, Pending), _nbytes(data),
+        )  # fmt: skip
+
+    def add_figure(
+        self,
+        tag: str,
+        figure: Any,
+        global_step: int | None = None,
+        close: bool = True,
+        walltime: float | None = None,
+    ) -> None:
+        """Log a matplotlib figure (or a list of them, as a grid) as an image; closes it by default.
+
+        The figure is rendered before this returns (matplotlib is not thread-safe); its PNG
+        encoding happens in the background.
+        """
+        _check_tag("add_figure", tag)
+        if isinstance(figure, list):
+            pixels = np.stack(_same_size([render_figure(fig, close) for fig in figure]))
+            layout = "NHWC"
+        else:
+            pixels, layout = render_figure(figure, close), "HWC"
+        self._put("add_figure", "", global_step, walltime, image.image_value, (tag, pixels, layout), False, pixels.nbytes)
+
+    def add_video(
+        self,
+        tag: str,
+        vid_tensor: Any,
+        global_step: int | None = None,
+        fps: float = 4,
+        walltime: float | None = None,
+    ) -> None:
+        """Log a batch of clips, (N, T, C, H, W) uint8 or float in [0, 1], as an animated GIF."""
+        _check_tag("add_video", tag)
+        data = snapshot.array("add_video", vid_tensor)
+        video.check_shape(tuple(data.shape))
+        image.check_dtype("add_video", data.dtype)
+        self._put(
+            "add_video", "", global_step, walltime, video.video_value, (tag, data, float(fps)),
+            isinstance(data, Pending), _nbytes(data),
+        )  # fmt: skip
+
+    def add_audio(
+        self,
+        tag: str,
+        snd_tensor: Any,
+        global_step: int | None = None,
+        sample_rate: int = 44100,
+        walltime: float | None = None,
+    ) -> None:
+        """Log a sound clip: samples in [-1, 1], shape (L,) or (1, L) mono, or (C, L)."""
+        _check_tag("add_audio", tag)
+        data = snapshot.array("add_audio", snd_tensor)
+        if len(data.shape) not in (1, 2) or 0 in data.shape:
+            raise ValueError(f"add_audio: expected shape (L,) or (C, L), got {tuple(data.shape)}")
+        self._put(
+            "add_audio", "", global_step, walltime, audio.audio_value, (tag, data, int(sample_rate)),
+            isinstance(data, Pending), _nbytes(data),
+        )  # fmt: skip
+
+    # -- distributions -------------------------------------------------------------------------------
+
+    def add_histogram(
+        self,
+        tag: str,
+        values: Any,
+        global_step: int | None = None,
+        bins: histogram.Bins = "tensorflow",
+        walltime: float | None = None,
+        max_bins: int | None = None,
+    ) -> None:
+        """Log the distribution of ``values`` (any shape); binned in the background.
+
+        ``bins`` as in torch: "tensorflow" (default), a NumPy bin name, a count or the edges.
+        NaN and Inf values are left out of the histogram, with one warning per tag.
+        """
+        _check_tag("add_histogram", tag)
+        histogram.check_bins(bins)
+        data = snapshot.array("add_histogram", values)
+        if 0 in data.shape:
+            raise ValueError(f"add_histogram: values is empty, shape {tuple(data.shape)}")
+        self._put(
+            "add_histogram", "", global_step, walltime, _histogram, (tag, data, bins, max_bins),
+            isinstance(data, Pending), _nbytes(data),
+        )  # fmt: skip
+
+    def add_histogram_raw(
+        self,
+        tag: str,
+        min: float,
+        max: float,
+        num: int,
+        sum: float,
+        sum_squares: float,
+        bucket_limits: Sequence[float],
+        bucket_counts: Sequence[float],
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
+        """Log a histogram computed elsewhere: bucket right edges and the count in each bucket."""
+        _check_tag("add_histogram_raw", tag)
+        limits = [float(x) for x in np.asarray(bucket_limits).reshape(-1)]
+        counts = [float(x) for x in np.asarray(bucket_counts).reshape(-1)]
+        if len(limits) != len(counts):
+            raise ValueError(
+                f"add_histogram_raw: {len(limits)} bucket_limits but {len(counts)} bucket_counts; "
+                "give one limit per bucket"
+            )
+        self._put(
+            "add_histogram_raw", "", global_step, walltime, histogram.histogram_raw_value,
+            (tag, float(min), float(max), int(num), float(sum), float(sum_squares), limits, counts),
+            False, 16 * len(limits) + _SCALAR_BYTES,
+        )  # fmt: skip
+
+    def add_pr_curve(
+        self,
+        tag: str,
+        labels: Any,
+        predictions: Any,
+        global_step: int | None = None,
+        num_thresholds: int = 127,
+        weights: Any = None,
+        walltime: float | None = None,
+    ) -> None:
+        """Log a precision-recall curve of binary ``labels`` against ``predictions`` in [0, 1]."""
+        _check_tag("add_pr_curve", tag)
+        if not 2 <= num_thresholds <= 127:
+            raise ValueError(f"add_pr_curve: num_thresholds must be in 2..127, got {num_thresholds}")
+        truth = snapshot.array("add_pr_curve", labels)
+        scores = snapshot.array("add_pr_curve", predictions)
+        parts = [truth, scores] + ([] if weights is None else [snapshot.array("add_pr_curve", weights)])
+        sizes = {int(np.prod(p.shape)) for p in parts}
+        if len(sizes) != 1 or 0 in sizes:
+            raise ValueError(
+                "add_pr_curve: labels, predictions (and weights) must have the same, non-zero number "
+                f"of elements, got shapes {[tuple(p.shape) for p in parts]}"
+            )
+        self._put(
+            "add_pr_curve", "", global_step, walltime, pr_curve.pr_curve_value,
+            (tag, truth, scores, num_thresholds, parts[2] if weights is not None else None),
+            any(isinstance(p, Pending) for p in parts), sum(_nbytes(p) for p in parts),
+        )  # fmt: skip
+
+    def add_pr_curve_raw(
+        self,
+        tag: str,
+        true_positive_counts: Any,
+        false_positive_counts: Any,
+        true_negative_counts: Any,
+        false_negative_counts: Any,
+        precision: Any,
+        recall: Any,
+        global_step: int | None = None,
+        num_thresholds: int = 127,
+        weights: Any = None,
+        walltime: float | None = None,
+    ) -> None:
+        """Log a PR curve from counts per threshold (each of length ``num_thresholds``)."""
+        _check_tag("add_pr_curve_raw", tag)
+        arrays = (true_positive_counts, false_positive_counts, true_negative_counts,
+                  false_negative_counts, precision, recall)  # fmt: skip
+        parts = [snapshot.array("add_pr_curve_raw", a) for a in arrays]
+        bad = [tuple(p.shape) for p in parts if int(np.prod(p.shape)) != num_thresholds]
+        if bad:
+            raise ValueError(
+                f"add_pr_curve_raw: every array must have num_thresholds={num_thresholds} elements, "
+                f"got shape {bad[0]}"
+            )
+        self._put(
+            "add_pr_curve_raw", "", global_step, walltime, pr_curve.pr_curve_raw_value,
+            (tag, *parts, num_thresholds), any(isinstance(p, Pending) for p in parts),
+            sum(_nbytes(p) for p in parts),
+        )  # fmt: skip
+
+    # -- text, structure, 3D -------------------------------------------------------------------------
+
+    def add_text(
+        self, tag: str, text_string: str, global_step: int | None = None, walltime: float | None = None
+    ) -> None:
+        """Log a string; TensorBoard renders it as Markdown."""
+        _check_tag("add_text", tag)
+        if not isinstance(text_string, str):
+            raise TypeError(f"add_text: text_string must be a str, got {type(text_string).__name__}")
+        self._put(
+            "add_text", "", global_step, walltime, text.text_value, (tag, text_string),
+            False, len(text_string) + _SCALAR_BYTES,
+        )  # fmt: skip
+
+    def add_mesh(
+        self,
+        tag: str,
+        vertices: Any,
+        colors: Any = None,
+        faces: Any = None,
+        config_dict: Mapping[str, Any] | None = None,
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
+        """Log a mesh or point cloud: vertices (B, N, 3) float, colors (B, N, 3) uint8, faces (B, F, 3) int."""
+        _check_tag("add_mesh", tag)
+        parts = [None if a is None else snapshot.array("add_mesh", a) for a in (vertices, colors, faces)]
+        mesh.check_shapes(
+            vertices=tuple(parts[0].shape),  # type: ignore[union-attr]
+            colors=None if parts[1] is None else tuple(parts[1].shape),
+            faces=None if parts[2] is None else tuple(parts[2].shape),
+        )
+        self._put(
+            "add_mesh", "", global_step, walltime, mesh.mesh_values,
+            (tag, *parts, dict(config_dict) if config_dict else None),
+            any(isinstance(p, Pending) for p in parts), sum(_nbytes(p) for p in parts if p is not None),
+        )  # fmt: skip
+
+    def add_embedding(
+        self,
+        mat: Any,
+        metadata: Sequence[Any] | None = None,
+        label_img: Any = None,
+        global_step: int | None = None,
+        tag: str = "default",
+        metadata_header: Sequence[str] | None = None,
+    ) -> None:
+        """Log vectors (N, D) for the Projector, with per-row labels and thumbnails.
+
+        ``metadata`` is one label per row, or one list per row with ``metadata_header`` naming the
+        columns. ``label_img`` (N, C, H, W) makes the sprite; a sprite over the Projector's
+        8192x8192 limit is shrunk, with a warning. The Projector config already in the run is
+        kept: this embedding is added to it.
+        """
+        _check_tag("add_embedding", tag)
+        data = snapshot.array("add_embedding", mat)
+        images = None if label_img is None else snapshot.array("add_embedding", label_img)
+        rows = None if metadata is None else [list(r) if metadata_header is not None else r for r in metadata]
+        embedding.check_inputs(
+            tuple(data.shape), rows, metadata_header, None if images is None else tuple(images.shape)
+        )
+        step = snapshot.step("add_embedding", global_step)
+        subdir = f"{step:05d}/{urllib.parse.quote(tag, safe='')}"
+        self._put(
+            "add_embedding", "", step, None, embedding.write_embedding,
+            (self.log_dir, subdir, f"{tag}:{step:05d}", data, rows,
+             None if metadata_header is None else list(metadata_header), images),
+            isinstance(data, Pending) or isinstance(images, Pending),
+            _nbytes(data) + (0 if images is None else _nbytes(images)),
+        )  # fmt: skip
+
+    def add_graph(
+        self, model: Any, input_to_model: Any = None, verbose: bool = False, use_strict_trace: bool = True
+    ) -> None:
+        """Log the graph of ``model`` traced on ``input_to_model`` (a tensor or a tuple of them).
+
+        The model runs once, here, in eval mode (each module's mode is restored). A model that
+        cannot be traced gets a warning naming the model and the reason, and training goes on
+        (``strict`` writers raise ``GraphError``). ``verbose`` prints the traced graph.
+        """
+        try:
+            traced, classes = graph.trace(model, input_to_model, use_strict_trace)
+        except graph.GraphError as err:
+            if self.strict:
+                raise
+            warn_once(("graph", str(err)), f"tbscope: {err}; no graph was logged, training goes on")
+            return
+        if verbose:
+            print(traced)
+        self._put("add_graph", "", 0, None, graph.graph_event, (traced, classes), False, _SCALAR_BYTES)
+
+    def add_custom_scalars(self, layout: custom_scalars.Layout) -> None:
+        """Lay out the Custom Scalars dashboard: ``{category: {title: ["Multiline", [tags]]}}``.
+
+        Charts of successive calls are merged (torch keeps only the last call's).
+        """
+        custom_scalars.check_layout(layout)
+        for category, charts in layout.items():
+            self._layout.setdefault(category, {}).update({title: list(chart) for title, chart in charts.items()})
+        merged = {category: dict(charts) for category, charts in self._layout.items()}
+        self._put("add_custom_scalars", "", 0, None, custom_scalars.layout_value, (merged,), False, _SCALAR_BYTES)
+
+    def add_custom_scalars_multilinechart(
+        self, tags: Sequence[str], category: str = "default", title: str = "untitled"
+    ) -> None:
+        """One chart plotting every tag matching ``tags`` (regular expressions)."""
+        self.add_custom_scalars({category: {title: ["Multiline", list(tags)]}})
+
+    def add_custom_scalars_marginchart(
+        self, tags: Sequence[str], category: str = "default", title: str = "untitled"
+    ) -> None:
+        """One chart of a value between a lower and an upper bound: ``tags`` is [value, lower, upper]."""
+        self.add_custom_scalars({category: {title: ["Margin", list(tags)]}})
+
+    # -- hyperparameters -----------------------------------------------------------------------------
+
+    def add_hparams(
+        self,
+        hparam_dict: Mapping[str, Any],
+        metric_dict: Mapping[str, Any],
+        hparam_domain_discrete: Mapping[str, Sequence[Any]] | None = None,
+        run_name: str | None = None,
+        global_step: int | None = None,
+    ) -> None:
+        """Record this run's hyperparameters and metrics for the HParams dashboard.
+
+        Unlike torch, they go into this run's own event file (``run_name`` names a sub-run
+        instead), nested dicts are flattened with "/", bools stay bools, lists and other values
+        are shown as text and None is left out. The metrics are logged as scalars at
+        ``global_step`` and may be logged again later: the dashboard shows their last value. The
+        session's status is recorded when the writer closes: failure if it is closed by an
+        exception (or the process dies of one), success otherwise. ``hparam_domain_discrete`` is
+        accepted for compatibility: TensorBoard derives each domain from the values of all runs.
+        """
+        if not isinstance(hparam_dict, Mapping) or not isinstance(metric_dict, Mapping):
+            raise TypeError("add_hparams: hparam_dict and metric_dict must be dicts")
+        run = run_name or ""
+        flat = hparams.flatten(hparam_dict)
+        self._put(
+            "add_hparams", run, 0, None, hparams.session_start_value, (flat, time.time()),
+            False, _SCALAR_BYTES * (1 + len(flat)),
+        )  # fmt: skip
+        self._hparams_runs.add(run)
+        for key, raw in metric_dict.items():
+            value = snapshot.scalar("add_hparams", raw)
+            self._put(
+                "add_hparams", run, global_step, None, _simple_scalar, (key, value),
+                type(value) is Pending, _SCALAR_BYTES,
+            )  # fmt: skip
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write everything logged so far to disk; returns once it is there."""
+        if self._pipeline is not None:
+            self._pipeline.flush()
+
+    def close(self, status: str = "success") -> None:
+        """Write everything and close the files. ``status`` ("success" or "failure") ends the
+        HParams session. Logging again afterwards opens a new event file, as torch does."""
+        if status not in hparams.STATUSES:
+            raise ValueError(f"close: status must be one of {', '.join(hparams.STATUSES)}, got {status!r}")
+        pipeline = self._pipeline
+        if pipeline is None:
+            return
+        for run in sorted(self._hparams_runs):
+            self._put("close", run, 0, None, hparams.session_end_value, (status, time.time()), False, _SCALAR_BYTES)
+        self._hparams_runs.clear()
+        self._pipeline = None
+        pipeline.close()
+
+    def _close_at_exit(self, status: str) -> None:
+        self.close(status)
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close("failure" if exc_type is not None else "success")
+
+
+def _same_size(images: list[np.ndarray]) -> list[np.ndarray]:
+    """Pad images to the largest height and width (white), so figures of any size form a grid."""
+    height = max(i.shape[0] for i in images)
+    width = max(i.shape[1] for i in images)
+    return [
+        np.pad(i, ((0, height - i.shape[0]), (0, width - i.shape[1]), (0, 0)), constant_values=255)
+        for i in images
+    ]
+
