@@ -48,12 +48,15 @@ class LoggingError(RuntimeError):
 
 
 _warned: set[object] = set()
+_thread_state = threading.local()
 
 
 def warn_once(key: object, message: str) -> None:
-    """Warn with ``message`` the first time ``key`` is seen in this process."""
-    if key not in _warned:
-        _warned.add(key)
+    """Warn with ``message`` the first time ``key`` is seen: per writer when called from a
+    pipeline thread (an encoder noticing bad data), per process otherwise."""
+    seen: set[object] = getattr(_thread_state, "warned", _warned)
+    if key not in seen:
+        seen.add(key)
         warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
@@ -114,7 +117,7 @@ class Pipeline:
         if len(self.items) >= MAX_ITEMS or self._enqueued_bytes - self._consumed_bytes > self.max_pending_bytes:
             self.dropped += 1
             warn_once(
-                (id(self), "dropped"),
+                (self.log_dir, "dropped"),
                 f"tbscope: logging is {self.max_pending_bytes >> 20} MiB behind the disk in {self.log_dir}; "
                 "dropping new values until it catches up (the count is reported at close)",
             )
@@ -140,17 +143,15 @@ class Pipeline:
         self._wake.set()
         self._thread.join(timeout=60)
         _live.discard(self)
-        if self.dropped or self.lost:
-            warnings.warn(
-                f"tbscope: {self.log_dir}: {self.dropped} value(s) dropped while the disk was behind, "
-                f"{self.lost} lost to errors (see the warnings above)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+        losses = [f"{self.dropped} value(s) dropped while the disk was behind"] if self.dropped else []
+        losses += [f"{self.lost} value(s) lost to errors (see the warnings above)"] if self.lost else []
+        if losses:
+            warnings.warn(f"tbscope: {self.log_dir}: {'; '.join(losses)}", RuntimeWarning, stacklevel=3)
 
     # -- pipeline thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        _thread_state.warned = set()
         last_write = time.monotonic()
         while True:
             self._wake.wait(_DRAIN_SECONDS)
@@ -245,7 +246,7 @@ class Pipeline:
             self.error = err
         full = errno.ENOSPC == getattr(err, "errno", None)
         warn_once(
-            (id(self), key if key is not None else what.split(" at step")[0], type(err)),
+            (key if key is not None else what.split(" at step")[0], type(err)),
             f"tbscope: {what}: {err}. "
             + ("The disk is full. " if full else "")
             + "Training goes on; later failures of this kind are counted and reported at close.",

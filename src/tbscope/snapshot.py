@@ -123,7 +123,7 @@ def array(method: str, value: Any) -> np.ndarray | Pending:
         result = np.array(value)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{method}: expected a tensor or an array, got {type(value).__name__}: {err}") from None
-    if result.dtype == object:
+    if result.dtype.kind not in "biuf":
         raise TypeError(f"{method}: expected a tensor or an array of numbers, got {type(value).__name__}")
     return result
 

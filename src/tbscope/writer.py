@@ -221,7 +221,7 @@ class Writer:
         they are (TensorBoard plots them) with one warning per tag. ``new_style`` writes a
         scalars-plugin tensor instead of ``simple_value``; ``double_precision`` keeps 64 bits.
         """
-        if type(tag) is not str:
+        if type(tag) is not str or not tag:
             _check_tag("add_scalar", tag)
         if type(scalar_value) is float:
             value: float | Pending = scalar_value

@@ -1,0 +1,150 @@
+"""The demo's training script: a small CNN learns to tell shapes apart, and logs everything on the way.
+
+Run it with ``tbscope demo`` (or ``make demo``); it writes ``runs/shapes-cnn/<time>/``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tbscope.demo.data import CLASS_NAMES, make_shapes
+from tbscope.writer import Writer
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo trains, and for how long: the run's hyperparameters."""
+
+    epochs: int = 14
+    max_seconds: float = 60.0
+    batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    width: int = 12
+    train_images: int = 8192
+    val_images: int = 512
+    image_size: int = 48
+    seed: int = 0
+
+
+def build_model(width: int, classes: int) -> nn.Module:
+    """A small CNN: three conv blocks, global pooling and a linear head."""
+
+    def block(cin: int, cout: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
+
+    return nn.Sequential(
+        block(3, width),
+        block(width, width * 2),
+        block(width * 2, width * 4),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(width * 4, classes),
+    )
+
+
+def run_demo(root: str | Path = "runs", config: DemoConfig | None = None) -> Path:
+    """Train the demo model, logging into ``root/shapes-cnn/<time>``; returns that directory."""
+    cfg = config or DemoConfig()
+    torch.manual_seed(cfg.seed)
+    train = make_shapes(cfg.train_images, cfg.image_size, seed=cfg.seed)
+    val = make_shapes(cfg.val_images, cfg.image_size, seed=cfg.seed + 1)
+    x_train, y_train = torch.from_numpy(train.images), torch.from_numpy(train.labels)
+    x_val, y_val = torch.from_numpy(val.images), torch.from_numpy(val.labels)
+
+    model = build_model(cfg.width, len(CLASS_NAMES))
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    steps_per_epoch = cfg.train_images // cfg.batch_size
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr * 10, total_steps=cfg.epochs * steps_per_epoch
+    )
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    log_dir = Path(root) / "shapes-cnn" / stamp
+    started = time.monotonic()
+    with Writer(log_dir) as w:
+        w.add_graph(model, x_val[:1])
+        w.add_text("data/classes", ", ".join(f"`{i}` {name}" for i, name in enumerate(CLASS_NAMES)))
+        w.add_image_with_boxes(
+            "data/example_with_box", val.images[0], val.boxes[:1], labels=[CLASS_NAMES[val.labels[0]]]
+        )
+        step = 0
+        for epoch in range(cfg.epochs):
+            model.train()
+            order = torch.randperm(cfg.train_images)
+            for i in range(steps_per_epoch):
+                idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                logits = model(x_train[idx])
+                loss = F.cross_entropy(logits, y_train[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                # Tensors go straight in: tbscope snapshots them without a host-device sync.
+                w.add_scalar("train/loss", loss.detach(), step)
+                w.add_scalar("train/acc", (logits.argmax(1) == y_train[idx]).float().mean(), step)
+                w.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                if step % 50 == 0:
+                    for name, param in model.named_parameters():
+                        w.add_histogram(f"weights/{name}", param, step)
+                step += 1
+            val_loss, val_acc, predictions = evaluate(model, x_val, y_val)
+            w.add_scalar("val/loss", val_loss, step)
+            w.add_scalar("val/acc", val_acc, step)
+            w.add_images("val/samples", x_val[:16], step)
+            wrong = (predictions != y_val).nonzero().flatten()[:16]
+            if len(wrong):
+                w.add_images("val/mistakes", x_val[wrong], step)
+            w.add_pr_curve("val/pr_circle", (y_val == 0).int(), predictions_prob(model, x_val)[:, 0], step)
+            elapsed = time.monotonic() - started
+            print(
+                f"epoch {epoch + 1}/{cfg.epochs}  step {step}  val/loss {val_loss:.3f}  "
+                f"val/acc {val_acc:.3f}  {elapsed:.0f}s",
+                flush=True,
+            )
+            if elapsed > cfg.max_seconds:
+                print(f"stopping after {elapsed:.0f}s (max_seconds={cfg.max_seconds:g})", flush=True)
+                break
+        w.add_hparams(asdict(cfg), {"val/acc": val_acc, "val/loss": val_loss}, global_step=step)
+        w.add_embedding(
+            predictions_prob(model, x_val[:200]),
+            metadata=[CLASS_NAMES[int(c)] for c in y_val[:200]],
+            label_img=x_val[:200],
+            global_step=step,
+            tag="val/probabilities",
+        )
+    return log_dir
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+    """Validation loss, accuracy and predicted classes."""
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    predictions = logits.argmax(1)
+    return float(F.cross_entropy(logits, y)), float((predictions == y).float().mean()), predictions
+
+
+def predictions_prob(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Class probabilities of ``x``."""
+    model.eval()
+    with torch.no_grad():
+        return torch.softmax(model(x), dim=1)
+
+
+def summary_line(log_dir: Path) -> str:
+    """How to look at the run."""
+    root = log_dir.parent.parent
+    return (
+        f"\nLogged to {log_dir}\n"
+        f"Open it in TensorBoard:\n    tensorboard --logdir {root}\n"
+        "then browse to http://localhost:6006 (Scalars, Images, Histograms, Graphs, HParams, PR Curves, Projector)."
+    )
+

@@ -1,0 +1,268 @@
+"""Text, PR curves, hyperparameters, custom scalars, meshes, embeddings, graphs and raw tensors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import accumulate
+from google.protobuf import text_format
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+from tensorboard.plugins.pr_curve import metadata as pr_metadata
+from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+from tensorboard.plugins.text import metadata as text_metadata
+from tensorboard.util import tensor_util
+
+from tbscope import GraphError, Writer
+
+
+def test_text_is_a_text_plugin_string(tmp_path: Path) -> None:
+    with Writer(tmp_path) as w:
+        w.add_text("notes", "**bold** and ünïcode", 2)
+    acc = accumulate(tmp_path)
+    (event,) = acc.Tensors("notes")
+    assert event.step == 2
+    assert tensor_util.make_ndarray(event.tensor_proto).tolist() == ["**bold** and ünïcode".encode()]
+    assert acc.SummaryMetadata("notes").plugin_data.plugin_name == text_metadata.PLUGIN_NAME
+    with Writer(tmp_path / "bad") as w, pytest.raises(TypeError, match="text_string must be a str, got int"):
+        w.add_text("t", 5)  # type: ignore[arg-type]
+
+
+def test_pr_curve_counts_match_an_independent_computation(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 500)
+    predictions = np.clip(labels * 0.3 + rng.uniform(0, 0.7, 500), 0, 1)
+    with Writer(tmp_path) as w:
+        w.add_pr_curve("pr", torch.from_numpy(labels), torch.from_numpy(predictions), 3, num_thresholds=11)
+    acc = accumulate(tmp_path)
+    data = tensor_util.make_ndarray(acc.Tensors("pr")[0].tensor_proto)
+    assert data.shape == (6, 11)
+    for i in range(11):
+        predicted = predictions >= i / 10
+        tp, fp = np.sum(predicted & (labels == 1)), np.sum(predicted & (labels == 0))
+        fn, tn = np.sum(~predicted & (labels == 1)), np.sum(~predicted & (labels == 0))
+        assert data[:4, i].tolist() == [tp, fp, tn, fn]
+        assert data[4, i] == pytest.approx(tp / max(tp + fp, 1e-7), rel=1e-5)
+        assert data[5, i] == pytest.approx(tp / max(tp + fn, 1e-7), rel=1e-5)
+    content = acc.SummaryMetadata("pr").plugin_data.content
+    assert pr_metadata.parse_plugin_metadata(content).num_thresholds == 11
+
+
+def test_pr_curve_raw_and_its_errors(tmp_path: Path) -> None:
+    with Writer(tmp_path) as w:
+        w.add_pr_curve_raw("raw", [3, 1], [2, 0], [0, 2], [0, 2], [0.6, 1.0], [1.0, 0.33], 0, num_thresholds=2)
+        with pytest.raises(ValueError, match="num_thresholds=3 elements, got shape \\(2,\\)"):
+            w.add_pr_curve_raw("bad", [3, 1], [2, 0], [0, 2], [0, 2], [0.6, 1.0], [1.0, 0.3], 0, num_thresholds=3)
+        with pytest.raises(ValueError, match="same, non-zero number of elements"):
+            w.add_pr_curve("bad", [1, 0, 1], [0.5, 0.2], 0)
+    data = tensor_util.make_ndarray(accumulate(tmp_path).Tensors("raw")[0].tensor_proto)
+    assert data[:, 0].tolist() == pytest.approx([3, 2, 0, 0, 0.6, 1.0])
+
+
+def session_infos(log_dir: Path) -> tuple[object, object]:
+    acc = accumulate(log_dir)
+    start = hparams_metadata.parse_session_start_info_plugin_data(
+        acc.SummaryMetadata(hparams_metadata.SESSION_START_INFO_TAG).plugin_data.content
+    )
+    end_tag = hparams_metadata.SESSION_END_INFO_TAG
+    end = (
+        hparams_metadata.parse_session_end_info_plugin_data(acc.SummaryMetadata(end_tag).plugin_data.content)
+        if end_tag in acc.Tags()["tensors"]
+        else None
+    )
+    return start, end
+
+
+def test_hparams_go_into_the_run_itself_flattened_with_types_kept(tmp_path: Path) -> None:
+    config = {
+        "lr": 0.01,
+        "epochs": 3,
+        "amp": True,
+        "optimizer": {"name": "adam", "betas": [0.9, 0.99]},
+        "resume": None,
+        "scale": np.float32(0.5),
+        "path": Path("/data"),
+    }
+    with Writer(tmp_path) as w:
+        w.add_hparams(config, {"val/acc": 0.5})
+        w.add_scalar("val/acc", 0.9, 10)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == []  # no timestamp sub-run
+    start, end = session_infos(tmp_path)
+    hp = start.hparams  # type: ignore[attr-defined]
+    assert hp["lr"].number_value == 0.01 and hp["epochs"].number_value == 3
+    assert hp["amp"].WhichOneof("kind") == "bool_value" and hp["amp"].bool_value is True
+    assert hp["optimizer/name"].string_value == "adam"
+    assert hp["optimizer/betas"].string_value == "[0.9, 0.99]"
+    assert hp["scale"].number_value == 0.5 and hp["path"].string_value == "/data"
+    assert "resume" not in hp
+    assert end.status == api_pb2.STATUS_SUCCESS  # type: ignore[attr-defined]
+    assert [e.value for e in accumulate(tmp_path).Scalars("val/acc")] == pytest.approx([0.5, 0.9])
+
+
+def test_hparams_status_is_failure_when_the_writer_closes_on_an_exception(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="boom"), Writer(tmp_path) as w:
+        w.add_hparams({"lr": 0.1}, {"loss": 1.0})
+        start, end = None, None
+        w.flush()
+        assert session_infos(tmp_path)[1] is None  # no end status at call time
+        raise RuntimeError("boom")
+    assert session_infos(tmp_path)[1].status == api_pb2.STATUS_FAILURE  # type: ignore[union-attr]
+
+
+def test_hparams_status_is_failure_when_the_process_dies_of_an_exception(tmp_path: Path) -> None:
+    script = (
+        "import tbscope, sys\n"
+        f"w = tbscope.Writer({str(tmp_path)!r})\n"
+        "w.add_hparams({'lr': 0.1}, {'loss': 1.0})\n"
+        "raise SystemExit('no') if False else ValueError('training diverged')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "training diverged" in result.stderr
+    assert session_infos(tmp_path)[1].status == api_pb2.STATUS_FAILURE  # type: ignore[union-attr]
+
+
+def test_custom_scalar_charts_of_successive_calls_are_merged(tmp_path: Path) -> None:
+    with Writer(tmp_path) as w:
+        w.add_custom_scalars_multilinechart(["loss/.*"], category="training", title="losses")
+        w.add_custom_scalars_marginchart(["acc", "acc_lo", "acc_hi"], category="training", title="acc")
+        with pytest.raises(ValueError, match=r"chart 'c'/'t' must be \['Multiline', \[tags\]\]"):
+            w.add_custom_scalars({"c": {"t": ["Pie", ["x"]]}})
+    events = accumulate(tmp_path).Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(tensor_util.make_ndarray(events[-1].tensor_proto).item())
+    (category,) = layout.category
+    assert category.title == "training"
+    assert [c.title for c in category.chart] == ["losses", "acc"]
+    assert list(category.chart[0].multiline.tag) == ["loss/.*"]
+    assert category.chart[1].margin.series[0].upper == "acc_hi"
+
+
+def test_mesh_parts_are_written_for_the_mesh_plugin(tmp_path: Path) -> None:
+    vertices = torch.rand(1, 4, 3)
+    faces = torch.tensor([[[0, 1, 2], [1, 2, 3]]])
+    with Writer(tmp_path) as w:
+        w.add_mesh("cube", vertices, faces=faces, config_dict={"camera": {"fov": 60}}, global_step=1)
+        with pytest.raises(ValueError, match=r"vertices must have shape \(B, N, 3\), got \(4, 3\)"):
+            w.add_mesh("bad", torch.rand(4, 3))
+    acc = accumulate(tmp_path)
+    assert sorted(acc.Tags()["tensors"]) == ["cube_FACE", "cube_VERTEX"]
+    got = tensor_util.make_ndarray(acc.Tensors("cube_VERTEX")[0].tensor_proto)
+    assert np.allclose(got, vertices.numpy())
+    assert acc.SummaryMetadata("cube_FACE").plugin_data.plugin_name == "mesh"
+
+
+def read_projector_config(log_dir: Path) -> ProjectorConfig:
+    return text_format.Parse((log_dir / "projector_config.pbtxt").read_text(), ProjectorConfig())
+
+
+def test_embedding_files_and_config_load(tmp_path: Path) -> None:
+    mat = torch.randn(10, 4)
+    with Writer(tmp_path) as w:
+        w.add_embedding(mat, metadata=[f"c{i % 2}" for i in range(10)], label_img=torch.rand(10, 3, 8, 8), tag="feat")
+        w.add_embedding(
+            mat[:3], metadata=[["a", 1], ["b", 2], ["c", 3]], metadata_header=["name", "n"], global_step=7
+        )
+    config = read_projector_config(tmp_path)
+    assert [e.tensor_name for e in config.embeddings] == ["feat:00000", "default:00007"]
+    feat = config.embeddings[0]
+    tensors = np.loadtxt(tmp_path / feat.tensor_path, delimiter="\t")
+    assert np.allclose(tensors, mat.numpy(), atol=1e-6)
+    assert (tmp_path / feat.metadata_path).read_text().splitlines()[:2] == ["c0", "c1"]
+    sprite = np.asarray(__import__("PIL.Image").Image.open(tmp_path / feat.sprite.image_path))
+    assert sprite.shape == (32, 32, 3) and list(feat.sprite.single_image_dim) == [8, 8]
+    header = (tmp_path / config.embeddings[1].metadata_path).read_text().splitlines()
+    assert header == ["name\tn", "a\t1", "b\t2", "c\t3"]
+
+
+def test_embedding_config_from_two_processes_keeps_both(tmp_path: Path) -> None:
+    script = (
+        "import sys, numpy as np, tbscope\n"
+        f"with tbscope.Writer({str(tmp_path)!r}) as w:\n"
+        "    w.add_embedding(np.ones((3, 2)), tag=sys.argv[1])\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, tag]) for tag in ("first", "second")]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    with Writer(tmp_path) as w:
+        w.add_embedding(np.zeros((3, 2)), tag="third")
+        w.add_embedding(np.zeros((3, 2)), tag="third")  # the same name again replaces, never duplicates
+    names = sorted(e.tensor_name for e in read_projector_config(tmp_path).embeddings)
+    assert names == ["first:00000", "second:00000", "third:00000"]
+
+
+def test_embedding_bad_input_names_the_argument(tmp_path: Path) -> None:
+    with Writer(tmp_path) as w:
+        with pytest.raises(ValueError, match=r"metadata has 2 rows, mat has 3"):
+            w.add_embedding(np.ones((3, 2)), metadata=["a", "b"])
+        with pytest.raises(ValueError, match=r"label_img must have shape \(N=3"):
+            w.add_embedding(np.ones((3, 2)), label_img=np.ones((2, 3, 4, 4)))
+        with pytest.raises(ValueError, match=r"mat must have shape \(N, D\), got \(3,\)"):
+            w.add_embedding(np.ones(3))
+
+
+def test_huge_sprite_is_shrunk_under_the_projector_limit_with_a_warning(tmp_path: Path) -> None:
+    from tbscope.summaries.embedding import MAX_SPRITE_SIDE, sprite
+
+    with pytest.warns(RuntimeWarning, match="over the Projector's 8192x8192"):
+        sheet, (h, w) = sprite(np.zeros((5000, 1, 128, 128), dtype=np.uint8))
+    assert max(sheet.shape[:2]) <= MAX_SPRITE_SIDE and (h, w) == (115, 115)  # 71 a row: 8192 // 71
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+        self.head = torch.nn.Linear(4 * 6 * 6, 2)
+        self.dropout = torch.nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(x).flatten(1)))
+
+
+def test_graph_nodes_are_named_by_module_and_modes_are_restored(tmp_path: Path) -> None:
+    model = Net()
+    model.features.eval()  # a mixed train/eval model must come back exactly as it was
+    with Writer(tmp_path) as w:
+        w.add_graph(model, torch.rand(1, 3, 8, 8))
+    assert model.training and not model.features.training and model.head.training
+    graph = accumulate(tmp_path).Graph()
+    names = {n.name for n in graph.node}
+    ops = {n.op for n in graph.node}
+    assert "Net/Sequential[features]/Conv2d[0]/weight" in names
+    assert any(name.startswith("Net/Linear[head]/") for name in names)
+    assert {"aten::_convolution", "aten::relu", "aten::linear", "IO Node"} <= ops
+    linear = next(n for n in graph.node if n.op == "aten::linear")
+    assert list(linear.attr["_output_shapes"].list.shape[0].dim) == [
+        type(linear.attr["_output_shapes"].list.shape[0].dim[0])(size=1),
+        type(linear.attr["_output_shapes"].list.shape[0].dim[0])(size=2),
+    ]
+    assert any(n.name.startswith("input/") for n in graph.node)
+    assert any(n.name.startswith("output/") and n.input for n in graph.node)
+
+
+class DictOut(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"y": x * 2}
+
+
+def test_untraceable_model_warns_naming_it_and_why_and_training_goes_on(tmp_path: Path) -> None:
+    with pytest.warns(RuntimeWarning, match=r"add_graph: could not trace DictOut: .*dict"), Writer(tmp_path) as w:
+        w.add_graph(DictOut(), torch.rand(2))
+        w.add_scalar("after", 1.0, 0)
+    assert accumulate(tmp_path).Scalars("after")[0].value == 1.0
+    with Writer(tmp_path / "strict", strict=True) as w, pytest.raises(GraphError, match="could not trace DictOut"):
+        w.add_graph(DictOut(), torch.rand(2))
+    with Writer(tmp_path / "lenient") as w:
+        w.add_graph(DictOut(), torch.rand(2), use_strict_trace=False)
+    assert accumulate(tmp_path / "lenient").Graph().node
+
+
+def test_add_tensor_round_trips_the_array(tmp_path: Path) -> None:
+    with Writer(tmp_path) as w:
+        w.add_tensor("raw", torch.arange(6, dtype=torch.int32).reshape(2, 3), 1)
+    got = tensor_util.make_ndarray(accumulate(tmp_path).Tensors("raw")[0].tensor_proto)
+    assert got.tolist() == [[0, 1, 2], [3, 4, 5]]
