@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 ALL = {"scalars": 0, "images": 0, "audio": 0, "histograms": 0, "compressedHistograms": 0, "tensors": 0}
 
@@ -20,6 +21,21 @@ ALL = {"scalars": 0, "images": 0, "audio": 0, "histograms": 0, "compressedHistog
 def accumulate(path: str | os.PathLike[str]) -> EventAccumulator:
     """Everything TensorBoard's own loader reads from one run directory, nothing sampled away."""
     return EventAccumulator(str(path), size_guidance=ALL).Reload()
+
+
+def session_infos(log_dir: Path) -> tuple[object, object]:
+    """The HParams session start info of a run, and its end info (None before the run ends)."""
+    acc = accumulate(log_dir)
+    start = hparams_metadata.parse_session_start_info_plugin_data(
+        acc.SummaryMetadata(hparams_metadata.SESSION_START_INFO_TAG).plugin_data.content
+    )
+    end_tag = hparams_metadata.SESSION_END_INFO_TAG
+    end = (
+        hparams_metadata.parse_session_end_info_plugin_data(acc.SummaryMetadata(end_tag).plugin_data.content)
+        if end_tag in acc.Tags()["tensors"]
+        else None
+    )
+    return start, end
 
 
 def free_port() -> int:

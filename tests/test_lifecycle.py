@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import accumulate
+from tensorboard.plugins.hparams import api_pb2
 
+from conftest import accumulate, session_infos
 from tbscope import LoggingError, Writer
 
 
@@ -70,9 +71,6 @@ def test_sigterm_flushes_then_the_process_dies_of_it(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == -signal.SIGTERM
     assert len(accumulate(tmp_path).Scalars("loss")) == 100
-    from test_writer_other import session_infos
-    from tensorboard.plugins.hparams import api_pb2
-
     assert session_infos(tmp_path)[1].status == api_pb2.STATUS_FAILURE  # type: ignore[union-attr]
 
 
@@ -119,7 +117,9 @@ def test_unwritable_log_dir_is_a_clear_error_at_construction(tmp_path: Path, kin
     assert blocker.read_text() == "not a directory"
 
 
-def test_full_disk_warns_once_counts_losses_keeps_training_and_the_file_stays_readable(tmp_path: Path) -> None:
+def test_full_disk_warns_once_counts_losses_keeps_training_and_the_file_stays_readable(
+    tmp_path: Path,
+) -> None:
     # RLIMIT_FSIZE makes the kernel refuse writes past a size, exactly as a full disk refuses them.
     proc = run_script(
         """

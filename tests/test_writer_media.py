@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import accumulate
 from PIL import Image
 
+from conftest import accumulate
 from tbscope import Writer
 
 
@@ -97,9 +97,8 @@ def test_image_logged_is_the_one_at_call_time(tmp_path: Path) -> None:
 def test_bad_media_input_is_a_clear_error_and_nothing_is_written(
     tmp_path: Path, call: object, error: type, match: str
 ) -> None:
-    with Writer(tmp_path) as w:
-        with pytest.raises(error, match=match):
-            call(w)  # type: ignore[operator]
+    with Writer(tmp_path) as w, pytest.raises(error, match=match):
+        call(w)  # type: ignore[operator]
     tags = accumulate(tmp_path).Tags()
     assert tags["images"] == [] and tags["histograms"] == [] and tags["audio"] == []
 

@@ -9,16 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import accumulate
 from google.protobuf import text_format
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import api_pb2
-from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.pr_curve import metadata as pr_metadata
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.util import tensor_util
 
+from conftest import accumulate, session_infos
 from tbscope import GraphError, Writer
 
 
@@ -65,20 +64,6 @@ def test_pr_curve_raw_and_its_errors(tmp_path: Path) -> None:
     assert data[:, 0].tolist() == pytest.approx([3, 2, 0, 0, 0.6, 1.0])
 
 
-def session_infos(log_dir: Path) -> tuple[object, object]:
-    acc = accumulate(log_dir)
-    start = hparams_metadata.parse_session_start_info_plugin_data(
-        acc.SummaryMetadata(hparams_metadata.SESSION_START_INFO_TAG).plugin_data.content
-    )
-    end_tag = hparams_metadata.SESSION_END_INFO_TAG
-    end = (
-        hparams_metadata.parse_session_end_info_plugin_data(acc.SummaryMetadata(end_tag).plugin_data.content)
-        if end_tag in acc.Tags()["tensors"]
-        else None
-    )
-    return start, end
-
-
 def test_hparams_go_into_the_run_itself_flattened_with_types_kept(tmp_path: Path) -> None:
     config = {
         "lr": 0.01,
@@ -108,7 +93,6 @@ def test_hparams_go_into_the_run_itself_flattened_with_types_kept(tmp_path: Path
 def test_hparams_status_is_failure_when_the_writer_closes_on_an_exception(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="boom"), Writer(tmp_path) as w:
         w.add_hparams({"lr": 0.1}, {"loss": 1.0})
-        start, end = None, None
         w.flush()
         assert session_infos(tmp_path)[1] is None  # no end status at call time
         raise RuntimeError("boom")
@@ -164,9 +148,7 @@ def test_embedding_files_and_config_load(tmp_path: Path) -> None:
     mat = torch.randn(10, 4)
     with Writer(tmp_path) as w:
         w.add_embedding(mat, metadata=[f"c{i % 2}" for i in range(10)], label_img=torch.rand(10, 3, 8, 8), tag="feat")
-        w.add_embedding(
-            mat[:3], metadata=[["a", 1], ["b", 2], ["c", 3]], metadata_header=["name", "n"], global_step=7
-        )
+        w.add_embedding(mat[:3], metadata=[["a", 1], ["b", 2], ["c", 3]], metadata_header=["name", "n"], global_step=7)
     config = read_projector_config(tmp_path)
     assert [e.tensor_name for e in config.embeddings] == ["feat:00000", "default:00007"]
     feat = config.embeddings[0]
@@ -250,11 +232,17 @@ class DictOut(torch.nn.Module):
 
 
 def test_untraceable_model_warns_naming_it_and_why_and_training_goes_on(tmp_path: Path) -> None:
-    with pytest.warns(RuntimeWarning, match=r"add_graph: could not trace DictOut: .*dict"), Writer(tmp_path) as w:
+    with (
+        pytest.warns(RuntimeWarning, match=r"add_graph: could not trace DictOut: .*dict"),
+        Writer(tmp_path) as w,
+    ):
         w.add_graph(DictOut(), torch.rand(2))
         w.add_scalar("after", 1.0, 0)
     assert accumulate(tmp_path).Scalars("after")[0].value == 1.0
-    with Writer(tmp_path / "strict", strict=True) as w, pytest.raises(GraphError, match="could not trace DictOut"):
+    with (
+        Writer(tmp_path / "strict", strict=True) as w,
+        pytest.raises(GraphError, match="could not trace DictOut"),
+    ):
         w.add_graph(DictOut(), torch.rand(2))
     with Writer(tmp_path / "lenient") as w:
         w.add_graph(DictOut(), torch.rand(2), use_strict_trace=False)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import accumulate
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.util import tensor_util
 
+from conftest import accumulate
 from tbscope import SummaryWriter, Writer
 
 

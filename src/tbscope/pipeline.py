@@ -26,7 +26,6 @@ from types import FrameType
 from typing import Any
 
 from tensorboard.compat.proto.event_pb2 import Event
-from tensorboard.compat.proto.summary_pb2 import Summary
 
 from tbscope import record
 from tbscope.snapshot import Pending
@@ -81,9 +80,7 @@ def open_event_file(directory: Path, suffix: str) -> record.RecordFile:
         out.append(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
         out.write_out()
     except OSError as err:
-        raise OSError(
-            err.errno, f"tbscope: cannot write event files in {directory}: {err.strerror or err}"
-        ) from err
+        raise OSError(err.errno, f"tbscope: cannot write event files in {directory}: {err.strerror or err}") from err
     return out
 
 
@@ -244,7 +241,7 @@ class Pipeline:
         self.lost += lost
         if self.error is None:
             self.error = err
-        full = errno.ENOSPC == getattr(err, "errno", None)
+        full = getattr(err, "errno", None) == errno.ENOSPC
         warn_once(
             (key if key is not None else what.split(" at step")[0], type(err)),
             f"tbscope: {what}: {err}. "
@@ -265,7 +262,7 @@ def on_exit(hook: Callable[[str], None]) -> None:
     uncaught exception or a signal, "success" otherwise.
     """
     _exit_hooks[:] = [ref for ref in _exit_hooks if ref() is not None]
-    _exit_hooks.append(weakref.WeakMethod(hook))  # type: ignore[arg-type]
+    _exit_hooks.append(weakref.WeakMethod(hook))
 
 
 def _shutdown(status: str) -> None:

@@ -51,10 +51,10 @@ class Pending:
 Snapshot = float | np.ndarray | Pending
 
 
-_tensor_type: type | None = None
+_tensor_type: Any = None
 
 
-def _torch_tensor_type() -> type | None:
+def _torch_tensor_type() -> Any:
     """torch.Tensor once the caller has imported torch, else None (no tensor can exist yet)."""
     global _tensor_type
     if _tensor_type is None:

@@ -273,9 +273,7 @@ class Writer:
 
     # -- images --------------------------------------------------------------------------------------
 
-    def _image(
-        self, method: str, img: Any, dataformats: str, batch_method: str = ""
-    ) -> np.ndarray | Pending:
+    def _image(self, method: str, img: Any, dataformats: str, batch_method: str = "") -> np.ndarray | Pending:
         data = snapshot.array(method, img)
         image.check_layout(method, data.shape, dataformats, batch_method)
         image.check_dtype(method, data.dtype)
@@ -359,7 +357,16 @@ class Writer:
             layout = "NHWC"
         else:
             pixels, layout = render_figure(figure, close), "HWC"
-        self._put("add_figure", "", global_step, walltime, image.image_value, (tag, pixels, layout), False, pixels.nbytes)
+        self._put(
+            "add_figure",
+            "",
+            global_step,
+            walltime,
+            image.image_value,
+            (tag, pixels, layout),
+            False,
+            pixels.nbytes,
+        )
 
     def add_video(
         self,
@@ -502,8 +509,7 @@ class Writer:
         bad = [tuple(p.shape) for p in parts if int(np.prod(p.shape)) != num_thresholds]
         if bad:
             raise ValueError(
-                f"add_pr_curve_raw: every array must have num_thresholds={num_thresholds} elements, "
-                f"got shape {bad[0]}"
+                f"add_pr_curve_raw: every array must have num_thresholds={num_thresholds} elements, got shape {bad[0]}"
             )
         self._put(
             "add_pr_curve_raw", "", global_step, walltime, pr_curve.pr_curve_raw_value,
@@ -698,8 +704,4 @@ def _same_size(images: list[np.ndarray]) -> list[np.ndarray]:
     """Pad images to the largest height and width (white), so figures of any size form a grid."""
     height = max(i.shape[0] for i in images)
     width = max(i.shape[1] for i in images)
-    return [
-        np.pad(i, ((0, height - i.shape[0]), (0, width - i.shape[1]), (0, 0)), constant_values=255)
-        for i in images
-    ]
-
+    return [np.pad(i, ((0, height - i.shape[0]), (0, width - i.shape[1]), (0, 0)), constant_values=255) for i in images]

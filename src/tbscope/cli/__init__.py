@@ -13,7 +13,10 @@ def _demo(args: argparse.Namespace) -> int:
     from tbscope.demo.train import DemoConfig, run_demo, summary_line
 
     config = DemoConfig(epochs=args.epochs, max_seconds=args.max_seconds)
-    print(f"tbscope demo: training a small CNN on generated shapes for up to {config.max_seconds:g}s", flush=True)
+    print(
+        f"tbscope demo: training a small CNN on generated shapes for up to {config.max_seconds:g}s",
+        flush=True,
+    )
     log_dir = run_demo(args.root, config)
     print(summary_line(log_dir))
     return 0

@@ -14,7 +14,8 @@ CLASS_NAMES = ("circle", "square", "triangle", "ring", "cross", "diamond")
 
 @dataclass(frozen=True)
 class Shapes:
-    """``images`` (N, 3, S, S) float32 in [0, 1], ``labels`` (N,), ``boxes`` (N, 4) pixel xyxy, ``masks`` (N, S, S) bool."""
+    """A labelled batch: ``images`` (N, 3, S, S) float32 in [0, 1], ``labels`` (N,), ``boxes`` (N, 4)
+    pixel xyxy and ``masks`` (N, S, S) bool."""
 
     images: np.ndarray
     labels: np.ndarray

@@ -147,4 +147,3 @@ def summary_line(log_dir: Path) -> str:
         f"Open it in TensorBoard:\n    tensorboard --logdir {root}\n"
         "then browse to http://localhost:6006 (Scalars, Images, Histograms, Graphs, HParams, PR Curves, Projector)."
     )
-

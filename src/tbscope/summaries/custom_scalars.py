@@ -37,9 +37,7 @@ def layout_value(layout: Layout) -> Summary.Value:
         chart_protos = []
         for title, (kind, tags) in charts.items():
             if kind == "Multiline":
-                chart = layout_pb2.Chart(
-                    title=title, multiline=layout_pb2.MultilineChartContent(tag=list(tags))
-                )
+                chart = layout_pb2.Chart(title=title, multiline=layout_pb2.MultilineChartContent(tag=list(tags)))
             else:
                 value, lower, upper = tags
                 series = layout_pb2.MarginChartContent.Series(value=value, lower=lower, upper=upper)
@@ -50,6 +48,4 @@ def layout_value(layout: Layout) -> Summary.Value:
         dtype=types_pb2.DT_STRING,
         string_val=[layout_pb2.Layout(category=categories).SerializeToString()],
     )
-    return Summary.Value(
-        tag=metadata.CONFIG_SUMMARY_TAG, tensor=tensor, metadata=metadata.create_summary_metadata()
-    )
+    return Summary.Value(tag=metadata.CONFIG_SUMMARY_TAG, tensor=tensor, metadata=metadata.create_summary_metadata())

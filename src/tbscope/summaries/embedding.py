@@ -55,9 +55,7 @@ def check_inputs(
     if label_img_shape is not None and (
         len(label_img_shape) != 4 or label_img_shape[0] != n or label_img_shape[1] not in (1, 3, 4)
     ):
-        raise ValueError(
-            f"add_embedding: label_img must have shape (N={n}, C in 1/3/4, H, W), got {label_img_shape}"
-        )
+        raise ValueError(f"add_embedding: label_img must have shape (N={n}, C in 1/3/4, H, W), got {label_img_shape}")
 
 
 def sprite(label_img: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:

@@ -111,8 +111,6 @@ def graph_event(graph: Any, classes: Mapping[str, str]) -> Event:
         nodes.append(NodeDef(name=name, op=kind, input=inputs, attr=_shape_attr(outputs)))
     for i, value in enumerate(graph.outputs()):
         source = names.get(value.debugName())
-        nodes.append(
-            NodeDef(name=f"output/output.{i}", op="IO Node", input=[source] if source else [])
-        )
+        nodes.append(NodeDef(name=f"output/output.{i}", op="IO Node", input=[source] if source else []))
     graph_def = GraphDef(node=nodes, versions=VersionDef(producer=22))
     return Event(graph_def=graph_def.SerializeToString())

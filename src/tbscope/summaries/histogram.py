@@ -54,7 +54,7 @@ def histogram_value(
         finite_in_range = np.clip(finite, edges[0], edges[-1])
     else:
         finite_in_range = finite
-    counts, limits = np.histogram(finite_in_range, bins=edges)  # type: ignore[arg-type]
+    counts, limits = np.histogram(finite_in_range, bins=edges)
     nonzero = np.flatnonzero(counts)
     first, last = (int(nonzero[0]), int(nonzero[-1])) if nonzero.size else (0, len(counts) - 1)
     counts, rights = counts[first : last + 1], limits[first + 1 : last + 2]

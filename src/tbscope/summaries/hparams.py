@@ -77,6 +77,4 @@ def session_end_value(status: str, end_time_secs: float) -> Summary.Value:
 
 def _value(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary.Value:
     data.version = metadata.PLUGIN_DATA_VERSION
-    return Summary.Value(
-        tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR
-    )
+    return Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR)

@@ -26,9 +26,7 @@ def check_layout(method: str, shape: Sequence[int], dataformats: str, batch_meth
     fmt = dataformats.upper()
     letters = _LAYOUT_LETTERS.get(len(fmt))
     if letters is None or sorted(fmt) != sorted(letters):
-        raise ValueError(
-            f"{method}: dataformats must be a permutation of HW, CHW or NCHW, got {dataformats!r}"
-        )
+        raise ValueError(f"{method}: dataformats must be a permutation of HW, CHW or NCHW, got {dataformats!r}")
     if len(shape) != len(fmt):
         hint = f"; use {batch_method} for a batch" if batch_method and len(shape) == len(fmt) + 1 else ""
         raise ValueError(
@@ -125,7 +123,5 @@ def image_value(
     height, width, channels = hwc.shape
     return Summary.Value(
         tag=tag,
-        image=Summary.Image(
-            height=height, width=width, colorspace=channels, encoded_image_string=encode_png(hwc)
-        ),
+        image=Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=encode_png(hwc)),
     )

@@ -48,8 +48,10 @@ def pr_curve_raw_value(
     num_thresholds: int,
 ) -> Summary.Value:
     """A PR curve from counts per threshold; precision and recall are derived when not given."""
-    tp, fp, tn, fn = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (
-        true_positives, false_positives, true_negatives, false_negatives))
+    tp, fp, tn, fn = (
+        np.asarray(a, dtype=np.float64).reshape(-1)
+        for a in (true_positives, false_positives, true_negatives, false_negatives)
+    )
     if precision is None:
         precision = tp / np.maximum(_EPSILON, tp + fp)
     if recall is None:
@@ -58,7 +60,5 @@ def pr_curve_raw_value(
     return Summary.Value(
         tag=tag,
         tensor=tensor_util.make_tensor_proto(data.astype(np.float32)),
-        metadata=metadata.create_summary_metadata(
-            display_name=tag, description="", num_thresholds=num_thresholds
-        ),
+        metadata=metadata.create_summary_metadata(display_name=tag, description="", num_thresholds=num_thresholds),
     )
