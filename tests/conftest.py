@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
@@ -44,33 +44,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def tensorboard_server() -> Iterator[object]:
-    """A function that starts a real ``tensorboard`` on a logdir and returns its base URL."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(logdir: Path) -> str:
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
-             "--port", str(port), "--reload_interval", "1", "--samples_per_plugin", "images=0,scalars=0"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"tensorboard exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-            try:
-                urllib.request.urlopen(f"{url}/data/runs", timeout=2).read()
-                return url
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError("tensorboard did not start within 60s")
-
-    yield start
-    for proc in procs:
+@contextlib.contextmanager
+def running_tensorboard(logdir: Path) -> Iterator[str]:
+    """A real ``tensorboard`` serving ``logdir`` on 127.0.0.1 and a free port; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
+         "--port", str(port), "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(proc, f"{url}/data/runs"), what="tensorboard to start")
+        yield url
+    finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _answers(proc: subprocess.Popen[bytes], url: str) -> bool:
+    if proc.poll() is not None:
+        raise RuntimeError(f"tensorboard exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+    try:
+        urllib.request.urlopen(url, timeout=2).read()
+    except OSError:
+        return False
+    return True
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.3)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from tbscope import __version__
@@ -45,6 +44,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     return int(args.handler(args))
 
-
-if __name__ == "__main__":
-    sys.exit(main())

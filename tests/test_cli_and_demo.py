@@ -1,0 +1,69 @@
+"""The command line and the demo, run the way a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import accumulate
+from tbscope.demo.data import CLASS_NAMES, make_shapes
+from tbscope.demo.train import DemoConfig, run_demo
+
+
+def tbscope(*args: str) -> subprocess.CompletedProcess[str]:
+    # The console script that pip installed beside this interpreter, as a user runs it.
+    command = Path(sys.executable).with_name("tbscope")
+    return subprocess.run([str(command), *args], capture_output=True, text=True, timeout=600)
+
+
+def test_help_and_version() -> None:
+    result = tbscope("--help")
+    assert result.returncode == 0 and "demo" in result.stdout
+    version = tbscope("--version")
+    assert version.returncode == 0 and version.stdout.startswith("tbscope ")
+
+
+def test_the_light_modules_never_import_torch() -> None:
+    # `tbscope --help`, the event-file layer and the summaries must start without paying for torch.
+    code = (
+        "import sys, tbscope, tbscope.cli, tbscope.record, tbscope.pipeline, tbscope.snapshot\n"
+        "import tbscope.summaries.image, tbscope.summaries.graph, tbscope.summaries.figure\n"
+        "tbscope.cli.build_parser()\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_shapes_have_boxes_that_bound_their_masks() -> None:
+    data = make_shapes(12, size=32, seed=3)
+    assert set(data.labels.tolist()) <= set(range(len(CLASS_NAMES)))
+    for box, mask in zip(data.boxes, data.masks, strict=True):
+        ys, xs = mask.nonzero()
+        assert tuple(box) == (xs.min(), ys.min(), xs.max(), ys.max())
+    assert data.images.min() >= 0 and data.images.max() <= 1
+
+
+def test_demo_logs_every_dashboard_kind(tmp_path: Path) -> None:
+    config = DemoConfig(epochs=2, train_images=256, val_images=64, batch_size=32)
+    log_dir = run_demo(tmp_path, config)
+    assert log_dir.parent == tmp_path / "shapes-cnn"
+    acc = accumulate(log_dir)
+    tags = acc.Tags()
+    assert {"train/loss", "train/acc", "train/lr", "val/loss", "val/acc"} <= set(tags["scalars"])
+    assert len(acc.Scalars("train/loss")) == 2 * 256 // 32
+    assert {"val/samples", "data/example_with_box"} <= set(tags["images"])
+    assert any(t.startswith("weights/") for t in tags["histograms"])
+    assert tags["graph"]
+    assert "_hparams_/session_start_info" in tags["tensors"] and "val/pr_circle" in tags["tensors"]
+    assert (log_dir / "projector_config.pbtxt").exists()
+
+
+def test_demo_command_prints_how_to_open_tensorboard(tmp_path: Path) -> None:
+    result = tbscope("demo", "--root", str(tmp_path), "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "epoch 1/1" in result.stdout
+    assert f"tensorboard --logdir {tmp_path}" in result.stdout
+    (run,) = (tmp_path / "shapes-cnn").iterdir()
+    assert accumulate(run).Scalars("val/acc")
