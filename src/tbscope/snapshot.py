@@ -54,7 +54,7 @@ Snapshot = float | np.ndarray | Pending
 _tensor_type: Any = None
 
 
-def _torch_tensor_type() -> Any:
+def tensor_type() -> Any:
     """torch.Tensor once the caller has imported torch, else None (no tensor can exist yet)."""
     global _tensor_type
     if _tensor_type is None:
@@ -86,18 +86,21 @@ def scalar(method: str, value: Any) -> float | Pending:
     Raises a TypeError for a value that is not a number (a string, None, ...) and a ValueError
     for a tensor or array with more than one element.
     """
-    if isinstance(value, float | int):
-        return float(value)
-    tensor_type = _tensor_type or _torch_tensor_type()
-    if tensor_type is not None and isinstance(value, tensor_type):
-        if value.is_cuda or value.numel() != 1:
+    tensor_cls = tensor_type()
+    if tensor_cls is not None and isinstance(value, tensor_cls):
+        if value.is_cuda and value.numel() == 1:
+            return _device_copy(value.detach().reshape(()), is_scalar=True)
+        try:
+            return float(value.item())
+        except RuntimeError as err:
             if value.numel() != 1:
                 raise ValueError(
                     f"{method}: expected a one-element tensor, got shape {tuple(value.shape)}; "
                     "reduce it first, e.g. loss.mean()"
-                )
-            return _device_copy(value.detach().reshape(()), is_scalar=True)
-        return float(value.item())
+                ) from None
+            raise TypeError(f"{method}: cannot read a number from this tensor: {err}") from None
+    if isinstance(value, float | int):
+        return float(value)
     if isinstance(value, np.ndarray | np.generic):
         if value.size != 1:
             raise ValueError(f"{method}: expected a one-element array, got shape {value.shape}")
@@ -109,8 +112,8 @@ def scalar(method: str, value: Any) -> float | Pending:
 
 def array(method: str, value: Any) -> np.ndarray | Pending:
     """A copy of a tensor, array or nested list, or a Pending for a CUDA tensor."""
-    tensor_type = _torch_tensor_type()
-    if tensor_type is not None and isinstance(value, tensor_type):
+    tensor_cls = tensor_type()
+    if tensor_cls is not None and isinstance(value, tensor_cls):
         t = value.detach()
         if t.is_cuda:
             return _device_copy(t, is_scalar=False)
@@ -138,7 +141,7 @@ def step(method: str, value: Any) -> int:
         pass
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    tensor_type = _torch_tensor_type()
-    if tensor_type is not None and isinstance(value, tensor_type) and value.numel() == 1:
+    tensor_cls = tensor_type()
+    if tensor_cls is not None and isinstance(value, tensor_cls) and value.numel() == 1:
         return int(value.item())
     raise TypeError(f"{method}: global_step must be an int, got {type(value).__name__} {value!r}")

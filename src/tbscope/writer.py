@@ -158,6 +158,7 @@ class Writer:
         self._pipeline: Pipeline | None = None
         self._hparams_runs: set[str] = set()
         self._layout: dict[str, dict[str, Sequence[Any]]] = {}
+        self._tensor_type = snapshot.tensor_type()  # for add_scalar's fast path; None without torch
         self._open()
         install_exit_handlers()
         on_exit(self._close_at_exit)
@@ -223,9 +224,12 @@ class Writer:
         """
         if type(tag) is not str or not tag:
             _check_tag("add_scalar", tag)
-        if type(scalar_value) is float:
+        kind = type(scalar_value)
+        pending = False
+        if kind is float:
             value: float | Pending = scalar_value
-            pending = False
+        elif kind is self._tensor_type and not scalar_value.is_cuda and scalar_value.numel() == 1:
+            value = float(scalar_value.item())  # a CPU tensor: copied now, no device involved
         else:
             value = snapshot.scalar("add_scalar", scalar_value)
             pending = type(value) is Pending
