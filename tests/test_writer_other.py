@@ -254,3 +254,29 @@ def test_add_tensor_round_trips_the_array(tmp_path: Path) -> None:
         w.add_tensor("raw", torch.arange(6, dtype=torch.int32).reshape(2, 3), 1)
     got = tensor_util.make_ndarray(accumulate(tmp_path).Tensors("raw")[0].tensor_proto)
     assert got.tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_onnx_graph_is_logged_with_its_nodes_wired(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["y"])]
+    model = helper.make_model(
+        helper.make_graph(
+            nodes,
+            "mlp",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+            [helper.make_tensor("w", TensorProto.FLOAT, [4, 2], [0.0] * 8)],
+        )
+    )
+    onnx.save(model, tmp_path / "mlp.onnx")
+    with Writer(tmp_path / "run") as w:
+        w.add_onnx_graph(str(tmp_path / "mlp.onnx"))
+        with pytest.raises(FileNotFoundError, match="no ONNX model file at"):
+            w.add_onnx_graph(str(tmp_path / "missing.onnx"))
+    graph = accumulate(tmp_path / "run").Graph()
+    by_name = {n.name: n for n in graph.node}
+    assert by_name["y"].op == "Relu" and list(by_name["y"].input) == ["h"]
+    assert by_name["h"].op == "MatMul" and list(by_name["h"].input) == ["x", "w"]
+    assert by_name["x"].op == "Variable" and by_name["w"].op == "Variable"

@@ -612,6 +612,13 @@ class Writer:
             print(traced)
         self._put("add_graph", "", 0, None, graph.graph_event, (traced, classes), False, _SCALAR_BYTES)
 
+    def add_onnx_graph(self, prototxt: str) -> None:
+        """Log the graph of the ONNX model file ``prototxt`` (its path, as torch names it); needs ``onnx``."""
+        path = str(prototxt)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"add_onnx_graph: no ONNX model file at {path!r}")
+        self._put("add_onnx_graph", "", 0, None, graph.onnx_graph_event, (path,), False, _SCALAR_BYTES)
+
     def add_custom_scalars(self, layout: custom_scalars.Layout) -> None:
         """Lay out the Custom Scalars dashboard: ``{category: {title: ["Multiline", [tags]]}}``.
 

@@ -114,3 +114,38 @@ def graph_event(graph: Any, classes: Mapping[str, str]) -> Event:
         nodes.append(NodeDef(name=f"output/output.{i}", op="IO Node", input=[source] if source else []))
     graph_def = GraphDef(node=nodes, versions=VersionDef(producer=22))
     return Event(graph_def=graph_def.SerializeToString())
+
+
+def onnx_graph_event(path: str) -> Event:
+    """The graph of the ONNX model file at ``path``, as an event (torch's ``add_onnx_graph``).
+
+    Each ONNX node becomes a node named after its first output, wired to the nodes that produce its
+    inputs; graph inputs and initializers are ``Variable`` nodes with their shapes.
+    """
+    try:
+        import onnx
+    except ImportError as err:
+        raise ImportError("add_onnx_graph needs the onnx package: pip install onnx") from err
+    model = onnx.load(path)
+    nodes: list[NodeDef] = []
+    for value in model.graph.input:
+        dims = [TensorShapeProto.Dim(size=d.dim_value or -1) for d in value.type.tensor_type.shape.dim]
+        shape = AttrValue(list=AttrValue.ListValue(shape=[TensorShapeProto(dim=dims)]))
+        nodes.append(NodeDef(name=value.name, op="Variable", attr={"_output_shapes": shape}))
+    inputs = {value.name for value in model.graph.input}
+    for tensor in model.graph.initializer:
+        if tensor.name not in inputs:
+            nodes.append(NodeDef(name=tensor.name, op="Variable"))
+    produced_by = {out: node.output[0] for node in model.graph.node for out in node.output if node.output}
+    for node in model.graph.node:
+        attrs = ", ".join(f"{a.name}={onnx.helper.get_attribute_value(a)!r}" for a in node.attribute)
+        nodes.append(
+            NodeDef(
+                name=node.output[0] if node.output else node.name,
+                op=node.op_type,
+                input=[produced_by.get(i, i) for i in node.input if i],
+                attr={"parameters": AttrValue(s=attrs.encode())},
+            )
+        )
+    return Event(graph_def=GraphDef(node=nodes, versions=VersionDef(producer=22)).SerializeToString())
+
