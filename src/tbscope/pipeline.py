@@ -87,8 +87,16 @@ def open_event_file(directory: Path, suffix: str) -> record.RecordFile:
 class Pipeline:
     """The background worker of one writer: its queue, its thread and its open event files."""
 
-    def __init__(self, log_dir: Path, filename_suffix: str, flush_secs: float, max_pending_bytes: int):
+    def __init__(
+        self,
+        log_dir: Path,
+        filename_suffix: str,
+        flush_secs: float,
+        max_pending_bytes: int,
+        on_flush: Callable[[], None] | None = None,
+    ):
         self.log_dir = log_dir
+        self.on_flush = on_flush
         self.suffix = filename_suffix
         self.flush_secs = flush_secs
         self.max_pending_bytes = max_pending_bytes
@@ -155,9 +163,15 @@ class Pipeline:
             self._wake.clear()
             markers = self._drain()
             now = time.monotonic()
-            if markers or self._stopping or now - last_write >= self.flush_secs or self._buffered() > _WRITE_THRESHOLD:
+            due = now - last_write >= self.flush_secs
+            if markers or self._stopping or due or self._buffered() > _WRITE_THRESHOLD:
                 self._write_out()
                 last_write = now
+                if self.on_flush is not None:
+                    try:
+                        self.on_flush()
+                    except Exception as err:
+                        self._fail("could not update the run's metadata", err, lost=0)
             for marker in markers:
                 marker.set()
             if self._stopping and not self.items:
@@ -167,6 +181,11 @@ class Pipeline:
 
     def _buffered(self) -> int:
         return sum(out.pending_bytes for out in self._files.values())
+
+    def logged_bytes(self) -> int:
+        """Bytes of event files written or encoded so far, plus heavy values still queued."""
+        files = sum(out.size for out in list(self._files.values()))
+        return files + max(0, self._enqueued_bytes - self._consumed_bytes)
 
     def _drain(self) -> list[threading.Event]:
         """Encode everything queued; returns the flush markers met on the way."""
@@ -258,8 +277,9 @@ _exit_hooks: list[weakref.WeakMethod[Callable[[str], None]]] = []
 
 def on_exit(hook: Callable[[str], None]) -> None:
     """Call the bound method ``hook(status)`` at interpreter exit or SIGTERM, before pipelines are
-    closed, if its object is still alive. ``status`` is "failure" when the process dies of an
-    uncaught exception or a signal, "success" otherwise.
+    closed, if its object is still alive. ``status`` is "interrupted" on SIGTERM or an uncaught
+    KeyboardInterrupt, "failed" when the process dies of another uncaught exception, "finished"
+    otherwise.
     """
     _exit_hooks[:] = [ref for ref in _exit_hooks if ref() is not None]
     _exit_hooks.append(weakref.WeakMethod(hook))
@@ -279,7 +299,11 @@ def _shutdown(status: str) -> None:
 def _at_exit() -> None:
     import sys
 
-    _shutdown("failure" if getattr(sys, "last_type", None) is not None else "success")
+    died_of = getattr(sys, "last_type", None)
+    if died_of is None:
+        _shutdown("finished")
+    else:
+        _shutdown("interrupted" if issubclass(died_of, KeyboardInterrupt) else "failed")
 
 
 _previous_sigterm: Any = signal.SIG_DFL
@@ -293,7 +317,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
             pipeline.flush(timeout=10)
         previous(signum, frame)
         return
-    _shutdown("failure")
+    _shutdown("interrupted")
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 

@@ -67,6 +67,11 @@ class RecordFile:
     def pending_bytes(self) -> int:
         return len(self._pending)
 
+    @property
+    def size(self) -> int:
+        """Bytes of the file once what is pending is written."""
+        return self._size + len(self._pending)
+
     def append(self, data: bytes) -> None:
         """Frame ``data`` as a record, to be written by the next ``write_out``."""
         self._pending += frame(data)

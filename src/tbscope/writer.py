@@ -10,7 +10,8 @@ import math
 import socket
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +22,7 @@ from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
 from tbscope import snapshot
 from tbscope.pipeline import MAX_ITEMS, LoggingError, Pipeline, install_exit_handlers, on_exit, warn_once
+from tbscope.policy import Budget
 from tbscope.snapshot import Pending
 from tbscope.summaries import (
     audio,
@@ -37,6 +39,7 @@ from tbscope.summaries import (
     video,
 )
 from tbscope.summaries import tensor as raw_tensor
+from tbscope.summaries.figure import close_figure
 from tbscope.summaries.figure import render as render_figure
 
 # Bytes a small item (a scalar, a short text) holds in memory, for the pending-memory bound.
@@ -44,23 +47,56 @@ _SCALAR_BYTES = 120
 _now = time.time
 
 
-def _warn_nonfinite(tag: str, value: float) -> None:
-    warn_once(
-        ("nonfinite", tag),
-        f"tbscope: scalar {tag!r} is {value}; it is logged as is and TensorBoard plots it as {value}",
-    )
+class ScalarSummary:
+    """Per run and scalar tag, kept as values are encoded: ``[last, min, max, last_step, count]``.
 
+    Lives on the pipeline thread: its methods are the scalar encoders. NaN and Inf are logged as
+    they are, with one warning per tag, and left out of min and max.
+    """
 
-def _simple_scalar(tag: str, value: float) -> Any:
-    if not math.isfinite(value):
-        _warn_nonfinite(tag, value)
-    return scalar.simple_value(tag, value)
+    def __init__(self) -> None:
+        self.series: dict[tuple[str, str], list[float]] = {}
 
+    def _observe(self, run: str, tag: str, value: float, step: int) -> None:
+        stats = self.series.get((run, tag))
+        finite = math.isfinite(value)
+        if not finite:
+            warn_once(
+                ("nonfinite", tag),
+                f"tbscope: scalar {tag!r} is {value}; it is logged as is and TensorBoard plots it as {value}",
+            )
+        if stats is None:
+            self.series[run, tag] = [value, value if finite else math.inf, value if finite else -math.inf, step, 1]
+            return
+        stats[0], stats[3], stats[4] = value, step, stats[4] + 1
+        if finite:
+            if value < stats[1]:
+                stats[1] = value
+            if value > stats[2]:
+                stats[2] = value
 
-def _tensor_scalar(tag: str, value: float, double_precision: bool) -> Any:
-    if not math.isfinite(value):
-        _warn_nonfinite(tag, value)
-    return scalar.tensor_value(tag, value, double_precision)
+    def simple(self, tag: str, value: float, step: int, run: str = "") -> Any:
+        self._observe(run, tag, value, step)
+        return scalar.simple_value(tag, value)
+
+    def tensor(self, tag: str, value: float, step: int, double_precision: bool) -> Any:
+        self._observe("", tag, value, step)
+        return scalar.tensor_value(tag, value, double_precision)
+
+    def as_dict(self) -> dict[str, dict[str, float | int | None]]:
+        """The run's own tags (not ``add_scalars`` sub-runs) as ``{tag: {last, min, max, last_step,
+        count}}``; min and max are None when no value was finite."""
+        return {
+            tag: {
+                "last": last,
+                "min": low if math.isfinite(low) else None,
+                "max": high if math.isfinite(high) else None,
+                "last_step": int(step),
+                "count": int(count),
+            }
+            for (run, tag), (last, low, high, step, count) in list(self.series.items())
+            if not run
+        }
 
 
 def _histogram(tag: str, values: np.ndarray, bins: histogram.Bins, max_bins: int | None) -> Any:
@@ -119,6 +155,12 @@ class Writer:
         max_pending_bytes: Memory that values waiting to be written may hold. When the caller
             logs faster than the disk takes it, new values are dropped (with one warning, and a
             count at close) instead of growing memory or blocking the training loop.
+        budget: A ``Budget`` past which heavy data (images, histograms, embeddings, audio, video,
+            meshes, PR curves, raw tensors) stops being logged; scalars and text go on. None (the
+            default for a plain Writer, as in torch) means no limit; ``tbscope.init`` runs get
+            ``Budget()``.
+        on_flush: Called on the background thread after each write to disk (at least every
+            ``flush_secs``); ``tbscope.init`` uses it to keep ``run.json`` current.
 
     Example:
         >>> import tempfile
@@ -144,6 +186,8 @@ class Writer:
         *,
         strict: bool = False,
         max_pending_bytes: int = 512 << 20,
+        budget: Budget | None = None,
+        on_flush: Callable[[], None] | None = None,
     ) -> None:
         if log_dir is None:
             stamp = datetime.now().strftime("%b%d_%H-%M-%S")
@@ -155,10 +199,16 @@ class Writer:
         self._flush_secs = flush_secs
         self._suffix = filename_suffix
         self._max_pending_bytes = max_pending_bytes
+        self.budget = budget
+        self._budget_spent = False
+        self._bytes_before = 0
+        self._on_flush = on_flush
         self._pipeline: Pipeline | None = None
         self._hparams_runs: set[str] = set()
         self._layout: dict[str, dict[str, Sequence[Any]]] = {}
         self._tensor_type = snapshot.tensor_type()  # for add_scalar's fast path; None without torch
+        self._scalars = ScalarSummary()
+        self._encode_scalar = self._scalars.simple
         self._open()
         install_exit_handlers()
         on_exit(self._close_at_exit)
@@ -168,8 +218,36 @@ class Writer:
     # -- plumbing ------------------------------------------------------------------------------------
 
     def _open(self) -> Pipeline:
-        self._pipeline = Pipeline(self.log_dir, self._suffix, self._flush_secs, self._max_pending_bytes)
+        if self.budget is not None and self.log_dir.is_dir():
+            self._bytes_before = sum(p.stat().st_size for p in self.log_dir.rglob("*") if p.is_file())
+        self._pipeline = Pipeline(self.log_dir, self._suffix, self._flush_secs, self._max_pending_bytes, self._on_flush)
         return self._pipeline
+
+    def _over_budget(self, method: str, step: Any) -> bool:
+        """Whether the budget stops this heavy call; the first time it does, say so once, in a
+        warning and in a text note in the run."""
+        limit = self.budget.max_run_bytes if self.budget is not None else None
+        if limit is None:
+            return False
+        if self._budget_spent:
+            return True
+        used = self._bytes_before + (self._pipeline or self._open()).logged_bytes()
+        if used <= limit:
+            return False
+        self._budget_spent = True
+        message = (
+            f"tbscope: {self.log_dir} holds {used:,} bytes, over its budget of {limit:,} "
+            f"(Budget.max_run_bytes): from {method} at step {snapshot.step(method, step)} on, images, "
+            "histograms, embeddings, audio, video, meshes, PR curves and raw tensors are no longer logged. "
+            "Scalars and text go on."
+        )
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        self.add_text("tbscope/budget", message, step)
+        return True
+
+    def scalar_summary(self) -> dict[str, dict[str, float | int | None]]:
+        """Per scalar tag of this run, what has been encoded so far: last, min, max, last_step, count."""
+        return self._scalars.as_dict()
 
     def _put(
         self,
@@ -233,15 +311,17 @@ class Writer:
         else:
             value = snapshot.scalar("add_scalar", scalar_value)
             pending = type(value) is Pending
+        if type(global_step) is not int:
+            global_step = snapshot.step("add_scalar", global_step)
         if new_style or double_precision:
-            encode: Any = _tensor_scalar
-            args: tuple[Any, ...] = (tag, value, double_precision)
+            encode: Any = self._scalars.tensor
+            args: tuple[Any, ...] = (tag, value, global_step, double_precision)
         else:
-            encode, args = _simple_scalar, (tag, value)
+            encode, args = self._encode_scalar, (tag, value, global_step)
         # The hot path of every training loop: append straight to the queue when nothing is
         # unusual, else take the general path (reopen, strict errors, the memory bound).
         pipeline = self._pipeline
-        if type(global_step) is int and pipeline is not None and pipeline.error is None:
+        if pipeline is not None and pipeline.error is None:
             items = pipeline.items
             if len(items) < MAX_ITEMS:
                 items.append(("", global_step, _now() if walltime is None else walltime, encode, args, pending, 0))
@@ -258,17 +338,20 @@ class Writer:
         """Log several numbers in one chart: each key becomes a sub-run ``<main_tag>_<key>`` (torch's layout)."""
         _check_tag("add_scalars", main_tag)
         walltime = time.time() if walltime is None else walltime
+        step = snapshot.step("add_scalars", global_step)
         for key, raw in tag_scalar_dict.items():
             value = snapshot.scalar("add_scalars", raw)
             run = f"{main_tag.replace('/', '_')}_{key}"
             self._put(
-                "add_scalars", run, global_step, walltime, _simple_scalar,
-                (main_tag, value), type(value) is Pending, _SCALAR_BYTES,
+                "add_scalars", run, step, walltime, self._scalars.simple,
+                (main_tag, value, step, run), type(value) is Pending, _SCALAR_BYTES,
             )  # fmt: skip
 
     def add_tensor(self, tag: str, tensor: Any, global_step: int | None = None, walltime: float | None = None) -> None:
         """Log a raw tensor (no dashboard shows it; readers get the array back)."""
         _check_tag("add_tensor", tag)
+        if self.budget is not None and self._over_budget("add_tensor", global_step):
+            return
         data = snapshot.array("add_tensor", tensor)
         self._put(
             "add_tensor", "", global_step, walltime, raw_tensor.tensor_value, (tag, data),
@@ -293,6 +376,8 @@ class Writer:
     ) -> None:
         """Log an image: uint8 (0-255), or float or bool (0-1); layout CHW, HWC, HW or any permutation."""
         _check_tag("add_image", tag)
+        if self.budget is not None and self._over_budget("add_image", global_step):
+            return
         data = self._image("add_image", img_tensor, dataformats, batch_method="add_images")
         self._put(
             "add_image", "", global_step, walltime, image.image_value, (tag, data, dataformats),
@@ -309,6 +394,8 @@ class Writer:
     ) -> None:
         """Log a batch of images as one grid, 8 a row (layout NCHW, NHWC or any permutation)."""
         _check_tag("add_images", tag)
+        if self.budget is not None and self._over_budget("add_images", global_step):
+            return
         data = self._image("add_images", img_tensor, dataformats)
         self._put(
             "add_images", "", global_step, walltime, image.image_value, (tag, data, dataformats),
@@ -328,6 +415,8 @@ class Writer:
     ) -> None:
         """Log an image with boxes drawn on it: ``box_tensor`` is (N, 4) pixel ``x1, y1, x2, y2``."""
         _check_tag("add_image_with_boxes", tag)
+        if self.budget is not None and self._over_budget("add_image_with_boxes", global_step):
+            return
         data = self._image("add_image_with_boxes", img_tensor, dataformats)
         boxes = snapshot.array("add_image_with_boxes", box_tensor)
         if len(boxes.shape) != 2 or boxes.shape[1] != 4:
@@ -356,6 +445,11 @@ class Writer:
         encoding happens in the background.
         """
         _check_tag("add_figure", tag)
+        if self.budget is not None and self._over_budget("add_figure", global_step):
+            if close:
+                for fig in figure if isinstance(figure, list) else [figure]:
+                    close_figure(fig)
+            return
         if isinstance(figure, list):
             pixels = np.stack(_same_size([render_figure(fig, close) for fig in figure]))
             layout = "NHWC"
@@ -382,6 +476,8 @@ class Writer:
     ) -> None:
         """Log a batch of clips, (N, T, C, H, W) uint8 or float in [0, 1], as an animated GIF."""
         _check_tag("add_video", tag)
+        if self.budget is not None and self._over_budget("add_video", global_step):
+            return
         data = snapshot.array("add_video", vid_tensor)
         video.check_shape(tuple(data.shape))
         image.check_dtype("add_video", data.dtype)
@@ -400,6 +496,8 @@ class Writer:
     ) -> None:
         """Log a sound clip: samples in [-1, 1], shape (L,) or (1, L) mono, or (C, L)."""
         _check_tag("add_audio", tag)
+        if self.budget is not None and self._over_budget("add_audio", global_step):
+            return
         data = snapshot.array("add_audio", snd_tensor)
         if len(data.shape) not in (1, 2) or 0 in data.shape:
             raise ValueError(f"add_audio: expected shape (L,) or (C, L), got {tuple(data.shape)}")
@@ -425,6 +523,8 @@ class Writer:
         NaN and Inf values are left out of the histogram, with one warning per tag.
         """
         _check_tag("add_histogram", tag)
+        if self.budget is not None and self._over_budget("add_histogram", global_step):
+            return
         histogram.check_bins(bins)
         data = snapshot.array("add_histogram", values)
         if 0 in data.shape:
@@ -449,6 +549,8 @@ class Writer:
     ) -> None:
         """Log a histogram computed elsewhere: bucket right edges and the count in each bucket."""
         _check_tag("add_histogram_raw", tag)
+        if self.budget is not None and self._over_budget("add_histogram_raw", global_step):
+            return
         limits = [float(x) for x in np.asarray(bucket_limits).reshape(-1)]
         counts = [float(x) for x in np.asarray(bucket_counts).reshape(-1)]
         if len(limits) != len(counts):
@@ -474,6 +576,8 @@ class Writer:
     ) -> None:
         """Log a precision-recall curve of binary ``labels`` against ``predictions`` in [0, 1]."""
         _check_tag("add_pr_curve", tag)
+        if self.budget is not None and self._over_budget("add_pr_curve", global_step):
+            return
         if not 2 <= num_thresholds <= 127:
             raise ValueError(f"add_pr_curve: num_thresholds must be in 2..127, got {num_thresholds}")
         truth = snapshot.array("add_pr_curve", labels)
@@ -507,6 +611,8 @@ class Writer:
     ) -> None:
         """Log a PR curve from counts per threshold (each of length ``num_thresholds``)."""
         _check_tag("add_pr_curve_raw", tag)
+        if self.budget is not None and self._over_budget("add_pr_curve_raw", global_step):
+            return
         arrays = (true_positive_counts, false_positive_counts, true_negative_counts,
                   false_negative_counts, precision, recall)  # fmt: skip
         parts = [snapshot.array("add_pr_curve_raw", a) for a in arrays]
@@ -547,6 +653,8 @@ class Writer:
     ) -> None:
         """Log a mesh or point cloud: vertices (B, N, 3) float, colors (B, N, 3) uint8, faces (B, F, 3) int."""
         _check_tag("add_mesh", tag)
+        if self.budget is not None and self._over_budget("add_mesh", global_step):
+            return
         parts = [None if a is None else snapshot.array("add_mesh", a) for a in (vertices, colors, faces)]
         mesh.check_shapes(
             vertices=tuple(parts[0].shape),  # type: ignore[union-attr]
@@ -576,6 +684,8 @@ class Writer:
         kept: this embedding is added to it.
         """
         _check_tag("add_embedding", tag)
+        if self.budget is not None and self._over_budget("add_embedding", global_step):
+            return
         data = snapshot.array("add_embedding", mat)
         images = None if label_img is None else snapshot.array("add_embedding", label_img)
         rows = None if metadata is None else [list(r) if metadata_header is not None else r for r in metadata]
@@ -658,8 +768,8 @@ class Writer:
         instead), nested dicts are flattened with "/", bools stay bools, lists and other values
         are shown as text and None is left out. The metrics are logged as scalars at
         ``global_step`` and may be logged again later: the dashboard shows their last value. The
-        session's status is recorded when the writer closes: failure if it is closed by an
-        exception (or the process dies of one), success otherwise. ``hparam_domain_discrete`` is
+        session's status is recorded when the writer closes: a failure if it is closed by an
+        exception (or the process dies of one or of SIGTERM), a success otherwise. ``hparam_domain_discrete`` is
         accepted for compatibility: TensorBoard derives each domain from the values of all runs.
         """
         if not isinstance(hparam_dict, Mapping) or not isinstance(metric_dict, Mapping):
@@ -671,10 +781,11 @@ class Writer:
             False, _SCALAR_BYTES * (1 + len(flat)),
         )  # fmt: skip
         self._hparams_runs.add(run)
+        step = snapshot.step("add_hparams", global_step)
         for key, raw in metric_dict.items():
             value = snapshot.scalar("add_hparams", raw)
             self._put(
-                "add_hparams", run, global_step, None, _simple_scalar, (key, value),
+                "add_hparams", run, step, None, self._scalars.simple, (key, value, step, run),
                 type(value) is Pending, _SCALAR_BYTES,
             )  # fmt: skip
 
@@ -685,11 +796,11 @@ class Writer:
         if self._pipeline is not None:
             self._pipeline.flush()
 
-    def close(self, status: str = "success") -> None:
-        """Write everything and close the files. ``status`` ("success" or "failure") ends the
-        HParams session. Logging again afterwards opens a new event file, as torch does."""
-        if status not in hparams.STATUSES:
-            raise ValueError(f"close: status must be one of {', '.join(hparams.STATUSES)}, got {status!r}")
+    def close(self, status: str = "finished") -> None:
+        """Write everything and close the files. ``status`` ("finished", "failed" or "interrupted")
+        ends the HParams session. Logging again afterwards opens a new event file, as torch does."""
+        if status not in hparams.STATUSES or status == "running":
+            raise ValueError(f"close: status must be finished, failed or interrupted, got {status!r}")
         pipeline = self._pipeline
         if pipeline is None:
             return
@@ -708,7 +819,10 @@ class Writer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close("failure" if exc_type is not None else "success")
+        if exc_type is None:
+            self.close("finished")
+        else:
+            self.close("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
 
 
 def _same_size(images: list[np.ndarray]) -> list[np.ndarray]:

@@ -24,7 +24,12 @@ def render(figure: Any, close: bool) -> np.ndarray:
     canvas.draw()
     pixels = np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
     if close:
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
+        close_figure(figure)
     return pixels
+
+
+def close_figure(figure: Any) -> None:
+    """Close ``figure`` in pyplot, which otherwise keeps every figure alive."""
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)

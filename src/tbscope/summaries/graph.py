@@ -148,4 +148,3 @@ def onnx_graph_event(path: str) -> Event:
             )
         )
     return Event(graph_def=GraphDef(node=nodes, versions=VersionDef(producer=22)).SerializeToString())
-

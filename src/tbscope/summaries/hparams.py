@@ -18,10 +18,12 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
 HParamValue = bool | int | float | str
 
+# A run's end status (tbscope's words) as the HParams dashboard knows it: it has no "interrupted".
 STATUSES = {
     "running": api_pb2.STATUS_RUNNING,
-    "success": api_pb2.STATUS_SUCCESS,
-    "failure": api_pb2.STATUS_FAILURE,
+    "finished": api_pb2.STATUS_SUCCESS,
+    "failed": api_pb2.STATUS_FAILURE,
+    "interrupted": api_pb2.STATUS_FAILURE,
 }
 
 
