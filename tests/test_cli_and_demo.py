@@ -64,6 +64,6 @@ def test_demo_command_prints_how_to_open_tensorboard(tmp_path: Path) -> None:
     result = tbscope("demo", "--root", str(tmp_path), "--epochs", "1")
     assert result.returncode == 0, result.stderr
     assert "epoch 1/1" in result.stdout
-    assert f"tensorboard --logdir {tmp_path}" in result.stdout
+    assert f"tbscope serve {tmp_path}" in result.stdout
     (run,) = (tmp_path / "shapes-cnn").iterdir()
     assert accumulate(run).Scalars("val/acc")

@@ -8,6 +8,8 @@ Example:
 """
 
 from tbscope.pipeline import LoggingError
+from tbscope.policy import Budget
+from tbscope.runs import Resume, Retention, Run, init
 from tbscope.summaries.graph import GraphError
 from tbscope.writer import Writer
 
@@ -16,4 +18,15 @@ SummaryWriter = Writer
 
 __version__ = "0.1.0"
 
-__all__ = ["GraphError", "LoggingError", "SummaryWriter", "Writer", "__version__"]
+__all__ = [
+    "Budget",
+    "GraphError",
+    "LoggingError",
+    "Resume",
+    "Retention",
+    "Run",
+    "SummaryWriter",
+    "Writer",
+    "__version__",
+    "init",
+]

@@ -6,16 +6,15 @@ Run it with ``tbscope demo`` (or ``make demo``); it writes ``runs/shapes-cnn/<ti
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+import tbscope
 from tbscope.demo.data import CLASS_NAMES, make_shapes
-from tbscope.writer import Writer
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ def build_model(width: int, classes: int) -> nn.Module:
 
 
 def run_demo(root: str | Path = "runs", config: DemoConfig | None = None) -> Path:
-    """Train the demo model, logging into ``root/shapes-cnn/<time>``; returns that directory."""
+    """Train the demo model as a run of experiment "shapes-cnn" under ``root``; returns its directory."""
     cfg = config or DemoConfig()
     torch.manual_seed(cfg.seed)
     train = make_shapes(cfg.train_images, cfg.image_size, seed=cfg.seed)
@@ -66,10 +65,9 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None) -> Pat
         optimizer, max_lr=cfg.lr * 10, total_steps=cfg.epochs * steps_per_epoch
     )
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    log_dir = Path(root) / "shapes-cnn" / stamp
     started = time.monotonic()
-    with Writer(log_dir) as w:
+    with tbscope.init("shapes-cnn", root=root, config=cfg, metrics=["val/acc", "val/loss"]) as run:
+        w = run.writer
         w.add_graph(model, x_val[:1])
         w.add_text("data/classes", ", ".join(f"`{i}` {name}" for i, name in enumerate(CLASS_NAMES)))
         w.add_image_with_boxes(
@@ -112,7 +110,6 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None) -> Pat
             if elapsed > cfg.max_seconds:
                 print(f"stopping after {elapsed:.0f}s (max_seconds={cfg.max_seconds:g})", flush=True)
                 break
-        w.add_hparams(asdict(cfg), {"val/acc": val_acc, "val/loss": val_loss}, global_step=step)
         w.add_embedding(
             predictions_prob(model, x_val[:200]),
             metadata=[CLASS_NAMES[int(c)] for c in y_val[:200]],
@@ -120,7 +117,7 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None) -> Pat
             global_step=step,
             tag="val/probabilities",
         )
-    return log_dir
+    return run.dir
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, torch.Tensor]:
@@ -144,6 +141,6 @@ def summary_line(log_dir: Path) -> str:
     root = log_dir.parent.parent
     return (
         f"\nLogged to {log_dir}\n"
-        f"Open it in TensorBoard:\n    tensorboard --logdir {root}\n"
+        f"Open it in TensorBoard:\n    tbscope serve {root}\n"
         "then browse to http://localhost:6006 (Scalars, Images, Histograms, Graphs, HParams, PR Curves, Projector)."
     )

@@ -1,0 +1,87 @@
+"""``tbscope prune``: delete old ended runs, oldest first, with the same safety rules as ``Retention``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from tbscope.runs import Retention, delete_run, find_runs, format_bytes, parse_bytes, parse_duration, plan_retention
+
+T = TypeVar("T")
+
+
+def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """``parse`` for argparse: its ValueError message becomes the usage error the user sees."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "prune",
+        help="delete old ended runs (never a running one)",
+        description="Delete old ended tbscope runs under ROOT, oldest first. A running run, a directory "
+        "that is not a tbscope run, and anything behind a symbolic link are never touched.",
+    )
+    parser.add_argument("root", type=Path, help="the runs root, e.g. runs")
+    parser.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N runs of each experiment")
+    parser.add_argument(
+        "--older-than", type=_argument(parse_duration), metavar="AGE", help="delete runs older than AGE (30d)"
+    )
+    parser.add_argument(
+        "--max-size", type=_argument(parse_bytes), metavar="SIZE", help="delete oldest runs until under SIZE"
+    )
+    parser.add_argument("--experiment", metavar="NAME", help="only this experiment")
+    parser.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
+    parser.add_argument("--yes", action="store_true", help="do not ask before deleting")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.keep_last is None and args.older_than is None and args.max_size is None:
+        print("tbscope prune: say what to delete: --keep-last, --older-than and/or --max-size", file=sys.stderr)
+        return 2
+    root: Path = args.root
+    if not root.is_dir():
+        print(f"tbscope prune: {root} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        retention = Retention(keep_last=args.keep_last, max_age=args.older_than, max_total_bytes=args.max_size)
+    except ValueError as err:
+        print(f"tbscope prune: {err}", file=sys.stderr)
+        return 2
+    if args.experiment and not (root / args.experiment).is_dir():
+        print(f"tbscope prune: no experiment {args.experiment!r} in {root}", file=sys.stderr)
+        return 2
+    doomed = plan_retention(find_runs(root, args.experiment), retention)
+    if not doomed:
+        print("Nothing to delete.")
+        return 0
+    for run in doomed:
+        print(f"{'would delete' if args.dry_run else 'delete'}  {run.path}  {format_bytes(run.bytes)}  ({run.status})")
+    total = sum(run.bytes for run in doomed)
+    if args.dry_run:
+        print(f"{len(doomed)} run(s), {format_bytes(total)} would be freed (dry run: nothing deleted)")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("tbscope prune: not deleting without --yes when nobody can answer the question", file=sys.stderr)
+            return 1
+        answer = input(f"Delete {len(doomed)} run(s), {format_bytes(total)}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("Nothing deleted.")
+            return 1
+    for run in doomed:
+        delete_run(root, run)
+    print(f"Deleted {len(doomed)} run(s), freed {format_bytes(total)}.")
+    return 0

@@ -1,0 +1,576 @@
+"""Runs: the layout ``root/experiment/<UTC time>-<id>[-<name>]``, ``run.json``, status, resume and retention.
+
+``run.json`` is always whole: it is written to a temporary file and renamed over the old one. It
+holds what the run is (id, experiment, config, code version, host) and how it is going (status,
+a heartbeat, per-tag scalar summaries and bytes on disk, kept current at every flush). Readers tell
+a run that died without a word ("crashed") from one still running by its pid and its heartbeat.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import enum
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path, PurePath
+from types import TracebackType
+from typing import Any
+
+from tbscope.pipeline import on_exit
+from tbscope.policy import Budget
+from tbscope.summaries.hparams import HParamValue, flatten
+from tbscope.writer import Writer
+
+SCHEMA_VERSION = 1
+RUN_FILE = "run.json"
+END_STATUSES = ("finished", "failed", "interrupted")
+# A running run's heartbeat is rewritten at every flush (5 s by default). One this old means the
+# process is gone, or frozen, even where its pid cannot be checked (another host).
+STALE_AFTER = timedelta(minutes=10)
+# Scalar tags shown as a run's headline metrics when ``metrics=`` is not given.
+DEFAULT_METRIC_PREFIXES = ("val/", "test/", "metrics/")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Which ended runs to delete when a run starts (or with ``tbscope prune``), oldest first.
+
+    ``keep_last`` keeps the newest N runs of each experiment; ``max_age`` deletes runs created
+    longer ago than that; ``max_total_bytes`` deletes the oldest ended runs until the runs in
+    scope fit. ``scope`` is "experiment" (the new run's experiment) or "root" (every experiment).
+    A running run is never deleted, nor anything that is not a tbscope run, nor anything behind a
+    symbolic link or outside the root.
+
+    Example:
+        >>> from datetime import timedelta
+        >>> Retention(keep_last=20, max_age=timedelta(days=30)).scope
+        'experiment'
+    """
+
+    keep_last: int | None = None
+    max_age: timedelta | None = None
+    max_total_bytes: int | None = None
+    scope: str = "experiment"
+
+    def __post_init__(self) -> None:
+        if self.keep_last is not None and self.keep_last < 1:
+            raise ValueError(f"Retention: keep_last must be at least 1, got {self.keep_last}")
+        if self.max_total_bytes is not None and self.max_total_bytes < 0:
+            raise ValueError(f"Retention: max_total_bytes must not be negative, got {self.max_total_bytes}")
+        if self.scope not in ("experiment", "root"):
+            raise ValueError(f"Retention: scope must be 'experiment' or 'root', got {self.scope!r}")
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Continue an earlier run in its own directory: ``run`` is its directory or its id.
+
+    With ``step``, everything that run logged at or after ``step`` is hidden, as TensorBoard's
+    purge does, so curves restarted from a checkpoint don't zig-zag.
+    """
+
+    run: str | os.PathLike[str]
+    step: int | None = None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> datetime:
+    """A ``run.json`` timestamp as an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def check_name(what: str, name: str) -> None:
+    """Raise a ValueError unless ``name`` is a plain name: no path separators, no ``..``."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise ValueError(
+            f"init: {what} must be a plain name of letters, digits, '.', '_' and '-' (no path separators "
+            f"or '..'), got {name!r}"
+        )
+
+
+# -- config -------------------------------------------------------------------------------------------
+
+
+def config_as_dict(config: Any) -> dict[str, Any]:
+    """A dict, a dataclass, an ``argparse.Namespace`` or an OmegaConf config (resolved) as a plain dict."""
+    if config is None:
+        return {}
+    if type(config).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        container = OmegaConf.to_container(config, resolve=True)
+        if not isinstance(container, dict):
+            raise TypeError("init: an OmegaConf config must be a DictConfig, got a ListConfig")
+        return {str(k): v for k, v in container.items()}
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    if isinstance(config, argparse.Namespace):
+        return dict(vars(config))
+    if isinstance(config, Mapping):
+        return dict(config)
+    raise TypeError(
+        f"init: config must be a dict, a dataclass, an argparse.Namespace or an OmegaConf config, "
+        f"got {type(config).__name__}"
+    )
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float):
+        return value if not isinstance(value, float) or math.isfinite(value) else str(value)
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return _jsonable(value.item(), where)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise ValueError(
+        f"init: {where} is a {type(value).__name__}, which run.json cannot hold; "
+        "pass plain values (numbers, strings, bools, lists, dicts, paths), e.g. its name"
+    )
+
+
+# -- run.json -------------------------------------------------------------------------------------------
+
+
+def write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` so that a reader, or a kill, never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, allow_nan=False)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_meta(run_dir: Path) -> dict[str, Any] | None:
+    """The run.json of ``run_dir``, or None when it is missing, unreadable or not a tbscope run's."""
+    try:
+        meta = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA_VERSION or "id" not in meta:
+        return None
+    return meta
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def effective_status(meta: Mapping[str, Any], now: datetime | None = None) -> str:
+    """The status a reader should believe: "crashed" for a "running" run whose process is gone
+    (a dead pid on this host) or silent (a heartbeat older than ``STALE_AFTER``)."""
+    status = str(meta.get("status", "crashed"))
+    if status != "running":
+        return status
+    if meta.get("host") == socket.gethostname() and not _pid_alive(int(meta.get("pid", -1))):
+        return "crashed"
+    heartbeat = meta.get("heartbeat")
+    now = now or datetime.now(timezone.utc)
+    if heartbeat is None or now - parse_time(heartbeat) > STALE_AFTER:
+        return "crashed"
+    return "running"
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes of the files under ``path``, not following symbolic links."""
+    total = 0
+    for folder, _, files in os.walk(path, followlinks=False):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+def _git_state(cwd: Path) -> dict[str, Any] | None:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    from tbscope import __version__
+
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": version("torch"),
+        "tensorboard": version("tensorboard"),
+        "tbscope": __version__,
+    }
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+class Run:
+    """One training run: its directory, its ``writer``, and its ``run.json``.
+
+    Made by ``tbscope.init``. End it with ``finish()`` or a ``with run:`` block: leaving the block
+    by an exception records "failed" (KeyboardInterrupt: "interrupted"). A process that exits
+    without finishing records "finished", "failed" (an uncaught exception) or "interrupted"
+    (SIGTERM); one that dies without a word is told "crashed" by readers.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        meta: dict[str, Any],
+        budget: Budget | None,
+        purge_step: int | None,
+        flat_config: Mapping[str, HParamValue],
+    ) -> None:
+        self.dir = run_dir
+        self.id: str = meta["id"]
+        self.experiment: str = meta["experiment"]
+        self.name: str | None = meta["name"]
+        self._meta = meta
+        self._lock = threading.Lock()
+        self._finished = False
+        self.writer = Writer(run_dir, purge_step=purge_step, budget=budget, on_flush=self._update)
+        self.writer.add_hparams(flat_config, {})
+        self._save()
+        on_exit(self._finish_at_exit)
+
+    @property
+    def status(self) -> str:
+        return str(self._meta["status"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The config as given (made JSON-safe), as stored in run.json."""
+        return dict(self._meta["config"])
+
+    def _save(self) -> None:
+        with self._lock:
+            self._meta["heartbeat"] = _now()
+            self._meta["summary"] = self.writer.scalar_summary()
+            self._meta["bytes"] = dir_bytes(self.dir)
+            write_json_atomically(self.dir / RUN_FILE, self._meta)
+
+    def _update(self) -> None:
+        if not self._finished:
+            self._save()
+
+    def finish(self, status: str = "finished") -> None:
+        """End the run: write everything, close the writer and record ``status`` in run.json.
+
+        ``status`` is "finished", "failed" or "interrupted". A second call does nothing.
+        """
+        if status not in END_STATUSES:
+            raise ValueError(f"finish: status must be one of {', '.join(END_STATUSES)}, got {status!r}")
+        if self._finished:
+            return
+        self.writer.close(status)
+        self._finished = True
+        self._meta["status"] = status
+        self._meta["ended"] = _now()
+        self._save()
+
+    def _finish_at_exit(self, status: str) -> None:
+        self.finish(status)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.finish("finished")
+        else:
+            self.finish("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.dir)!r}, status={self.status!r})"
+
+
+def _create_run_dir(experiment_dir: Path, name: str | None) -> tuple[Path, str]:
+    """A new, empty run directory; ``mkdir`` fails on a clash, so concurrent starts never share one."""
+    while True:
+        run_id = secrets.token_hex(4)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        path = experiment_dir / f"{stamp}-{run_id}{'-' + name if name else ''}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path, run_id
+
+
+def _find_run(root: Path, experiment: str, run: str | os.PathLike[str]) -> Path:
+    candidate = Path(run)
+    if (candidate / RUN_FILE).is_file():
+        return candidate
+    experiment_dir = root / experiment
+    matches = [
+        d for d in experiment_dir.iterdir() if d.is_dir() and (meta := read_meta(d)) and meta["id"] == str(run)
+    ] if experiment_dir.is_dir() else []  # fmt: skip
+    if len(matches) != 1:
+        raise FileNotFoundError(
+            f"init: resume={str(run)!r} is neither a run directory nor a run id in {experiment_dir}"
+        )
+    return matches[0]
+
+
+def init(
+    experiment: str,
+    root: str | os.PathLike[str] = "runs",
+    name: str | None = None,
+    config: Any = None,
+    metrics: Sequence[str] | None = None,
+    retention: Retention | None = None,
+    budget: Budget | None = None,
+    resume: Resume | str | os.PathLike[str] | None = None,
+) -> Run:
+    """Start a run of ``experiment``: its directory, its writer, its run.json and its hyperparameters.
+
+    The run goes to ``root/experiment/<UTC time>-<id>[-<name>]``; any number of processes may start
+    runs of one experiment at once and each gets its own directory. ``config`` (a dict, dataclass,
+    ``argparse.Namespace`` or OmegaConf config) is stored in run.json and becomes the run's HParams
+    session, flattened with "/". ``metrics`` names the scalar tags that are the run's headline
+    metrics (default: every tag under ``val/``, ``test/`` or ``metrics/``). ``budget`` bounds the
+    run's size (default ``Budget()``: 1 GiB); ``retention`` deletes old ended runs first;
+    ``resume`` continues an earlier run (see ``Resume``).
+
+    Example:
+        >>> import tempfile, tbscope
+        >>> root = tempfile.mkdtemp()
+        >>> with tbscope.init("shapes-cnn", root=root, config={"lr": 0.01, "opt": {"name": "sgd"}}) as run:
+        ...     for step in range(10):
+        ...         run.writer.add_scalar("train/loss", 1 / (step + 1), step)
+        >>> run.status, run.dir.parent.name
+        ('finished', 'shapes-cnn')
+        >>> import json; meta = json.loads((run.dir / "run.json").read_text())
+        >>> meta["config_flat"], meta["summary"]["train/loss"]["count"]
+        ({'lr': 0.01, 'opt/name': 'sgd'}, 10)
+    """
+    check_name("experiment", experiment)
+    if name is not None:
+        check_name("name", name)
+    root_path = Path(root)
+    if root_path.exists() and not root_path.is_dir():
+        raise NotADirectoryError(f"init: root {str(root_path)!r} exists and is not a directory")
+    given = _jsonable(config_as_dict(config), "config")
+    flat = flatten(given)
+    if metrics is not None and (isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics)):
+        raise TypeError(f"init: metrics must be a list of scalar tags, got {metrics!r}")
+    budget = budget if budget is not None else Budget()
+    experiment_dir = root_path / experiment
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    resume_target = Resume(resume) if isinstance(resume, str | os.PathLike) else resume
+    purge_step = None
+    if resume_target is not None:
+        run_dir = _find_run(root_path, experiment, resume_target.run)
+        meta = read_meta(run_dir)
+        assert meta is not None
+        meta.setdefault("resumed", []).append({"at": _now(), "step": resume_target.step, "pid": os.getpid()})
+        purge_step = resume_target.step
+    else:
+        run_dir, run_id = _create_run_dir(experiment_dir, name)
+        meta = {"schema": SCHEMA_VERSION, "id": run_id, "experiment": experiment, "name": name, "created": _now()}
+    meta.update(
+        status="running",
+        ended=None,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        command=list(sys.argv),
+        cwd=os.getcwd(),
+        git=_git_state(Path.cwd()),
+        versions=_versions(),
+        config=given,
+        config_flat=flat,
+        metrics=list(metrics) if metrics is not None else None,
+    )
+    run = Run(run_dir, meta, budget, purge_step, flat)
+    if retention is not None:  # after the new run exists, so that it counts among the newest
+        deleted = apply_retention(root_path, retention, None if retention.scope == "root" else experiment)
+        if deleted:
+            freed = sum(size for _, size in deleted)
+            print(
+                f"tbscope: retention deleted {len(deleted)} old run(s), freeing {format_bytes(freed)}: "
+                + ", ".join(str(path.relative_to(root_path)) for path, _ in deleted),
+                file=sys.stderr,
+            )
+    return run
+
+
+def headline_metrics(meta: Mapping[str, Any]) -> list[str]:
+    """The scalar tags that are a run's headline metrics: ``metrics=`` if given, else val/test/metrics tags."""
+    named = meta.get("metrics")
+    tags = list(meta.get("summary", {}))
+    if named is not None:
+        return [t for t in named if t in tags]
+    return [t for t in tags if t.startswith(DEFAULT_METRIC_PREFIXES)]
+
+
+# -- finding and pruning runs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A tbscope run found on disk: its directory, its run.json, its believed status and size."""
+
+    path: Path
+    meta: dict[str, Any]
+    status: str
+    bytes: int
+
+    @property
+    def created(self) -> datetime:
+        return parse_time(self.meta["created"])
+
+
+def find_runs(root: Path, experiment: str | None = None) -> list[RunDir]:
+    """Every tbscope run directly under ``root/<experiment>/``, oldest first; symlinks are not followed."""
+    found = []
+    experiments = [root / experiment] if experiment else sorted(p for p in root.iterdir() if p.is_dir())
+    for experiment_dir in experiments:
+        if experiment_dir.is_symlink() or not experiment_dir.is_dir():
+            continue
+        for run_dir in sorted(experiment_dir.iterdir()):
+            if run_dir.is_symlink() or not run_dir.is_dir():
+                continue
+            meta = read_meta(run_dir)
+            if meta is None or run_dir.name.split("-")[1:2] != [meta["id"]]:
+                continue  # not a tbscope run: never ours to touch
+            found.append(RunDir(run_dir, meta, effective_status(meta), dir_bytes(run_dir)))
+    return sorted(found, key=lambda r: r.created)
+
+
+def plan_retention(runs: Iterable[RunDir], retention: Retention, now: datetime | None = None) -> list[RunDir]:
+    """The runs ``retention`` deletes, oldest first: only ended ones, never a running run."""
+    runs = list(runs)
+    now = now or datetime.now(timezone.utc)
+    doomed: dict[Path, RunDir] = {}
+    if retention.keep_last is not None:
+        by_experiment: dict[str, list[RunDir]] = {}
+        for run in runs:
+            by_experiment.setdefault(run.meta["experiment"], []).append(run)
+        for group in by_experiment.values():
+            for run in group[: max(0, len(group) - retention.keep_last)]:
+                doomed[run.path] = run
+    if retention.max_age is not None:
+        for run in runs:
+            if now - run.created > retention.max_age:
+                doomed[run.path] = run
+    doomed = {path: run for path, run in doomed.items() if run.status != "running"}
+    if retention.max_total_bytes is not None:
+        total = sum(run.bytes for run in runs if run.path not in doomed)
+        for run in runs:
+            if total <= retention.max_total_bytes:
+                break
+            if run.path not in doomed and run.status != "running":
+                doomed[run.path] = run
+                total -= run.bytes
+    return [run for run in runs if run.path in doomed]
+
+
+def delete_run(root: Path, run: RunDir) -> None:
+    """Delete one run's directory, after checking once more that it is a run inside ``root``."""
+    path = run.path
+    if path.is_symlink() or not path.resolve().is_relative_to(root.resolve()) or read_meta(path) is None:
+        raise ValueError(f"refusing to delete {path}: not a tbscope run inside {root}")
+    shutil.rmtree(path)
+
+
+def apply_retention(root: Path, retention: Retention, experiment: str | None) -> list[tuple[Path, int]]:
+    """Delete what ``retention`` selects under ``root`` (one experiment, or all); returns (path, bytes)."""
+    if not root.is_dir():
+        return []
+    deleted = []
+    for run in plan_retention(find_runs(root, experiment), retention):
+        delete_run(root, run)
+        deleted.append((run.path, run.bytes))
+    return deleted
+
+
+# -- units the CLI and the docs speak ---------------------------------------------------------------
+
+_UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9, "T": 1e12, "TB": 1e12,
+          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}  # fmt: skip
+_DURATIONS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_bytes(text: str) -> int:
+    """``"20GB"`` -> 20_000_000_000; ``"1.5GiB"``, ``"500M"`` and plain numbers too."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).upper() not in _UNITS:
+        raise ValueError(f"not a size: {text!r} (examples: 500MB, 20GB, 1.5GiB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"30d"`` -> 30 days; s, m, h, d and w."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smhdw])\s*", text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (examples: 12h, 30d, 2w)")
+    return timedelta(seconds=float(match.group(1)) * _DURATIONS[match.group(2)])
+
+
+def format_bytes(n: float) -> str:
+    """``1234567`` -> ``"1.2 MB"``."""
+    if abs(n) < 1000:
+        return f"{n:.0f} B"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1000
+        if abs(n) < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} TB"
+
+
+def format_duration(seconds: float) -> str:
+    """``3725`` -> ``"1h02m"``."""
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
