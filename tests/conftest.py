@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -11,7 +14,9 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
@@ -80,3 +85,71 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.3)
+
+
+# -- browser: real Chromium, driven by Playwright; missing Chromium skips, except under CI (CI=true) --
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    missing = None
+    if not shutil.which(CHROMIUM):
+        missing = f"{CHROMIUM} is missing (apt-get install chromium)"
+    else:
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            missing = "playwright is not installed (pip install playwright)"
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser tests cannot be skipped under CI: {missing}")
+        pytest.skip(missing)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+# -- tbscope serve, as a user starts it --
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str], url: str, lines: list[str]) -> None:
+        self.proc, self.url, self.lines = proc, url, lines
+
+
+def serve(root: Path, *args: str) -> Served:
+    command = Path(sys.executable).with_name("tbscope")
+    proc = subprocess.Popen(
+        [str(command), "serve", str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        match = re.search(r"TensorBoard for .* at (http://\S+)", line)
+        if match:
+            served = Served(proc, match.group(1).rstrip("/"), lines)
+            lines.append(proc.stdout.readline())  # the ssh line
+            return served
+    raise AssertionError(f"tbscope serve printed no URL: {''.join(lines)}")
+
+
+def stop(served: Served) -> None:
+    served.proc.send_signal(signal.SIGINT)
+    served.proc.wait(timeout=30)

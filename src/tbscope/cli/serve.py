@@ -11,8 +11,12 @@ from pathlib import Path
 
 DEFAULT_PORT = 6006
 # Budgets already bound what a run logs: keep every image, histogram, ... TensorBoard would
-# otherwise sample down (to 10 images a tag, say) and silently hide what was logged.
-SAMPLES_PER_PLUGIN = "images=0,audio=0,histograms=0,distributions=0,text=0,pr_curves=0,mesh=0"
+# otherwise sample down (to 10 images a tag, say) and silently hide what was logged. (Its docs say
+# 0 keeps all; TensorBoard 2.21 shows nothing with 0, so the bound is a count no budget reaches.)
+KEEP_ALL = 10_000_000
+SAMPLES_PER_PLUGIN = ",".join(
+    f"{plugin}={KEEP_ALL}" for plugin in ("images", "audio", "histograms", "distributions", "text", "pr_curves", "mesh")
+)
 ALL_INTERFACES = ("0.0.0.0", "::", "")
 
 

@@ -1,0 +1,133 @@
+"""``tbscope serve`` starts stock TensorBoard on the runs, and the HParams dashboard lists every run."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tbscope
+from conftest import Served, free_port, serve, stop, wait_until
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    configs = [
+        {"lr": 0.1, "optimizer": {"name": "sgd", "nesterov": True}},
+        {"lr": "cosine from 0.3", "optimizer": {"name": "adam"}, "warmup": 500},
+        {"lr": 0.01, "batch_size": 64},
+    ]
+    for i, config in enumerate(configs):
+        with tbscope.init("sweep", root=root, config=config, name=f"trial{i}") as run:
+            run.writer.add_scalar("train/loss", 1.0 / (i + 1), 10)
+            run.writer.add_scalar("val/acc", 0.5 + i / 10, 10)
+            for step in range(12):
+                run.writer.add_image("samples", [[step / 12.0]], step, dataformats="HW")
+    return root
+
+
+@pytest.fixture(scope="module")
+def served(root: Path) -> Iterator[Served]:
+    served = serve(root, "--port", str(free_port()))
+
+    def loaded() -> bool:
+        runs = get_json(f"{served.url}/data/runs")
+        return len(runs) == 3 and all(
+            get_json(f"{served.url}/data/plugin/images/images?run={run}&tag=samples&sample=0") for run in runs
+        )
+
+    wait_until(loaded, what="tensorboard to load the runs")
+    yield served
+    stop(served)
+
+
+def test_serve_prints_the_url_and_an_ssh_tunnel_line_on_loopback(served: Served) -> None:
+    assert served.url.startswith("http://127.0.0.1:")
+    port = served.url.rsplit(":", 1)[1]
+    assert any(f"ssh -N -L {port}:127.0.0.1:{port}" in line for line in served.lines)
+
+
+def test_no_logged_image_is_sampled_away(served: Served) -> None:
+    run = next(r for r in get_json(f"{served.url}/data/runs") if r.endswith("trial0"))
+    images = get_json(f"{served.url}/data/plugin/images/images?run={run}&tag=samples&sample=0")
+    assert [entry["step"] for entry in images] == list(range(12))  # stock TensorBoard keeps 10
+
+
+def test_hparams_dashboard_lists_every_run_with_its_hyperparameters_and_metrics(served: Served) -> None:
+    request = urllib.request.Request(
+        f"{served.url}/data/plugin/hparams/experiment",
+        data=json.dumps({"experimentName": ""}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        experiment = json.loads(response.read())
+    infos = {h["name"]: h["type"] for h in experiment["hparamInfos"]}
+    assert infos == {
+        "lr": "DATA_TYPE_STRING",  # a number in two runs, text in one: still shown
+        "optimizer/name": "DATA_TYPE_STRING",
+        "optimizer/nesterov": "DATA_TYPE_BOOL",
+        "warmup": "DATA_TYPE_FLOAT64",
+        "batch_size": "DATA_TYPE_FLOAT64",
+    }
+    body = {
+        "experimentName": "",
+        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+        "colParams": [{"hparam": name} for name in infos] + [{"metric": {"group": "", "tag": "val/acc"}}],
+        "startIndex": 0,
+        "sliceSize": 100,
+    }
+    request = urllib.request.Request(
+        f"{served.url}/data/plugin/hparams/session_groups",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        groups = json.loads(response.read())["sessionGroups"]
+    by_trial = {g["name"].rsplit("-", 1)[1]: g for g in groups}
+    assert set(by_trial) == {"trial0", "trial1", "trial2"}
+    assert by_trial["trial0"]["hparams"] == {"lr": 0.1, "optimizer/name": "sgd", "optimizer/nesterov": True}
+    assert by_trial["trial1"]["hparams"]["warmup"] == 500 and by_trial["trial2"]["hparams"]["batch_size"] == 64
+    for i in range(3):
+        values = {m["name"]["tag"]: m["value"] for m in by_trial[f"trial{i}"]["metricValues"]}
+        assert values["val/acc"] == pytest.approx(0.5 + i / 10)
+        assert by_trial[f"trial{i}"]["sessions"][0]["status"] == "STATUS_SUCCESS"
+
+
+def test_a_taken_port_moves_to_a_free_one(root: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        served = serve(root, "--port", str(port))
+        try:
+            assert f"port {port} is taken" in "".join(served.lines)
+            assert not served.url.endswith(f":{port}")
+        finally:
+            stop(served)
+
+
+def test_listening_on_all_interfaces_is_warned_about(root: Path) -> None:
+    served = serve(root, "--port", str(free_port()), "--host", "0.0.0.0")
+    try:
+        assert "WARNING: listening on all interfaces" in "".join(served.lines)
+    finally:
+        stop(served)
+
+
+def test_serve_refuses_a_missing_root(tmp_path: Path) -> None:
+    command = Path(sys.executable).with_name("tbscope")
+    result = subprocess.run([str(command), "serve", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert result.returncode == 2 and "is not a directory" in result.stderr
