@@ -132,6 +132,52 @@ def _header_is_valid(buf: bytes, pos: int) -> bool:
     return length < _MAX_RECORD_BYTES and masked_crc32c(buf[pos : pos + 8]) == crc
 
 
+def scan(buf: bytes, base: int = 0, report: ReadReport | None = None) -> tuple[list[int], list[int], int]:
+    """Find the good records in ``buf``: returns their data offsets, their lengths, and the offset
+    after the last whole record (where an appending writer's next record will start).
+
+    The data checksum is checked first: a record that passes it is good. One that fails is told
+    apart by its header: a damaged length means scanning forward for the next valid header, a good
+    header means skipping the record. Damage is counted in ``report`` at offsets ``base + pos``; a
+    partial record at the end is only noted there (``truncated_tail``).
+    """
+    rep = report if report is not None else ReadReport("<buffer>")
+    starts: list[int] = []
+    lengths: list[int] = []
+    unpack_length, unpack_crc, crc32c = _U64.unpack_from, _U32.unpack_from, google_crc32c.value
+    pos, end = 0, len(buf)
+    while pos + HEADER_SIZE <= end:
+        (length,) = unpack_length(buf, pos)
+        data_start = pos + HEADER_SIZE
+        data_end = data_start + length
+        if data_end + FOOTER_SIZE <= end:
+            crc = crc32c(buf[data_start:data_end])
+            if (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF == unpack_crc(buf, data_end)[0]:
+                starts.append(data_start)
+                lengths.append(length)
+                pos = data_end + FOOTER_SIZE
+                continue
+        if not _header_is_valid(buf, pos):
+            rep.skip(base + pos)
+            pos += 1
+            while pos + HEADER_SIZE <= end and not _header_is_valid(buf, pos):
+                pos += 1
+            continue
+        if data_end + FOOTER_SIZE > end:
+            rep.truncated_tail = True
+            break
+        rep.skip(base + pos)
+        pos = data_end + FOOTER_SIZE
+    return starts, lengths, min(pos, end)
+
+
+def read_file(path: str | os.PathLike[str], start: int = 0) -> bytes:
+    """The bytes of the file at ``path`` from offset ``start``."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        return f.read()
+
+
 def iter_records(
     path: str | os.PathLike[str], start: int = 0, report: ReadReport | None = None
 ) -> Iterator[tuple[int, bytes]]:
@@ -149,32 +195,12 @@ def iter_records(
         >>> [data for _, data in iter_records(p)]
         [b'hello', b'world']
     """
-    own_report = report is None
     rep = report if report is not None else ReadReport(os.fspath(path))
-    with open(path, "rb") as f:
-        f.seek(start)
-        buf = f.read()
-    pos, end = 0, len(buf)
-    while pos + HEADER_SIZE <= end:
-        if not _header_is_valid(buf, pos):
-            rep.skip(start + pos)
-            pos += 1
-            while pos + HEADER_SIZE <= end and not _header_is_valid(buf, pos):
-                pos += 1
-            continue
-        (length,) = _U64.unpack_from(buf, pos)
-        data_end = pos + HEADER_SIZE + length
-        if data_end + FOOTER_SIZE > end:
-            rep.truncated_tail = True
-            break
-        data = buf[pos + HEADER_SIZE : data_end]
-        (crc,) = _U32.unpack_from(buf, data_end)
-        if masked_crc32c(data) != crc:
-            rep.skip(start + pos)
-        else:
-            yield start + pos, data
-        pos = data_end + FOOTER_SIZE
-    if own_report and rep.skipped:
+    buf = read_file(path, start)
+    starts, lengths, _ = scan(buf, start, rep)
+    for data_start, length in zip(starts, lengths, strict=True):
+        yield start + data_start - HEADER_SIZE, buf[data_start : data_start + length]
+    if report is None and rep.skipped:
         warn_skipped(rep)
 
 

@@ -1,0 +1,433 @@
+"""Reader: any logdir's event files as pandas DataFrames, every scalar encoding, TensorBoard's purge, a cache.
+
+A run is a directory holding event files, named by its path relative to the logdir ("." for the
+logdir itself), as TensorBoard names runs. Each event file is parsed once: its scalars are cached
+under the user's cache directory keyed on the file's path, size and modification time, and a file
+that grew is parsed from where the last read stopped. Plain ``simple_value`` events (what torch,
+tensorboardX, Lightning and tbscope write) are decoded in bulk; every other record goes through
+TensorBoard's own protos. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+from tbscope import record
+from tbscope.summaries import scalar
+
+COLUMNS = ["run", "tag", "step", "wall_time", "value"]
+CACHE_VERSION = 1
+# A row's kind: a simple_value (always a scalar), or a one-element tensor that is a scalar only if
+# its tag's plugin, told by the tag's first metadata anywhere in the run, is "scalars".
+_SIMPLE, _TENSOR = 0, 1
+
+Selection = str | Collection[str] | None
+
+
+def cache_dir() -> Path:
+    """Where parsed files are cached: ``$TBSCOPE_CACHE_DIR``, else the user's cache directory."""
+    configured = os.environ.get("TBSCOPE_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or (
+        Path.home() / "Library" / "Caches" if sys.platform == "darwin" else Path.home() / ".cache"
+    )
+    return Path(base) / "tbscope" / "scalars"
+
+
+def is_event_file(name: str) -> bool:
+    """TensorBoard's rule: an event file's name contains "tfevents"."""
+    return "tfevents" in name
+
+
+def find_event_files(path: str | os.PathLike[str]) -> dict[str, list[Path]]:
+    """``{run: [event files in name order]}`` under ``path``, runs named as TensorBoard names them."""
+    root = Path(path)
+    if root.is_file():
+        return {".": [root]}
+    runs: dict[str, list[Path]] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        events = sorted(name for name in files if is_event_file(name))
+        if events:
+            run = os.path.relpath(folder, root)
+            runs[run] = [Path(folder) / name for name in events]
+    return runs
+
+
+def _selected(name: str, selection: Selection) -> bool:
+    if selection is None:
+        return True
+    if isinstance(selection, str):
+        return re.search(selection, name) is not None
+    return name in selection
+
+
+# -- one file -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class FileScalars:
+    """The scalar rows of one event file, with what the run-level purge needs to know."""
+
+    tags: list[str] = field(default_factory=list)
+    tag: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    wall_time: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    value: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    kind: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    record: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # ordinal in the file
+    first_plugin: dict[str, str] = field(default_factory=dict)  # tag -> plugin of its first metadata
+    restarts: list[tuple[int, int]] = field(default_factory=list)  # (ordinal, step) of SessionLog.START
+    summary_steps: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # (ordinal, step)
+    file_version: float = 0.0
+    records: int = 0
+    offset: int = 0
+    skipped: int = 0
+    first_bad_offset: int | None = None
+
+    def extend(self, other: FileScalars) -> None:
+        """Append the rows parsed from this file's new tail."""
+        codes = {t: i for i, t in enumerate(self.tags)}
+        for t in other.tags:
+            codes.setdefault(t, len(codes))
+        self.tags = list(codes)
+        remap = np.array([codes[t] for t in other.tags], dtype=np.int32)
+        self.tag = np.concatenate([self.tag, remap[other.tag] if len(other.tag) else other.tag])
+        for name in ("step", "wall_time", "value", "kind", "record"):
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
+        for t, plugin in other.first_plugin.items():
+            self.first_plugin.setdefault(t, plugin)
+        self.restarts += other.restarts
+        self.summary_steps = np.concatenate([self.summary_steps, other.summary_steps])
+        self.file_version = self.file_version or other.file_version
+        self.records, self.offset = other.records, other.offset
+        self.skipped += other.skipped
+        self.first_bad_offset = self.first_bad_offset if self.first_bad_offset is not None else other.first_bad_offset
+
+
+def parse_file(path: Path, offset: int = 0, first_record: int = 0) -> FileScalars:
+    """The scalars of event file ``path`` from byte ``offset`` (a record boundary) on."""
+    buf = record.read_file(path, offset)
+    report = record.ReadReport(str(path))
+    starts, lengths, consumed = record.scan(buf, offset, report)
+    padded = np.frombuffer(buf + bytes(16), dtype=np.uint8)
+    bulk = scalar.decode_simple_events(padded, np.asarray(starts), np.asarray(lengths))
+    out = FileScalars(
+        tags=list(bulk.tags),
+        tag=bulk.tag,
+        step=bulk.step,
+        wall_time=bulk.wall_time,
+        value=bulk.value,
+        kind=np.zeros(len(bulk.value), np.int8),
+        record=bulk.record + first_record,
+        records=first_record + len(starts),
+        offset=offset + consumed,
+        skipped=report.skipped,
+        first_bad_offset=report.first_bad_offset,
+    )
+    bulk_steps = np.zeros(len(starts), dtype=np.int64)
+    bulk_steps[bulk.record] = bulk.step
+    decoded = np.flatnonzero(bulk.decoded)
+    summary_steps = [np.stack([decoded + first_record, bulk_steps[decoded]], axis=1)]
+    extra: dict[str, list[Any]] = {"tag": [], "step": [], "wall_time": [], "value": [], "kind": [], "record": []}
+    codes = {t: i for i, t in enumerate(out.tags)}
+    for i in np.flatnonzero(~bulk.decoded):
+        start, length = starts[i], lengths[i]
+        ordinal = first_record + int(i)
+        try:
+            event = Event.FromString(buf[start : start + length])
+        except Exception:  # a record that checksums but is no Event: written by something else
+            out.skipped += 1
+            continue
+        kind = event.WhichOneof("what")
+        if kind == "file_version":
+            with contextlib.suppress(ValueError):
+                out.file_version = out.file_version or float(event.file_version.split(":")[-1])
+        elif kind == "session_log" and event.session_log.status == SessionLog.START:
+            out.restarts.append((ordinal, event.step))
+        elif kind == "summary":
+            summary_steps.append(np.array([[ordinal, event.step]], dtype=np.int64))
+            for value in event.summary.value:
+                if value.HasField("metadata") and value.tag not in out.first_plugin:
+                    out.first_plugin[value.tag] = value.metadata.plugin_data.plugin_name
+                which = value.WhichOneof("value")
+                if which == "simple_value":
+                    number, row_kind = float(value.simple_value), _SIMPLE
+                elif which == "tensor":
+                    maybe = scalar.value_of(value, "scalars")  # kept only if the tag's plugin is scalars
+                    if maybe is None:
+                        continue
+                    number, row_kind = maybe, _TENSOR
+                else:
+                    continue
+                extra["tag"].append(codes.setdefault(value.tag, len(codes)))
+                extra["step"].append(event.step)
+                extra["wall_time"].append(event.wall_time)
+                extra["value"].append(number)
+                extra["kind"].append(row_kind)
+                extra["record"].append(ordinal)
+    if extra["tag"]:
+        out.tags = list(codes)
+        out.tag = np.concatenate([out.tag, np.array(extra["tag"], np.int32)])
+        out.step = np.concatenate([out.step, np.array(extra["step"], np.int64)])
+        out.wall_time = np.concatenate([out.wall_time, np.array(extra["wall_time"], np.float64)])
+        out.value = np.concatenate([out.value, np.array(extra["value"], np.float64)])
+        out.kind = np.concatenate([out.kind, np.array(extra["kind"], np.int8)])
+        out.record = np.concatenate([out.record, np.array(extra["record"], np.int64)])
+        order = np.argsort(out.record, kind="stable")
+        for name in ("tag", "step", "wall_time", "value", "kind", "record"):
+            setattr(out, name, getattr(out, name)[order])
+    steps = np.concatenate(summary_steps)
+    out.summary_steps = steps[np.argsort(steps[:, 0], kind="stable")]
+    return out
+
+
+# -- the cache ----------------------------------------------------------------------------------------
+
+
+def _cache_path(path: Path) -> Path:
+    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()
+    return cache_dir() / f"{key}.npz"
+
+
+def _load_cached(path: Path) -> tuple[FileScalars, dict[str, Any]] | None:
+    try:
+        with np.load(_cache_path(path), allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("version") != CACHE_VERSION or meta.get("path") != str(path.resolve()):
+                return None
+            parsed = FileScalars(
+                tags=meta["tags"], tag=data["tag"], step=data["step"], wall_time=data["wall_time"],
+                value=data["value"], kind=data["kind"], record=data["record"],
+                first_plugin=meta["first_plugin"], restarts=[tuple(r) for r in meta["restarts"]],
+                summary_steps=data["summary_steps"],
+                file_version=meta["file_version"], records=meta["records"], offset=meta["offset"],
+                skipped=meta["skipped"], first_bad_offset=meta["first_bad_offset"],
+            )  # fmt: skip
+    except (OSError, ValueError, KeyError):
+        return None
+    return parsed, meta
+
+
+def _store(path: Path, parsed: FileScalars, size: int, mtime_ns: int) -> None:
+    meta = {
+        "version": CACHE_VERSION, "path": str(path.resolve()), "size": size, "mtime_ns": mtime_ns,
+        "tags": parsed.tags, "first_plugin": parsed.first_plugin, "restarts": parsed.restarts,
+        "file_version": parsed.file_version, "records": parsed.records, "offset": parsed.offset,
+        "skipped": parsed.skipped, "first_bad_offset": parsed.first_bad_offset,
+    }  # fmt: skip
+    target = _cache_path(path)
+    with contextlib.suppress(OSError):  # the cache is an optimisation: never fail a read over it
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".npz.tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f, meta=np.array(json.dumps(meta)), tag=parsed.tag, step=parsed.step,
+                wall_time=parsed.wall_time, value=parsed.value, kind=parsed.kind, record=parsed.record,
+                summary_steps=parsed.summary_steps,
+            )  # fmt: skip
+        os.replace(tmp, target)
+
+
+def file_scalars(path: Path, use_cache: bool = True) -> FileScalars:
+    """The scalars of one event file, from the cache when the file has not changed, parsing only the
+    new tail when it grew."""
+    stat = path.stat()
+    cached = _load_cached(path) if use_cache else None
+    if cached is not None:
+        parsed, meta = cached
+        if meta["size"] == stat.st_size and meta["mtime_ns"] == stat.st_mtime_ns:
+            return parsed
+        if stat.st_size >= meta["size"]:
+            parsed.extend(parse_file(path, parsed.offset, parsed.records))
+        else:
+            parsed = parse_file(path)
+    else:
+        parsed = parse_file(path)
+    if use_cache:
+        _store(path, parsed, stat.st_size, stat.st_mtime_ns)
+    return parsed
+
+
+# -- a run --------------------------------------------------------------------------------------------
+
+
+def _purged(files: list[FileScalars], keep: np.ndarray, position: np.ndarray, step: np.ndarray,
+            tag: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Which rows TensorBoard's EventAccumulator keeps: a SessionLog.START at step s hides the rows
+    written before it at step >= s (files of version 2 and later); in older files, an event whose step
+    goes back hides the earlier rows of its tags at or after that step."""
+    base = np.cumsum([0] + [f.records for f in files])
+    if any(f.file_version >= 2 for f in files):
+        restarts = sorted((base[i] + o, s) for i, f in enumerate(files) for o, s in f.restarts)
+        if restarts:
+            at = np.array([r[0] for r in restarts])
+            suffix_min = np.minimum.accumulate(np.array([r[1] for r in restarts])[::-1])[::-1]
+            later = np.searchsorted(at, position, side="right")
+            has_later = later < len(at)
+            keep &= ~(has_later & (step >= suffix_min[np.minimum(later, len(at) - 1)]))
+        return keep
+    most_recent = None
+    for i, f in enumerate(files):
+        for ordinal, event_step in f.summary_steps.tolist():
+            if most_recent is not None and event_step < most_recent:
+                here = position == base[i] + ordinal
+                for t in np.unique(tag[here]):
+                    keep &= ~((tag == t) & (step >= event_step) & (position < base[i] + ordinal))
+            most_recent = event_step
+    return keep
+
+
+@dataclass
+class RunScalars:
+    """One run's scalar rows, tags as codes into ``tags``."""
+
+    tags: list[str]
+    tag: np.ndarray
+    step: np.ndarray
+    wall_time: np.ndarray
+    value: np.ndarray
+
+
+def run_scalars(paths: list[Path], tags: Selection, purge: bool, use_cache: bool,
+                progress: Callable[[Path], None]) -> RunScalars:  # fmt: skip
+    """The scalars of one run, from its event files in name order."""
+    files = []
+    for path in paths:
+        parsed = file_scalars(path, use_cache)
+        if parsed.skipped:
+            record.warn_skipped(record.ReadReport(str(path), parsed.skipped, parsed.first_bad_offset))
+        files.append(parsed)
+        progress(path)
+    names: dict[str, int] = {}
+    plugin: dict[str, str] = {}
+    parts = []
+    base = 0
+    for f in files:
+        remap = np.array([names.setdefault(t, len(names)) for t in f.tags], dtype=np.int32)
+        for t, p in f.first_plugin.items():
+            plugin.setdefault(t, p)
+        codes = remap[f.tag] if len(f.tag) else f.tag.astype(np.int32)
+        parts.append((codes, f.step, f.wall_time, f.value, f.kind, f.record + base))
+        base += f.records
+    tag_list = list(names)
+    tag, step, wall_time, value, kind, position = (np.concatenate(cols) for cols in zip(*parts, strict=True))
+    is_scalar_tag = np.array([plugin.get(t, "scalars") == "scalars" for t in tag_list] or [True])
+    keep = (kind == _SIMPLE) | is_scalar_tag[tag]
+    if purge:
+        keep = _purged(files, keep, position, step, tag)
+    if tags is not None:
+        wanted = np.array([_selected(t, tags) for t in tag_list] or [False])
+        keep &= wanted[tag]
+    return RunScalars(tag_list, tag[keep], step[keep], wall_time[keep], value[keep])
+
+
+class _Progress:
+    """A progress line on a terminal for reads that take more than a second; nothing when piped."""
+
+    def __init__(self, total_bytes: int, files: int) -> None:
+        self.total, self.files, self.done, self.count = total_bytes, files, 0, 0
+        self.started = time.monotonic()
+        self.shown = False
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, path: Path) -> None:
+        with contextlib.suppress(OSError):
+            self.done += path.stat().st_size
+        self.count += 1
+        if self.enabled and time.monotonic() - self.started > 1.0:
+            share = self.done / self.total if self.total else 1.0
+            bar = "#" * int(share * 30)
+            sys.stderr.write(f"\rtbscope: reading [{bar:<30}] {self.count}/{self.files} files")
+            sys.stderr.flush()
+            self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+
+
+def read_scalars(
+    path: str | os.PathLike[str],
+    runs: Selection = None,
+    tags: Selection = None,
+    purge: bool = True,
+    cache: bool = True,
+) -> pd.DataFrame:
+    """Every scalar under ``path`` as a DataFrame with columns run, tag, step, wall_time, value.
+
+    ``run`` is the directory holding the event files, relative to ``path`` ("." for ``path``
+    itself), as TensorBoard names runs. ``runs`` and ``tags`` select by a regular expression
+    (searched) or a collection of exact names. Every encoding is read: ``simple_value``, and
+    float, double and half tensors (``float_val``, ``double_val``, ``half_val`` or
+    ``tensor_content``) of tags whose plugin is "scalars", even when the plugin metadata came only
+    with a tag's first value in an earlier file. Nothing is sampled away. With ``purge`` (the
+    default, as in TensorBoard), a restart hides the points written before it at later steps.
+    Damaged records are skipped, with one warning per file; reading never fails on bad bytes.
+
+    Example:
+        >>> import tempfile, tbscope
+        >>> logdir = tempfile.mkdtemp()
+        >>> with tbscope.Writer(f"{logdir}/a") as w:
+        ...     for step in range(3):
+        ...         w.add_scalar("loss", 1.0 / (step + 1), step)
+        >>> df = tbscope.read_scalars(logdir, cache=False)
+        >>> df[["run", "tag", "step"]].to_dict("list")
+        {'run': ['a', 'a', 'a'], 'tag': ['loss', 'loss', 'loss'], 'step': [0, 1, 2]}
+        >>> df["value"].round(4).tolist()
+        [1.0, 0.5, 0.3333]
+    """
+    found = {run: paths for run, paths in find_event_files(path).items() if _selected(run, runs)}
+    all_files = [p for paths in found.values() for p in paths]
+    total = 0
+    for p in all_files:
+        with contextlib.suppress(OSError):
+            total += p.stat().st_size
+    progress = _Progress(total, len(all_files))
+    try:
+        per_run = {run: run_scalars(paths, tags, purge, cache, progress) for run, paths in sorted(found.items())}
+    finally:
+        progress.close()
+    tag_names: dict[str, int] = {}
+    run_codes, tag_codes = [], []
+    for i, part in enumerate(per_run.values()):
+        remap = np.array([tag_names.setdefault(t, len(tag_names)) for t in part.tags] or [0], dtype=np.int32)
+        tag_codes.append(remap[part.tag])
+        run_codes.append(np.full(len(part.tag), i, dtype=np.int32))
+
+    def joined(name: str, dtype: type) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in per_run.values()] or [np.zeros(0, dtype)])
+
+    return pd.DataFrame(
+        {
+            "run": pd.Categorical.from_codes(np.concatenate(run_codes or [np.zeros(0, np.int32)]), list(per_run)),
+            "tag": pd.Categorical.from_codes(np.concatenate(tag_codes or [np.zeros(0, np.int32)]), list(tag_names)),
+            "step": joined("step", np.int64),
+            "wall_time": joined("wall_time", np.float64),
+            "value": joined("value", np.float64),
+        }
+    )
+
+
+def iter_events(path: Path) -> Iterator[Event]:
+    """Every event of one event file, through TensorBoard's protos; damaged records are skipped
+    with one warning."""
+    for _, data in record.iter_records(path):
+        with contextlib.suppress(Exception):
+            yield Event.FromString(data)
