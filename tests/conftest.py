@@ -23,6 +23,19 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 ALL = {"scalars": 0, "images": 0, "audio": 0, "histograms": 0, "compressedHistograms": 0, "tensors": 0}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The reader's cache goes to a temporary directory, never the user's, in tests and the CLIs they run."""
+    cache = tmp_path_factory.mktemp("tbscope-cache")
+    before = os.environ.get("TBSCOPE_CACHE_DIR")
+    os.environ["TBSCOPE_CACHE_DIR"] = str(cache)
+    yield cache
+    if before is None:
+        del os.environ["TBSCOPE_CACHE_DIR"]
+    else:
+        os.environ["TBSCOPE_CACHE_DIR"] = before
+
+
 def accumulate(path: str | os.PathLike[str]) -> EventAccumulator:
     """Everything TensorBoard's own loader reads from one run directory, nothing sampled away."""
     return EventAccumulator(str(path), size_guidance=ALL).Reload()

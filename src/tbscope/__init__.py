@@ -9,7 +9,7 @@ Example:
 
 from tbscope.pipeline import LoggingError
 from tbscope.policy import Budget
-from tbscope.reader import read_scalars
+from tbscope.reader import read_events, read_scalars
 from tbscope.runs import Resume, Retention, Run, init
 from tbscope.summaries.graph import GraphError
 from tbscope.writer import Writer
@@ -30,5 +30,6 @@ __all__ = [
     "Writer",
     "__version__",
     "init",
+    "read_events",
     "read_scalars",
 ]

@@ -28,7 +28,7 @@ import pandas as pd
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
 from tbscope import record
-from tbscope.summaries import scalar
+from tbscope.summaries import histogram, hparams, image, scalar, text
 
 COLUMNS = ["run", "tag", "step", "wall_time", "value"]
 CACHE_VERSION = 1
@@ -37,6 +37,8 @@ CACHE_VERSION = 1
 _SIMPLE, _TENSOR = 0, 1
 
 Selection = str | Collection[str] | None
+# Reads that take longer than this show a progress line on a terminal.
+PROGRESS_AFTER_SECONDS = 1.0
 
 
 def cache_dir() -> Path:
@@ -351,7 +353,7 @@ class _Progress:
         with contextlib.suppress(OSError):
             self.done += path.stat().st_size
         self.count += 1
-        if self.enabled and time.monotonic() - self.started > 1.0:
+        if self.enabled and time.monotonic() - self.started > PROGRESS_AFTER_SECONDS:
             share = self.done / self.total if self.total else 1.0
             bar = "#" * int(share * 30)
             sys.stderr.write(f"\rtbscope: reading [{bar:<30}] {self.count}/{self.files} files")
@@ -431,3 +433,164 @@ def iter_events(path: Path) -> Iterator[Event]:
     for _, data in record.iter_records(path):
         with contextlib.suppress(Exception):
             yield Event.FromString(data)
+
+
+KINDS = ("images", "histograms", "text", "hparams")
+
+
+def read_events(
+    path: str | os.PathLike[str], kind: str, runs: Selection = None, tags: Selection = None
+) -> pd.DataFrame:
+    """Images, histograms, text or hparams under ``path``, one row per value, through the same
+    per-kind modules that write them.
+
+    Columns: run, tag, step, wall_time, and for ``"images"`` width, height, encoded (the PNG/GIF
+    bytes); for ``"histograms"`` min, max, num, sum, sum_squares, bucket_limit, bucket; for
+    ``"text"`` text; for ``"hparams"`` one row per run with hparams (a dict) and status.
+
+    Example:
+        >>> import tempfile, tbscope
+        >>> logdir = tempfile.mkdtemp()
+        >>> with tbscope.Writer(logdir) as w:
+        ...     w.add_text("notes", "hello", 3)
+        >>> tbscope.read_events(logdir, "text")[["run", "tag", "step", "text"]].values.tolist()
+        [['.', 'notes', 3, 'hello']]
+    """
+    if kind not in KINDS:
+        raise ValueError(f"read_events: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    rows: list[dict[str, Any]] = []
+    for run, paths in sorted(find_event_files(path).items()):
+        if not _selected(run, runs):
+            continue
+        plugin: dict[str, str] = {}
+        session: dict[str, Any] = {}
+        for file in paths:
+            for event in iter_events(file):
+                if not event.HasField("summary"):
+                    continue
+                for value in event.summary.value:
+                    if value.HasField("metadata") and value.tag not in plugin:
+                        plugin[value.tag] = value.metadata.plugin_data.plugin_name
+                    if kind == "hparams":
+                        said = hparams.session_of(value)
+                        if said is not None:
+                            session["hparams" if said[0] == "start" else "status"] = said[1]
+                            session.setdefault("wall_time", event.wall_time)
+                        continue
+                    if not _selected(value.tag, tags):
+                        continue
+                    base = {"run": run, "tag": value.tag, "step": event.step, "wall_time": event.wall_time}
+                    rows.extend(_decoded(kind, value, plugin.get(value.tag), base))
+        if kind == "hparams" and "hparams" in session:
+            rows.append({"run": run, "hparams": session["hparams"], "status": session.get("status", "running"),
+                         "wall_time": session["wall_time"]})  # fmt: skip
+    columns = {
+        "images": ["run", "tag", "step", "wall_time", "width", "height", "encoded"],
+        "histograms": ["run", "tag", "step", "wall_time", "min", "max", "num", "sum", "sum_squares",
+                       "bucket_limit", "bucket"],
+        "text": ["run", "tag", "step", "wall_time", "text"],
+        "hparams": ["run", "hparams", "status", "wall_time"],
+    }[kind]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _decoded(kind: str, value: Any, plugin: str | None, base: dict[str, Any]) -> list[dict[str, Any]]:
+    if kind == "images":
+        return [{**base, "width": w, "height": h, "encoded": data} for w, h, data in image.images_of(value, plugin)]
+    if kind == "histograms":
+        histo = histogram.histogram_of(value, plugin)
+        if histo is None:
+            return []
+        return [{**base, "min": histo.min, "max": histo.max, "num": histo.num, "sum": histo.sum,
+                 "sum_squares": histo.sum_squares, "bucket_limit": list(histo.bucket_limit),
+                 "bucket": list(histo.bucket)}]  # fmt: skip
+    said = text.text_of(value, plugin)
+    return [] if said is None else [{**base, "text": said}]
+
+
+# -- where the bytes go ---------------------------------------------------------------------------------
+
+_PLUGIN_KINDS = {"scalars", "images", "histograms", "audio", "text", "pr_curves", "hparams", "mesh", "custom_scalars"}
+_VALUE_KINDS = {"simple_value": "scalars", "image": "images", "histo": "histograms", "audio": "audio"}
+
+
+def _file_kind(name: str) -> str:
+    if name == "run.json":
+        return "run metadata"
+    if name in ("tensors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt"):
+        return "embeddings"
+    if ".pt.trace.json" in name:
+        return "profile"
+    return "other files"
+
+
+def disk_usage(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Bytes on disk under ``path`` by run, kind (scalars, images, histograms, ...) and tag.
+
+    An event's bytes (its framing included) are shared among its values in proportion to their
+    encoded size; files that are not event files count by what they are (embeddings, run metadata,
+    profile traces). Columns: run, kind, tag, bytes.
+    """
+    root = Path(path)
+    found = find_event_files(root)
+    rows: dict[tuple[str, str, str], float] = {}
+
+    def add(run: str, kind: str, tag: str, size: float) -> None:
+        rows[run, kind, tag] = rows.get((run, kind, tag), 0.0) + size
+
+    all_files = [p for paths in found.values() for p in paths]
+    progress = _Progress(sum(p.stat().st_size for p in all_files), len(all_files))
+    try:
+        for run, paths in found.items():
+            for file in paths:
+                _event_file_usage(run, file, add)
+                progress(file)
+    finally:
+        progress.close()
+    runs_by_depth = sorted(found, key=lambda r: -len(Path(r).parts))
+    for folder, _, files in os.walk(root):
+        rel = os.path.relpath(folder, root)
+        owner = next((r for r in runs_by_depth if r == "." or rel == r or rel.startswith(r + os.sep)), rel)
+        for name in files:
+            if not is_event_file(name):
+                with contextlib.suppress(OSError):
+                    tag = os.path.relpath(os.path.join(folder, name), root / owner)
+                    add(owner, _file_kind(name), tag, os.lstat(os.path.join(folder, name)).st_size)
+    frame = pd.DataFrame([(*key, round(size)) for key, size in rows.items()],
+                         columns=["run", "kind", "tag", "bytes"])  # fmt: skip
+    return frame.sort_values("bytes", ascending=False, ignore_index=True)
+
+
+def _event_file_usage(run: str, file: Path, add: Callable[[str, str, str, float], None]) -> None:
+    buf = record.read_file(file)
+    starts, lengths, _ = record.scan(buf, 0, record.ReadReport(str(file)))
+    padded = np.frombuffer(buf + bytes(16), dtype=np.uint8)
+    bulk = scalar.decode_simple_events(padded, np.asarray(starts), np.asarray(lengths))
+    if len(bulk.record):
+        framed = np.asarray(lengths, dtype=np.float64)[bulk.record] + record.HEADER_SIZE + record.FOOTER_SIZE
+        per_record = np.bincount(bulk.record, minlength=len(starts))[bulk.record]
+        shares = np.bincount(bulk.tag, weights=framed / per_record, minlength=len(bulk.tags))
+        for code, size in enumerate(shares):
+            add(run, "scalars", bulk.tags[code], float(size))
+    plugin: dict[str, str] = {}
+    for i in np.flatnonzero(~bulk.decoded):
+        framed_size = lengths[i] + record.HEADER_SIZE + record.FOOTER_SIZE
+        try:
+            event = Event.FromString(buf[starts[i] : starts[i] + lengths[i]])
+        except Exception:
+            add(run, "other", "(unreadable records)", framed_size)
+            continue
+        if event.HasField("summary") and event.summary.value:
+            sizes = [v.ByteSize() or 1 for v in event.summary.value]
+            for value, size in zip(event.summary.value, sizes, strict=True):
+                if value.HasField("metadata") and value.tag not in plugin:
+                    plugin[value.tag] = value.metadata.plugin_data.plugin_name
+                which = value.WhichOneof("value") or ""
+                kind = _VALUE_KINDS.get(which) or (
+                    plugin.get(value.tag, "") if plugin.get(value.tag, "") in _PLUGIN_KINDS else "tensors"
+                )
+                add(run, kind, value.tag, framed_size * size / sum(sizes))
+        elif event.HasField("graph_def") or event.HasField("meta_graph_def") or event.HasField("tagged_run_metadata"):
+            add(run, "graph", "(graph)", framed_size)
+        else:
+            add(run, "other", "(" + (event.WhichOneof("what") or "event") + ")", framed_size)

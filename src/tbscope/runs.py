@@ -268,8 +268,10 @@ class Run:
         budget: Budget | None,
         purge_step: int | None,
         flat_config: Mapping[str, HParamValue],
+        earlier: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.dir = run_dir
+        self._earlier = dict(earlier or {})  # a resumed run's summary of what it logged before
         self.id: str = meta["id"]
         self.experiment: str = meta["experiment"]
         self.name: str | None = meta["name"]
@@ -293,7 +295,7 @@ class Run:
     def _save(self) -> None:
         with self._lock:
             self._meta["heartbeat"] = _now()
-            self._meta["summary"] = self.writer.scalar_summary()
+            self._meta["summary"] = merge_summaries(self._earlier, self.writer.scalar_summary())
             self._meta["bytes"] = dir_bytes(self.dir)
             write_json_atomically(self.dir / RUN_FILE, self._meta)
 
@@ -332,6 +334,28 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.dir)!r}, status={self.status!r})"
+
+
+def merge_summaries(
+    earlier: Mapping[str, Mapping[str, Any]], later: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per-tag summaries of a run logged in two parts (before and after a resume), as one."""
+    merged = {tag: dict(stats) for tag, stats in earlier.items()}
+    for tag, stats in later.items():
+        before = merged.get(tag)
+        if before is None:
+            merged[tag] = dict(stats)
+            continue
+        lows = [v for v in (before["min"], stats["min"]) if v is not None]
+        highs = [v for v in (before["max"], stats["max"]) if v is not None]
+        merged[tag] = {
+            "last": stats["last"],
+            "min": min(lows) if lows else None,
+            "max": max(highs) if highs else None,
+            "last_step": stats["last_step"],
+            "count": before["count"] + stats["count"],
+        }
+    return merged
 
 
 def _create_run_dir(experiment_dir: Path, name: str | None) -> tuple[Path, str]:
@@ -415,8 +439,10 @@ def init(
         assert meta is not None
         meta.setdefault("resumed", []).append({"at": _now(), "step": resume_target.step, "pid": os.getpid()})
         purge_step = resume_target.step
+        earlier = _logged_before(run_dir, purge_step)
     else:
         run_dir, run_id = _create_run_dir(experiment_dir, name)
+        earlier = {}
         meta = {"schema": SCHEMA_VERSION, "id": run_id, "experiment": experiment, "name": name, "created": _now()}
     meta.update(
         status="running",
@@ -431,7 +457,7 @@ def init(
         config_flat=flat,
         metrics=list(metrics) if metrics is not None else None,
     )
-    run = Run(run_dir, meta, budget, purge_step, flat)
+    run = Run(run_dir, meta, budget, purge_step, flat, earlier)
     if retention is not None:  # after the new run exists, so that it counts among the newest
         deleted = apply_retention(root_path, retention, None if retention.scope == "root" else experiment)
         if deleted:
@@ -442,6 +468,15 @@ def init(
                 file=sys.stderr,
             )
     return run
+
+
+def _logged_before(run_dir: Path, step: int | None) -> dict[str, dict[str, Any]]:
+    """The per-tag summary of what a run logged before it is resumed at ``step`` (which hides the rest)."""
+    from tbscope.catalog import summarize
+    from tbscope.reader import read_scalars
+
+    frame = read_scalars(run_dir, runs=["."])
+    return summarize(frame if step is None else frame[frame["step"] < step])
 
 
 def headline_metrics(meta: Mapping[str, Any]) -> list[str]:

@@ -76,12 +76,15 @@ class ScalarSummary:
                 stats[2] = value
 
     def simple(self, tag: str, value: float, step: int, run: str = "") -> Any:
-        self._observe(run, tag, value, step)
-        return scalar.simple_value(tag, value)
+        encoded = scalar.simple_value(tag, value)
+        self._observe(run, tag, encoded.simple_value, step)  # float32, as a reader will see it
+        return encoded
 
     def tensor(self, tag: str, value: float, step: int, double_precision: bool) -> Any:
-        self._observe("", tag, value, step)
-        return scalar.tensor_value(tag, value, double_precision)
+        encoded = scalar.tensor_value(tag, value, double_precision)
+        stored = encoded.tensor.double_val[0] if double_precision else encoded.tensor.float_val[0]
+        self._observe("", tag, stored, step)
+        return encoded
 
     def as_dict(self) -> dict[str, dict[str, float | int | None]]:
         """The run's own tags (not ``add_scalars`` sub-runs) as ``{tag: {last, min, max, last_step,

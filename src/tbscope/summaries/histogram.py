@@ -11,6 +11,8 @@ from functools import cache
 
 import numpy as np
 from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+from tensorboard.plugins.histogram import metadata
+from tensorboard.util import tensor_util
 
 Bins = str | int | Sequence[float] | np.ndarray
 
@@ -100,3 +102,26 @@ def histogram_raw_value(
             bucket=bucket_counts,
         ),
     )
+
+
+def histogram_of(value: Summary.Value, plugin: str | None) -> HistogramProto | None:
+    """The histogram a value holds: a ``HistogramProto``, or a histograms-plugin ``(k, 3)`` tensor of
+    ``[left, right, count]`` rows (TensorFlow 2's layout), converted."""
+    if value.HasField("histo"):
+        return value.histo
+    if value.HasField("tensor") and plugin == metadata.PLUGIN_NAME:
+        rows = tensor_util.make_ndarray(value.tensor).reshape(-1, 3).astype(np.float64)
+        if not len(rows):
+            return HistogramProto()
+        counts = rows[:, 2]
+        centers = (rows[:, 0] + rows[:, 1]) / 2
+        return HistogramProto(
+            min=float(rows[0, 0]),
+            max=float(rows[-1, 1]),
+            num=float(counts.sum()),
+            sum=float((centers * counts).sum()),
+            sum_squares=float((centers**2 * counts).sum()),
+            bucket_limit=rows[:, 1].tolist(),
+            bucket=counts.tolist(),
+        )
+    return None

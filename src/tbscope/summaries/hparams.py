@@ -80,3 +80,24 @@ def session_end_value(status: str, end_time_secs: float) -> Summary.Value:
 def _value(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary.Value:
     data.version = metadata.PLUGIN_DATA_VERSION
     return Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR)
+
+
+def session_of(value: Summary.Value) -> tuple[str, dict[str, HParamValue] | str] | None:
+    """What an HParams value says: ``("start", hparams)`` or ``("end", status)``, else None."""
+    if value.tag not in (metadata.SESSION_START_INFO_TAG, metadata.SESSION_END_INFO_TAG):
+        return None
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    if data.HasField("session_start_info"):
+        hparams: dict[str, HParamValue] = {}
+        for key, v in data.session_start_info.hparams.items():
+            kind = v.WhichOneof("kind")
+            hparams[key] = (
+                v.bool_value if kind == "bool_value" else (v.string_value if kind == "string_value" else v.number_value)
+            )
+        return "start", hparams
+    if data.HasField("session_end_info"):
+        status = api_pb2.Status.Name(data.session_end_info.status)
+        return "end", {"STATUS_SUCCESS": "finished", "STATUS_FAILURE": "failed", "STATUS_RUNNING": "running"}.get(
+            status, "unknown"
+        )
+    return None

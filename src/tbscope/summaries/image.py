@@ -1,4 +1,4 @@
-"""Images: arrays in any of torch's layouts become PNG-encoded ``Summary.Image`` values.
+"""Images: arrays in any of torch's layouts become PNG-encoded ``Summary.Image`` values, and back.
 
 The shape check runs on the caller's thread (it reads a shape, nothing more); conversion and PNG
 encoding run on the pipeline thread.
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.image import metadata
 
 _LAYOUT_LETTERS = {2: "HW", 3: "CHW", 4: "NCHW"}
 
@@ -125,3 +126,16 @@ def image_value(
         tag=tag,
         image=Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=encode_png(hwc)),
     )
+
+
+def images_of(value: Summary.Value, plugin: str | None) -> list[tuple[int, int, bytes]]:
+    """The ``(width, height, encoded bytes)`` of each image a value holds: a ``Summary.Image``, or
+    an images-plugin string tensor ``[width, height, image, image, ...]`` (TensorFlow 2's layout)."""
+    if value.HasField("image"):
+        return [(value.image.width, value.image.height, value.image.encoded_image_string)]
+    if value.HasField("tensor") and plugin == metadata.PLUGIN_NAME:
+        strings = list(value.tensor.string_val)
+        if len(strings) >= 3:
+            width, height = int(strings[0]), int(strings[1])
+            return [(width, height, image) for image in strings[2:]]
+    return []

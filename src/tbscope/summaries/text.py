@@ -19,3 +19,10 @@ def text_value(tag: str, text: str) -> Summary.Value:
         tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]),
     )
     return Summary.Value(tag=tag, tensor=tensor, metadata=_METADATA)
+
+
+def text_of(value: Summary.Value, plugin: str | None) -> str | None:
+    """The text a text-plugin value holds (several strings are joined by newlines)."""
+    if value.HasField("tensor") and plugin == metadata.PLUGIN_NAME:
+        return "\n".join(s.decode("utf-8", "replace") for s in value.tensor.string_val)
+    return None

@@ -1,0 +1,162 @@
+"""Catalog: every run under a root, tbscope's or anyone's, with its status, size, hyperparameters and
+per-tag scalar summaries; what ``tbscope ls`` and ``tbscope compare`` show.
+
+A tbscope run is described by its ``run.json`` alone: no event file is opened. Any other run (torch's
+SummaryWriter, tensorboardX, Lightning's ``version_N``) is described from its event files, and from
+Lightning's ``hparams.yaml`` when there is one; the summaries are the same either way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tbscope import reader, runs
+from tbscope.summaries.hparams import HParamValue, flatten
+
+Summary = dict[str, dict[str, float | int | None]]
+
+
+@dataclass
+class RunEntry:
+    """One run as the CLI shows it."""
+
+    path: str  # relative to the root, TensorBoard's run name
+    experiment: str
+    run: str
+    status: str
+    started: datetime | None
+    duration: float | None
+    last_step: int | None
+    bytes: int
+    hparams: dict[str, HParamValue] = field(default_factory=dict)
+    summary: Summary = field(default_factory=dict)
+    headline: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "experiment": self.experiment, "run": self.run, "status": self.status,
+            "started": self.started.isoformat() if self.started else None, "duration_s": self.duration,
+            "last_step": self.last_step, "bytes": self.bytes, "hparams": self.hparams,
+            "metrics": {tag: self.summary[tag] for tag in self.headline}, "summary": self.summary,
+        }  # fmt: skip
+
+
+def summarize(frame: pd.DataFrame) -> Summary:
+    """Per tag of one run's scalars: last (the last value written), min, max (NaN left out),
+    last_step and count, the same numbers a tbscope run keeps in its run.json."""
+    out: Summary = {}
+    for tag, rows in frame.groupby("tag", observed=True, sort=False):
+        values = rows["value"].to_numpy()
+        finite = values[np.isfinite(values)]
+        out[str(tag)] = {
+            "last": float(values[-1]),
+            "min": float(finite.min()) if finite.size else None,
+            "max": float(finite.max()) if finite.size else None,
+            "last_step": int(rows["step"].iloc[-1]),
+            "count": len(values),
+        }
+    return out
+
+
+def _tbscope_entry(root: Path, run_dir: Path, meta: dict[str, Any]) -> RunEntry:
+    created = runs.parse_time(meta["created"])
+    end = meta.get("ended") or meta.get("heartbeat")
+    summary: Summary = meta.get("summary", {})
+    steps = [int(step) for s in summary.values() if (step := s.get("last_step")) is not None]
+    return RunEntry(
+        path=str(run_dir.relative_to(root)),
+        experiment=meta["experiment"],
+        run=run_dir.name,
+        status=runs.effective_status(meta),
+        started=created,
+        duration=(runs.parse_time(end) - created).total_seconds() if end else None,
+        last_step=max(steps) if steps else None,
+        bytes=int(meta.get("bytes") or runs.dir_bytes(run_dir)),
+        hparams=dict(meta.get("config_flat", {})),
+        summary=summary,
+        headline=runs.headline_metrics(meta),
+    )
+
+
+def _lightning_hparams(run_dir: Path) -> dict[str, HParamValue]:
+    path = run_dir / "hparams.yaml"
+    if not path.is_file():
+        return {}
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        warnings.warn(f"tbscope: could not read {path}: {err}", RuntimeWarning, stacklevel=3)
+        return {}
+    return flatten(loaded) if isinstance(loaded, dict) else {}
+
+
+def _foreign_entry(root: Path, run: str, frame: pd.DataFrame, hparams: dict[str, HParamValue],
+                   status: str | None) -> RunEntry:  # fmt: skip
+    run_dir = root / run
+    parent = os.path.dirname(run) if run != "." else ""
+    summary = summarize(frame)
+    walls = frame["wall_time"].to_numpy()
+    return RunEntry(
+        path=run,
+        experiment=parent or ".",
+        run=os.path.basename(run) if run != "." else ".",
+        status=status or "unknown",
+        started=datetime.fromtimestamp(float(walls.min()), timezone.utc) if walls.size else None,
+        duration=float(walls.max() - walls.min()) if walls.size else None,
+        last_step=int(frame["step"].max()) if len(frame) else None,
+        bytes=sum(p.stat().st_size for p in run_dir.iterdir() if p.is_file()),
+        hparams=hparams or _lightning_hparams(run_dir),
+        summary=summary,
+        headline=[t for t in summary if t.startswith(runs.DEFAULT_METRIC_PREFIXES)] or list(summary)[:3],
+    )
+
+
+def catalog(root: str | os.PathLike[str]) -> list[RunEntry]:
+    """Every run under ``root``: tbscope runs from their run.json, any other directory of event files
+    (outside a tbscope run) from its events, in path order."""
+    root_path = Path(root)
+    entries: list[RunEntry] = []
+    tbscope_dirs: list[Path] = []
+    for folder, dirs, files in os.walk(root_path):
+        dirs.sort()
+        if runs.RUN_FILE in files:
+            meta = runs.read_meta(Path(folder))
+            if meta is not None:
+                tbscope_dirs.append(Path(folder))
+                entries.append(_tbscope_entry(root_path, Path(folder), meta))
+                dirs.clear()  # its sub-runs (add_scalars, ...) belong to it
+    foreign = [
+        run for run in reader.find_event_files(root_path)
+        if not any((root_path / run).resolve().is_relative_to(d.resolve()) for d in tbscope_dirs)
+    ]  # fmt: skip
+    if foreign:
+        frame = reader.read_scalars(root_path, runs=set(foreign))
+        sessions = reader.read_events(root_path, "hparams", runs=set(foreign))
+        by_run = {row.run: row for row in sessions.itertuples()}
+        grouped = dict(iter(frame.groupby("run", observed=True)))
+        for run in foreign:
+            session = by_run.get(run)
+            rows = grouped.get(run, frame.iloc[0:0])
+            entries.append(
+                _foreign_entry(root_path, run, rows, dict(session.hparams) if session else {},
+                               session.status if session else None)
+            )  # fmt: skip
+    return sorted(entries, key=lambda e: e.path)
+
+
+def metric_value(entry: RunEntry, tag: str, agg: str) -> float:
+    """A run's ``last``, ``min`` or ``max`` of scalar ``tag``; NaN when it has none."""
+    stats = entry.summary.get(tag)
+    value = stats.get(agg) if stats else None
+    return float(value) if value is not None else math.nan

@@ -1,0 +1,150 @@
+"""``tbscope compare``: hyperparameters and metrics side by side, filtered and sorted."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tbscope.catalog import RunEntry, catalog, metric_value
+from tbscope.cli.table import render
+
+_COMPARE: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b, ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b,
+    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
+}  # fmt: skip
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "compare",
+        help="hyperparameters and metrics of runs side by side",
+        description="Hyperparameters (only those that differ, unless --all-params) and metrics of every run.",
+    )
+    parser.add_argument("root", type=Path, help="the runs root (or any logdir)")
+    parser.add_argument("--sort", metavar="TAG", help="sort by this metric or hyperparameter")
+    parser.add_argument("--desc", action="store_true", help="sort in descending order")
+    parser.add_argument("--agg", choices=("last", "min", "max"), default="last", help="metric value to show")
+    parser.add_argument(
+        "--filter", metavar="EXPR",
+        help="keep runs where EXPR holds, e.g. 'lr < 0.01 and optimizer == \"adam\"'; names are hyperparameters "
+        "and metrics, with characters other than letters, digits and _ written as _ (val/acc: val_acc)",
+    )  # fmt: skip
+    parser.add_argument("--all-params", action="store_true", help="show hyperparameters that are the same in all runs")
+    style = parser.add_mutually_exclusive_group()
+    for name in ("csv", "json", "markdown"):
+        style.add_argument(f"--{name}", dest="style", action="store_const", const=name, help=f"print {name}")
+    parser.set_defaults(handler=run, style="text")
+
+
+def identifier(name: str) -> str:
+    """How a hyperparameter or metric is named in a --filter expression."""
+    return re.sub(r"\W", "_", name)
+
+
+def evaluate(expression: str, names: dict[str, Any], known: set[str]) -> bool:
+    """Evaluate a --filter expression: comparisons, and/or/not, numbers, strings and names only.
+
+    A name in ``known`` that this run lacks is missing: any comparison with it is false. A name
+    no run has is an error (a typo, most likely).
+    """
+    tree = ast.parse(expression, mode="eval")
+
+    def value(node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return value(node.body)
+        if isinstance(node, ast.BoolOp):
+            results = (value(v) for v in node.values)
+            return all(results) if isinstance(node.op, ast.And) else any(results)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return not value(node.operand)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -value(node.operand)
+        if isinstance(node, ast.Compare):
+            left = value(node.left)
+            for op, right_node in zip(node.ops, node.comparators, strict=True):
+                right = value(right_node)
+                if left is None or right is None or not _COMPARE[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Tuple | ast.List):
+            return [value(e) for e in node.elts]
+        if isinstance(node, ast.Name):
+            if node.id not in known:
+                raise ValueError(f"unknown name {node.id!r}; known: {', '.join(sorted(known))}")
+            return names.get(node.id)
+        raise ValueError(f"not allowed in a filter: {ast.unparse(node)!r}")
+
+    return bool(value(tree))
+
+
+def _known(entry: RunEntry, agg: str) -> dict[str, Any]:
+    known: dict[str, Any] = {identifier(k): v for k, v in entry.hparams.items()}
+    for tag in entry.summary:
+        number = metric_value(entry, tag, agg)
+        known[identifier(tag)] = None if math.isnan(number) else number
+    return known
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.root.is_dir():
+        print(f"tbscope compare: {args.root} is not a directory", file=sys.stderr)
+        return 2
+    entries = catalog(args.root)
+    if args.filter:
+        names = {e.path: _known(e, args.agg) for e in entries}
+        known = {name for per_run in names.values() for name in per_run}
+        try:
+            entries = [e for e in entries if evaluate(args.filter, names[e.path], known)]
+        except (SyntaxError, ValueError, TypeError) as err:
+            print(f"tbscope compare: bad --filter {args.filter!r}: {err}", file=sys.stderr)
+            return 2
+    params = sorted({k for e in entries for k in e.hparams})
+    if not args.all_params:
+        params = [p for p in params if len({repr(e.hparams.get(p)) for e in entries}) > 1]
+    metrics: list[str] = []
+    for entry in entries:
+        metrics += [t for t in entry.headline if t not in metrics]
+    if args.sort:
+        if args.sort not in metrics and args.sort not in params:
+            if not any(args.sort in e.summary or args.sort in e.hparams for e in entries):
+                print(f"tbscope compare: --sort {args.sort!r} is no metric or hyperparameter of these runs",
+                      file=sys.stderr)  # fmt: skip
+                return 2
+            metrics.append(args.sort) if any(args.sort in e.summary for e in entries) else params.append(args.sort)
+
+        def key(e: RunEntry) -> tuple[bool, Any]:
+            v = metric_value(e, args.sort, args.agg) if args.sort in e.summary else e.hparams.get(args.sort)
+            missing = v is None or (isinstance(v, float) and math.isnan(v))
+            return (missing, v if not missing else 0) if not args.desc else (missing, _Reversed(v))
+
+        entries.sort(key=key)
+    headers = ["run", *params, *(f"{m} ({args.agg})" for m in metrics)]
+    rows = [[e.path, *(e.hparams.get(p) for p in params), *(metric_value(e, m, args.agg) for m in metrics)]
+            for e in entries]  # fmt: skip
+    print(render(headers, rows, args.style))
+    return 0
+
+
+class _Reversed:
+    """Sorts in the opposite order of the value it wraps."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return bool(other.value < self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversed) and bool(self.value == other.value)
+
+    __hash__ = None  # type: ignore[assignment]

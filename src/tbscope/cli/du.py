@@ -1,0 +1,51 @@
+"""``tbscope du``: bytes by run, by kind and by tag, largest first: why is this run 40 GB?"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tbscope.cli.table import render
+from tbscope.reader import disk_usage
+from tbscope.runs import format_bytes
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("du", help="bytes by run, by kind (scalars, images, ...) and by tag")
+    parser.add_argument("root", type=Path, help="the runs root (or any logdir, or one run)")
+    parser.add_argument("--top", type=int, default=20, metavar="N", help="rows per table (default 20)")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.root.is_dir():
+        print(f"tbscope du: {args.root} is not a directory", file=sys.stderr)
+        return 2
+    usage = disk_usage(args.root)
+    by_run = usage.groupby("run")["bytes"].sum().sort_values(ascending=False)
+    by_kind = usage.groupby("kind")["bytes"].sum().sort_values(ascending=False)
+    by_tag = usage.groupby(["run", "kind", "tag"])["bytes"].sum().sort_values(ascending=False)
+    if args.json:
+        print(json.dumps({
+            "total": int(usage["bytes"].sum()),
+            "by_run": {k: int(v) for k, v in by_run.items()},
+            "by_kind": {k: int(v) for k, v in by_kind.items()},
+            "by_tag": [{"run": r, "kind": k, "tag": t, "bytes": int(v)} for (r, k, t), v in by_tag.items()],
+        }, indent=1))  # fmt: skip
+        return 0
+    total = int(usage["bytes"].sum())
+    print(f"{format_bytes(total)} under {args.root}\n")
+
+    def share(n: float) -> str:
+        return f"{100 * n / total:.1f}%" if total else "-"
+
+    print(render(["run", "size", "share"], [[r, format_bytes(v), share(v)] for r, v in by_run.head(args.top).items()]))
+    print()
+    print(render(["kind", "size", "share"], [[k, format_bytes(v), share(v)] for k, v in by_kind.items()]))
+    print()
+    rows = [[r, k, t, format_bytes(v), share(v)] for (r, k, t), v in by_tag.head(args.top).items()]
+    print(render(["run", "kind", "tag", "size", "share"], rows))
+    return 0

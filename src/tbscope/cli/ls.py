@@ -1,0 +1,52 @@
+"""``tbscope ls``: one row a run: experiment, run, status, started, duration, last step, size, headline metrics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tbscope.catalog import catalog, metric_value
+from tbscope.cli.table import render
+from tbscope.runs import format_bytes, format_duration
+
+# Headline metrics shown as columns; more are in --json.
+MAX_METRIC_COLUMNS = 4
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("ls", help="list runs: status, steps, duration, size, headline metrics")
+    parser.add_argument("root", type=Path, help="the runs root (or any logdir)")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.root.is_dir():
+        print(f"tbscope ls: {args.root} is not a directory", file=sys.stderr)
+        return 2
+    entries = catalog(args.root)
+    if args.json:
+        print(json.dumps([e.as_json() for e in entries], indent=1))
+        return 0
+    if not entries:
+        print(f"No runs under {args.root}.")
+        return 0
+    metrics: list[str] = []
+    for entry in entries:
+        metrics += [t for t in entry.headline if t not in metrics]
+    metrics = metrics[:MAX_METRIC_COLUMNS]
+    headers = ["experiment", "run", "status", "started", "duration", "last step", "size", *metrics]
+    rows = [
+        [
+            e.experiment, e.run, e.status,
+            e.started.strftime("%Y-%m-%d %H:%M") if e.started else None,
+            format_duration(e.duration) if e.duration is not None else None,
+            e.last_step, format_bytes(e.bytes),
+            *(metric_value(e, m, "last") for m in metrics),
+        ]
+        for e in entries
+    ]  # fmt: skip
+    print(render(headers, rows))
+    return 0
