@@ -136,9 +136,10 @@ def catalog(root: str | os.PathLike[str]) -> list[RunEntry]:
                 tbscope_dirs.append(Path(folder))
                 entries.append(_tbscope_entry(root_path, Path(folder), meta))
                 dirs.clear()  # its sub-runs (add_scalars, ...) belong to it
+    owned = {d.relative_to(root_path).parts for d in tbscope_dirs}
     foreign = [
         run for run in reader.find_event_files(root_path)
-        if not any((root_path / run).resolve().is_relative_to(d.resolve()) for d in tbscope_dirs)
+        if not any(Path(run).parts[:i] in owned for i in range(1, len(Path(run).parts) + 1))
     ]  # fmt: skip
     if foreign:
         frame = reader.read_scalars(root_path, runs=set(foreign))

@@ -37,6 +37,8 @@ CACHE_VERSION = 1
 _SIMPLE, _TENSOR = 0, 1
 
 Selection = str | Collection[str] | None
+# Records decoded at once: bounds the reader's working memory (about 30 MB) whatever the file size.
+_CHUNK_RECORDS = 1 << 16
 # Reads that take longer than this show a progress line on a terminal.
 PROGRESS_AFTER_SECONDS = 1.0
 
@@ -103,16 +105,22 @@ class FileScalars:
     skipped: int = 0
     first_bad_offset: int | None = None
 
+    def extend_rows(self, tags: list[str], tag: np.ndarray, step: np.ndarray, wall_time: np.ndarray,
+                    value: np.ndarray, kind: np.ndarray, record: np.ndarray) -> None:  # fmt: skip
+        """Append rows whose tag codes index ``tags``."""
+        codes = {t: i for i, t in enumerate(self.tags)}
+        remap = np.array([codes.setdefault(t, len(codes)) for t in tags] or [0], dtype=np.int32)
+        self.tags = list(codes)
+        self.tag = np.concatenate([self.tag, remap[tag]])
+        self.step = np.concatenate([self.step, step])
+        self.wall_time = np.concatenate([self.wall_time, wall_time])
+        self.value = np.concatenate([self.value, value])
+        self.kind = np.concatenate([self.kind, kind])
+        self.record = np.concatenate([self.record, record])
+
     def extend(self, other: FileScalars) -> None:
         """Append the rows parsed from this file's new tail."""
-        codes = {t: i for i, t in enumerate(self.tags)}
-        for t in other.tags:
-            codes.setdefault(t, len(codes))
-        self.tags = list(codes)
-        remap = np.array([codes[t] for t in other.tags], dtype=np.int32)
-        self.tag = np.concatenate([self.tag, remap[other.tag] if len(other.tag) else other.tag])
-        for name in ("step", "wall_time", "value", "kind", "record"):
-            setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
+        self.extend_rows(other.tags, other.tag, other.step, other.wall_time, other.value, other.kind, other.record)
         for t, plugin in other.first_plugin.items():
             self.first_plugin.setdefault(t, plugin)
         self.restarts += other.restarts
@@ -128,28 +136,30 @@ def parse_file(path: Path, offset: int = 0, first_record: int = 0) -> FileScalar
     buf = record.read_file(path, offset)
     report = record.ReadReport(str(path))
     starts, lengths, consumed = record.scan(buf, offset, report)
-    padded = np.frombuffer(buf + bytes(16), dtype=np.uint8)
-    bulk = scalar.decode_simple_events(padded, np.asarray(starts), np.asarray(lengths))
     out = FileScalars(
-        tags=list(bulk.tags),
-        tag=bulk.tag,
-        step=bulk.step,
-        wall_time=bulk.wall_time,
-        value=bulk.value,
-        kind=np.zeros(len(bulk.value), np.int8),
-        record=bulk.record + first_record,
         records=first_record + len(starts),
         offset=offset + consumed,
         skipped=report.skipped,
         first_bad_offset=report.first_bad_offset,
     )
-    bulk_steps = np.zeros(len(starts), dtype=np.int64)
-    bulk_steps[bulk.record] = bulk.step
-    decoded = np.flatnonzero(bulk.decoded)
-    summary_steps = [np.stack([decoded + first_record, bulk_steps[decoded]], axis=1)]
+    data = np.frombuffer(buf, dtype=np.uint8)
+    starts_array, lengths_array = np.asarray(starts), np.asarray(lengths)
+    undecoded = []
+    summary_steps = []
+    for chunk in range(0, len(starts), _CHUNK_RECORDS):  # bounded working memory, whatever the file size
+        bulk = scalar.decode_simple_events(
+            data, starts_array[chunk : chunk + _CHUNK_RECORDS], lengths_array[chunk : chunk + _CHUNK_RECORDS]
+        )
+        out.extend_rows(bulk.tags, bulk.tag, bulk.step, bulk.wall_time, bulk.value,
+                        np.zeros(len(bulk.value), np.int8), bulk.record + chunk + first_record)  # fmt: skip
+        decoded = np.flatnonzero(bulk.decoded)
+        steps = np.zeros(len(bulk.decoded), dtype=np.int64)
+        steps[bulk.record] = bulk.step
+        summary_steps.append(np.stack([decoded + chunk + first_record, steps[decoded]], axis=1))
+        undecoded.append(np.flatnonzero(~bulk.decoded) + chunk)
     extra: dict[str, list[Any]] = {"tag": [], "step": [], "wall_time": [], "value": [], "kind": [], "record": []}
-    codes = {t: i for i, t in enumerate(out.tags)}
-    for i in np.flatnonzero(~bulk.decoded):
+    codes = {t: i for i, t in enumerate(out.tags)}  # extra rows' tag codes extend the file's
+    for i in np.concatenate(undecoded or [np.zeros(0, np.int64)]).tolist():
         start, length = starts[i], lengths[i]
         ordinal = first_record + int(i)
         try:
@@ -185,17 +195,13 @@ def parse_file(path: Path, offset: int = 0, first_record: int = 0) -> FileScalar
                 extra["kind"].append(row_kind)
                 extra["record"].append(ordinal)
     if extra["tag"]:
-        out.tags = list(codes)
-        out.tag = np.concatenate([out.tag, np.array(extra["tag"], np.int32)])
-        out.step = np.concatenate([out.step, np.array(extra["step"], np.int64)])
-        out.wall_time = np.concatenate([out.wall_time, np.array(extra["wall_time"], np.float64)])
-        out.value = np.concatenate([out.value, np.array(extra["value"], np.float64)])
-        out.kind = np.concatenate([out.kind, np.array(extra["kind"], np.int8)])
-        out.record = np.concatenate([out.record, np.array(extra["record"], np.int64)])
+        out.extend_rows(list(codes), np.array(extra["tag"], np.int32), np.array(extra["step"], np.int64),
+                        np.array(extra["wall_time"], np.float64), np.array(extra["value"], np.float64),
+                        np.array(extra["kind"], np.int8), np.array(extra["record"], np.int64))  # fmt: skip
         order = np.argsort(out.record, kind="stable")
         for name in ("tag", "step", "wall_time", "value", "kind", "record"):
             setattr(out, name, getattr(out, name)[order])
-    steps = np.concatenate(summary_steps)
+    steps = np.concatenate(summary_steps or [np.zeros((0, 2), np.int64)])
     out.summary_steps = steps[np.argsort(steps[:, 0], kind="stable")]
     return out
 
@@ -205,25 +211,27 @@ def parse_file(path: Path, offset: int = 0, first_record: int = 0) -> FileScalar
 
 def _cache_path(path: Path) -> Path:
     key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()
-    return cache_dir() / f"{key}.npz"
+    return cache_dir() / f"{key}.scalars"
+
+
+_ARRAYS = ("tag", "step", "wall_time", "value", "kind", "record", "summary_steps")
 
 
 def _load_cached(path: Path) -> tuple[FileScalars, dict[str, Any]] | None:
+    """A cache entry: one JSON line, then the arrays in ``.npy`` format one after another."""
     try:
-        with np.load(_cache_path(path), allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
+        with open(_cache_path(path), "rb") as f:
+            meta = json.loads(f.readline())
             if meta.get("version") != CACHE_VERSION or meta.get("path") != str(path.resolve()):
                 return None
-            parsed = FileScalars(
-                tags=meta["tags"], tag=data["tag"], step=data["step"], wall_time=data["wall_time"],
-                value=data["value"], kind=data["kind"], record=data["record"],
-                first_plugin=meta["first_plugin"], restarts=[tuple(r) for r in meta["restarts"]],
-                summary_steps=data["summary_steps"],
-                file_version=meta["file_version"], records=meta["records"], offset=meta["offset"],
-                skipped=meta["skipped"], first_bad_offset=meta["first_bad_offset"],
-            )  # fmt: skip
-    except (OSError, ValueError, KeyError):
+            arrays = {name: np.load(f, allow_pickle=False) for name in _ARRAYS}
+    except (OSError, ValueError, KeyError, EOFError):
         return None
+    parsed = FileScalars(
+        tags=meta["tags"], first_plugin=meta["first_plugin"], restarts=[tuple(r) for r in meta["restarts"]],
+        file_version=meta["file_version"], records=meta["records"], offset=meta["offset"],
+        skipped=meta["skipped"], first_bad_offset=meta["first_bad_offset"], **arrays,
+    )  # fmt: skip
     return parsed, meta
 
 
@@ -237,13 +245,11 @@ def _store(path: Path, parsed: FileScalars, size: int, mtime_ns: int) -> None:
     target = _cache_path(path)
     with contextlib.suppress(OSError):  # the cache is an optimisation: never fail a read over it
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".npz.tmp")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f, meta=np.array(json.dumps(meta)), tag=parsed.tag, step=parsed.step,
-                wall_time=parsed.wall_time, value=parsed.value, kind=parsed.kind, record=parsed.record,
-                summary_steps=parsed.summary_steps,
-            )  # fmt: skip
+            f.write(json.dumps(meta).encode() + b"\n")
+            for name in _ARRAYS:
+                np.save(f, getattr(parsed, name), allow_pickle=False)
         os.replace(tmp, target)
 
 
@@ -414,16 +420,20 @@ def read_scalars(
         run_codes.append(np.full(len(part.tag), i, dtype=np.int32))
 
     def joined(name: str, dtype: type) -> np.ndarray:
-        return np.concatenate([getattr(p, name) for p in per_run.values()] or [np.zeros(0, dtype)])
+        column = np.concatenate([getattr(p, name) for p in per_run.values()] or [np.zeros(0, dtype)])
+        for part in per_run.values():
+            setattr(part, name, None)  # the runs' copy goes as soon as the joined one exists
+        return column
 
     return pd.DataFrame(
-        {
+        {  # copy=False: the arrays are new, and copying them would double the peak memory
             "run": pd.Categorical.from_codes(np.concatenate(run_codes or [np.zeros(0, np.int32)]), list(per_run)),
             "tag": pd.Categorical.from_codes(np.concatenate(tag_codes or [np.zeros(0, np.int32)]), list(tag_names)),
             "step": joined("step", np.int64),
             "wall_time": joined("wall_time", np.float64),
             "value": joined("value", np.float64),
-        }
+        },
+        copy=False,
     )
 
 
@@ -564,8 +574,7 @@ def disk_usage(path: str | os.PathLike[str]) -> pd.DataFrame:
 def _event_file_usage(run: str, file: Path, add: Callable[[str, str, str, float], None]) -> None:
     buf = record.read_file(file)
     starts, lengths, _ = record.scan(buf, 0, record.ReadReport(str(file)))
-    padded = np.frombuffer(buf + bytes(16), dtype=np.uint8)
-    bulk = scalar.decode_simple_events(padded, np.asarray(starts), np.asarray(lengths))
+    bulk = scalar.decode_simple_events(np.frombuffer(buf, dtype=np.uint8), np.asarray(starts), np.asarray(lengths))
     if len(bulk.record):
         framed = np.asarray(lengths, dtype=np.float64)[bulk.record] + record.HEADER_SIZE + record.FOOTER_SIZE
         per_record = np.bincount(bulk.record, minlength=len(starts))[bulk.record]

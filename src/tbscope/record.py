@@ -12,6 +12,7 @@ import contextlib
 import os
 import struct
 import warnings
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -132,7 +133,7 @@ def _header_is_valid(buf: bytes, pos: int) -> bool:
     return length < _MAX_RECORD_BYTES and masked_crc32c(buf[pos : pos + 8]) == crc
 
 
-def scan(buf: bytes, base: int = 0, report: ReadReport | None = None) -> tuple[list[int], list[int], int]:
+def scan(buf: bytes, base: int = 0, report: ReadReport | None = None) -> tuple[array, array, int]:
     """Find the good records in ``buf``: returns their data offsets, their lengths, and the offset
     after the last whole record (where an appending writer's next record will start).
 
@@ -142,8 +143,8 @@ def scan(buf: bytes, base: int = 0, report: ReadReport | None = None) -> tuple[l
     partial record at the end is only noted there (``truncated_tail``).
     """
     rep = report if report is not None else ReadReport("<buffer>")
-    starts: list[int] = []
-    lengths: list[int] = []
+    starts = array("q")  # compact: a million records take 8 MB, not the 60 MB of a list of ints
+    lengths = array("q")
     unpack_length, unpack_crc, crc32c = _U64.unpack_from, _U32.unpack_from, google_crc32c.value
     pos, end = 0, len(buf)
     while pos + HEADER_SIZE <= end:

@@ -60,13 +60,27 @@ class SimpleRows:
     value: np.ndarray
 
 
+def _at(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The bytes at ``pos``; an offset past the end reads the last byte (a malformed record, which the
+    structural checks then reject)."""
+    return buf[np.minimum(pos, len(buf) - 1)]
+
+
+def _little_endian(buf: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
+    """The ``width``-byte little-endian words at ``pos``, as uint64, a byte at a time (no index matrix)."""
+    word = np.zeros(len(pos), dtype=np.uint64)
+    for k in range(width):
+        word |= _at(buf, pos + k).astype(np.uint64) << np.uint64(8 * k)
+    return word
+
+
 def _varint(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Decode the varint at each offset of ``pos``: (value, length in bytes; 0 where malformed)."""
     value = np.zeros(len(pos), dtype=np.uint64)
     length = np.zeros(len(pos), dtype=np.int64)
     todo = np.arange(len(pos))
     for k in range(10):  # a byte at a time, only for the varints that are not done yet
-        byte = buf[pos[todo] + k]
+        byte = _at(buf, pos[todo] + k)
         value[todo] |= (byte & 0x7F).astype(np.uint64) << np.uint64(7 * k)
         done = byte < 0x80
         length[todo[done]] = k + 1
@@ -79,23 +93,23 @@ def _varint(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def decode_simple_events(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> SimpleRows:
     """Read, without a protobuf object per event, every event laid out as TensorBoard's ``Event``
     proto serializes ``wall_time``, ``step`` and a summary of ``simple_value`` values with no metadata
-    (what torch, tensorboardX, Lightning and tbscope write for scalars). ``buf`` is the file as
-    uint8, padded with 16 zero bytes. Records of any other shape are left to the protobuf path:
+    (what torch, tensorboardX, Lightning and tbscope write for scalars). ``buf`` is the file as uint8.
+    Records of any other shape are left to the protobuf path:
     ``decoded`` is False for them, and a record is only decoded when every byte of it is accounted for.
     """
     starts = np.asarray(starts, dtype=np.int64)
     ends = starts + np.asarray(lengths, dtype=np.int64)
-    ok = (ends - starts >= 11) & (buf[starts] == 0x09)  # field 1, wall_time, fixed64
+    ok = (ends - starts >= 11) & (_at(buf, starts) == 0x09)  # field 1, wall_time, fixed64
     idx = np.flatnonzero(ok)
     s = starts[idx]
-    wall = buf[(s + 1)[:, None] + np.arange(8)].copy().view("<f8").reshape(-1)
+    wall = _little_endian(buf, s + 1, 8).view(np.float64)
     pos = s + 9
-    has_step = buf[pos] == 0x10  # field 2, step, varint (absent when 0)
+    has_step = _at(buf, pos) == 0x10  # field 2, step, varint (absent when 0)
     step, step_len = _varint(buf, pos + 1)
     step = np.where(has_step, step, 0)
     good = ~has_step | (step_len > 0)
     pos = np.where(has_step, pos + 1 + step_len.astype(np.int64), pos)
-    good &= buf[pos] == 0x2A  # field 5, summary
+    good &= _at(buf, pos) == 0x2A  # field 5, summary
     summary_len, n = _varint(buf, pos + 1)
     good &= n > 0
     cursor = pos + 1 + n.astype(np.int64)
@@ -105,16 +119,16 @@ def decode_simple_events(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarra
     while active.any():
         a = np.flatnonzero(active)
         c = cursor[a]
-        fine = buf[c] == 0x0A  # Summary.value
+        fine = _at(buf, c) == 0x0A  # Summary.value
         value_len, n1 = _varint(buf, c + 1)
         body = c + 1 + n1.astype(np.int64)
-        fine &= (n1 > 0) & (buf[body] == 0x0A)  # Value.tag
+        fine &= (n1 > 0) & (_at(buf, body) == 0x0A)  # Value.tag
         tag_len, n2 = _varint(buf, body + 1)
         tag_pos = body + 1 + n2.astype(np.int64)
         after_tag = tag_pos + tag_len.astype(np.int64)
         value_end = body + value_len.astype(np.int64)
         fine &= (n2 > 0) & (after_tag + 5 == value_end) & (value_end <= ends[idx][a])
-        fine &= buf[np.minimum(after_tag, len(buf) - 1)] == 0x15  # Value.simple_value, fixed32
+        fine &= _at(buf, after_tag) == 0x15  # Value.simple_value, fixed32
         good[a[~fine]] = False
         keep = a[fine]
         rows_event.append(keep)
@@ -142,20 +156,22 @@ def decode_simple_events(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarra
         tags=tags,
         step=step[event].astype(np.int64),
         wall_time=wall[event],
-        value=buf[value_pos[:, None] + np.arange(4)].copy().view("<f4").reshape(-1).astype(np.float64),
+        value=_little_endian(buf, value_pos, 4).astype(np.uint32).view(np.float32).astype(np.float64),
     )
 
 
 def _tag_codes(buf: np.ndarray, pos: np.ndarray, length: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Distinct tag strings and each row's index into them, grouping rows by tag length first."""
+    """Distinct tag strings and each row's index into them, grouping rows by tag length first and
+    copying tag bytes a column at a time (no index matrix as large as the rows times the length)."""
     tags: list[str] = []
     codes = np.empty(len(pos), dtype=np.int32)
-    for size in np.unique(length):
+    for size in np.unique(length).tolist():
         rows = np.flatnonzero(length == size)
-        raw = buf[pos[rows][:, None] + np.arange(size)]
-        keys = np.ascontiguousarray(raw).view(f"V{max(int(size), 1)}").reshape(-1) if size else raw
-        unique, inverse = np.unique(keys, return_inverse=True)
-        base = len(tags)
-        tags.extend(bytes(u).decode("utf-8", "replace") if size else "" for u in unique)
-        codes[rows] = base + inverse.reshape(-1)
+        raw = np.empty((len(rows), max(size, 1)), dtype=np.uint8)
+        raw[:, 0] = 0
+        for k in range(size):
+            raw[:, k] = _at(buf, pos[rows] + k)
+        unique, inverse = np.unique(raw.view(f"V{max(size, 1)}").reshape(-1), return_inverse=True)
+        tags.extend(bytes(u)[:size].decode("utf-8", "replace") for u in unique)
+        codes[rows] = len(tags) - len(unique) + inverse.reshape(-1)
     return tags, codes
