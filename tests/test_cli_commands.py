@@ -33,7 +33,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 run.writer.add_scalar("train/loss", 2.0 - step / 10 - i, step)
             run.writer.add_scalar("val/acc", 0.7 + i / 10, 20)
             run.writer.add_scalar("val/acc", 0.6 + i / 10, 21)
-            run.writer.add_image("samples", np.random.default_rng(i).random((3, 64, 64)), 20)
+            run.writer.add_image("samples", np.random.default_rng(i).random((3, 64, 64)), 0)
     from torch.utils.tensorboard import SummaryWriter
 
     w = SummaryWriter(root / "legacy" / "torch_run")

@@ -298,7 +298,7 @@ def test_budget_stops_heavy_data_once_with_a_note_and_scalars_go_on(tmp_path: Pa
     budget = tbscope.Budget(max_run_bytes=100_000)
     with (
         pytest.warns(RuntimeWarning, match=r"over its budget of 100,000 \(Budget.max_run_bytes\)") as caught,
-        tbscope.init("cnn", root=tmp_path, budget=budget) as run,
+        tbscope.init("cnn", root=tmp_path, budget=budget, cadence=tbscope.Cadence(every=1)) as run,
     ):
         for step in range(100):
             run.writer.add_image("img", image, step)

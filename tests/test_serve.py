@@ -31,7 +31,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"lr": 0.01, "batch_size": 64},
     ]
     for i, config in enumerate(configs):
-        with tbscope.init("sweep", root=root, config=config, name=f"trial{i}") as run:
+        every_step = tbscope.Cadence(every=1)
+        with tbscope.init("sweep", root=root, config=config, name=f"trial{i}", cadence=every_step) as run:
             run.writer.add_scalar("train/loss", 1.0 / (i + 1), 10)
             run.writer.add_scalar("val/acc", 0.5 + i / 10, 10)
             for step in range(12):

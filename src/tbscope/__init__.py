@@ -8,7 +8,7 @@ Example:
 """
 
 from tbscope.pipeline import LoggingError
-from tbscope.policy import Budget
+from tbscope.policy import Budget, Cadence
 from tbscope.reader import read_events, read_scalars
 from tbscope.runs import Resume, Retention, Run, init
 from tbscope.summaries.graph import GraphError
@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Budget",
+    "Cadence",
     "GraphError",
     "LoggingError",
     "Resume",

@@ -1,4 +1,9 @@
-"""Policies: small frozen values that decide, before any work is done, whether a call is logged."""
+"""Policies: small frozen values that decide, before any work is done, whether a call is logged.
+
+``Cadence`` thins heavy data by step, the same way in every run, so that runs compared side by side
+show the same steps. ``Budget`` caps what a run may hold. A plain ``Writer`` has neither (it is a
+drop-in for torch's); ``tbscope.init`` runs get ``Cadence()`` and ``Budget()``.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,50 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Budget:
-    """How much a run may write before heavy data (images, histograms, embeddings, audio, video,
-    meshes) stops being logged. Scalars and text always go on.
+class Cadence:
+    """Which steps heavy data (images, figures, histograms, embeddings, audio, video) is logged at.
 
-    ``max_run_bytes`` is the size of the run's directory past which heavy data stops, with one
-    warning and a text note in the run (tag ``tbscope/budget``) saying when and why. The default,
-    1 GiB, keeps a run small enough for a laptop to hold hundreds of them; ``None`` means no limit.
+    A step is kept when it is a multiple of ``every``, or, while ``step < dense_until``, a multiple
+    of ``dense_every``: dense early, when things change fast, sparse later. The default keeps steps
+    0, 100, ..., 900, then 1000, 2000, ...: 110 images a tag over a 100,000-step run that logs one
+    every step. Calls at other steps return at once, before any copy, rendering or device work.
+
+    Example:
+        >>> cadence = Cadence(every=1000, dense_until=1000, dense_every=100)
+        >>> [s for s in range(0, 3001, 50) if cadence.keeps(s)]
+        [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 2000, 3000]
+    """
+
+    every: int = 1000
+    dense_until: int = 1000
+    dense_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.dense_every < 1 or self.dense_until < 0:
+            raise ValueError(
+                f"Cadence: every and dense_every must be at least 1 and dense_until not negative, got {self}"
+            )
+
+    def keeps(self, step: int) -> bool:
+        """Whether heavy data logged at ``step`` is kept."""
+        return step % self.every == 0 or (step < self.dense_until and step % self.dense_every == 0)
+
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a run may hold. Past a limit, the heavy data it concerns stops being logged, with one
+    warning; scalars and text always go on.
+
+    - ``max_run_bytes``: the size of the run's directory past which heavy data (images, histograms,
+      embeddings, audio, video, meshes, PR curves, raw tensors) stops, with a text note in the run
+      (tag ``tbscope/budget``) saying when and why. Default 1 GiB: a laptop holds hundreds of runs.
+    - ``max_images_per_tag`` and ``max_histograms_per_tag``: the first N calls of a tag that pass the
+      cadence are kept, later ones dropped (default 1000 each).
+    - ``max_image_side``: images (grids included) larger than this on either side are downscaled,
+      keeping their aspect ratio, before they are encoded (default 1024 pixels).
+
+    ``None`` means no limit, for each of them.
 
     Example:
         >>> Budget(max_run_bytes=200 * 2**20).max_run_bytes
@@ -20,7 +62,13 @@ class Budget:
     """
 
     max_run_bytes: int | None = 1 << 30
+    max_images_per_tag: int | None = 1000
+    max_histograms_per_tag: int | None = 1000
+    max_image_side: int | None = 1024
 
     def __post_init__(self) -> None:
-        if self.max_run_bytes is not None and self.max_run_bytes <= 0:
-            raise ValueError(f"Budget: max_run_bytes must be positive or None, got {self.max_run_bytes}")
+        for name in ("max_run_bytes", "max_images_per_tag", "max_histograms_per_tag", "max_image_side"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"Budget: {name} must be positive or None, got {value}")
+

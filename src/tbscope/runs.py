@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from tbscope.pipeline import on_exit
-from tbscope.policy import Budget
+from tbscope.policy import Budget, Cadence
 from tbscope.summaries.hparams import HParamValue, flatten
 from tbscope.writer import Writer
 
@@ -266,6 +266,7 @@ class Run:
         run_dir: Path,
         meta: dict[str, Any],
         budget: Budget | None,
+        cadence: Cadence | None,
         purge_step: int | None,
         flat_config: Mapping[str, HParamValue],
         earlier: Mapping[str, Mapping[str, Any]] | None = None,
@@ -278,7 +279,7 @@ class Run:
         self._meta = meta
         self._lock = threading.Lock()
         self._finished = False
-        self.writer = Writer(run_dir, purge_step=purge_step, budget=budget, on_flush=self._update)
+        self.writer = Writer(run_dir, purge_step=purge_step, cadence=cadence, budget=budget, on_flush=self._update)
         self.writer.add_hparams(flat_config, {})
         self._save()
         on_exit(self._finish_at_exit)
@@ -395,6 +396,7 @@ def init(
     retention: Retention | None = None,
     budget: Budget | None = None,
     resume: Resume | str | os.PathLike[str] | None = None,
+    cadence: Cadence | None = None,
 ) -> Run:
     """Start a run of ``experiment``: its directory, its writer, its run.json and its hyperparameters.
 
@@ -404,7 +406,8 @@ def init(
     session, flattened with "/". ``metrics`` names the scalar tags that are the run's headline
     metrics (default: every tag under ``val/``, ``test/`` or ``metrics/``). ``budget`` bounds the
     run's size (default ``Budget()``: 1 GiB); ``retention`` deletes old ended runs first;
-    ``resume`` continues an earlier run (see ``Resume``).
+    ``resume`` continues an earlier run (see ``Resume``); ``cadence`` (default ``Cadence()``) says at
+    which steps images, histograms and other heavy data are kept.
 
     Example:
         >>> import tempfile, tbscope
@@ -429,6 +432,7 @@ def init(
     if metrics is not None and (isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics)):
         raise TypeError(f"init: metrics must be a list of scalar tags, got {metrics!r}")
     budget = budget if budget is not None else Budget()
+    cadence = cadence if cadence is not None else Cadence()
     experiment_dir = root_path / experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
     resume_target = Resume(resume) if isinstance(resume, str | os.PathLike) else resume
@@ -457,7 +461,7 @@ def init(
         config_flat=flat,
         metrics=list(metrics) if metrics is not None else None,
     )
-    run = Run(run_dir, meta, budget, purge_step, flat, earlier)
+    run = Run(run_dir, meta, budget, cadence, purge_step, flat, earlier)
     if retention is not None:  # after the new run exists, so that it counts among the newest
         deleted = apply_retention(root_path, retention, None if retention.scope == "root" else experiment)
         if deleted:

@@ -22,7 +22,7 @@ from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
 from tbscope import snapshot
 from tbscope.pipeline import MAX_ITEMS, LoggingError, Pipeline, install_exit_handlers, on_exit, warn_once
-from tbscope.policy import Budget
+from tbscope.policy import Budget, Cadence
 from tbscope.snapshot import Pending
 from tbscope.summaries import (
     audio,
@@ -158,10 +158,12 @@ class Writer:
         max_pending_bytes: Memory that values waiting to be written may hold. When the caller
             logs faster than the disk takes it, new values are dropped (with one warning, and a
             count at close) instead of growing memory or blocking the training loop.
-        budget: A ``Budget`` past which heavy data (images, histograms, embeddings, audio, video,
-            meshes, PR curves, raw tensors) stops being logged; scalars and text go on. None (the
-            default for a plain Writer, as in torch) means no limit; ``tbscope.init`` runs get
-            ``Budget()``.
+        cadence: A ``Cadence``: the steps at which images, figures, histograms, embeddings, audio
+            and video are logged; calls at other steps cost next to nothing. None (the default for a
+            plain Writer, as in torch) logs every call; ``tbscope.init`` runs get ``Cadence()``.
+        budget: A ``Budget``: bytes per run, images and histograms per tag, the largest image side.
+            Past a limit heavy data stops being logged; scalars and text go on. None (the default
+            for a plain Writer, as in torch) means no limit; ``tbscope.init`` runs get ``Budget()``.
         on_flush: Called on the background thread after each write to disk (at least every
             ``flush_secs``); ``tbscope.init`` uses it to keep ``run.json`` current.
 
@@ -189,6 +191,7 @@ class Writer:
         *,
         strict: bool = False,
         max_pending_bytes: int = 512 << 20,
+        cadence: Cadence | None = None,
         budget: Budget | None = None,
         on_flush: Callable[[], None] | None = None,
     ) -> None:
@@ -203,6 +206,10 @@ class Writer:
         self._suffix = filename_suffix
         self._max_pending_bytes = max_pending_bytes
         self.budget = budget
+        self.cadence = cadence
+        self._policed = budget is not None or cadence is not None
+        self._max_side = budget.max_image_side if budget is not None else None
+        self._kept: dict[str, int] = {}
         self._budget_spent = False
         self._bytes_before = 0
         self._on_flush = on_flush
@@ -221,13 +228,37 @@ class Writer:
     # -- plumbing ------------------------------------------------------------------------------------
 
     def _open(self) -> Pipeline:
-        if self.budget is not None and self.log_dir.is_dir():
+        if self.budget is not None and self.budget.max_run_bytes is not None and self.log_dir.is_dir():
             self._bytes_before = sum(p.stat().st_size for p in self.log_dir.rglob("*") if p.is_file())
         self._pipeline = Pipeline(self.log_dir, self._suffix, self._flush_secs, self._max_pending_bytes, self._on_flush)
         return self._pipeline
 
-    def _over_budget(self, method: str, step: Any) -> bool:
-        """Whether the budget stops this heavy call; the first time it does, say so once, in a
+    def _skips(self, method: str, kind: str, tag: str, step: Any) -> bool:
+        """Whether the cadence or the budget drops this heavy call, decided before any work is done.
+
+        ``kind`` is "image", "histogram", "embedding", "audio" (the cadence applies) or "other".
+        """
+        number = step if type(step) is int else snapshot.step(method, step)
+        if kind != "other" and self.cadence is not None and not self.cadence.keeps(number):
+            return True
+        budget = self.budget
+        if budget is None:
+            return False
+        cap = {"image": budget.max_images_per_tag, "histogram": budget.max_histograms_per_tag}.get(kind)
+        if cap is not None:
+            seen = self._kept.get(tag, 0)
+            if seen >= cap:
+                warn_once(
+                    (str(self.log_dir), "cap", tag),
+                    f"tbscope: {tag!r} has {cap} {kind}s, its budget (Budget.max_{kind}s_per_tag): later ones are "
+                    f"not logged, from step {number} on",
+                )
+                return True
+            self._kept[tag] = seen + 1
+        return self._over_budget(method, number)
+
+    def _over_budget(self, method: str, step: int) -> bool:
+        """Whether the run's bytes are past ``max_run_bytes``; the first time, say so once, in a
         warning and in a text note in the run."""
         limit = self.budget.max_run_bytes if self.budget is not None else None
         if limit is None:
@@ -240,11 +271,11 @@ class Writer:
         self._budget_spent = True
         message = (
             f"tbscope: {self.log_dir} holds {used:,} bytes, over its budget of {limit:,} "
-            f"(Budget.max_run_bytes): from {method} at step {snapshot.step(method, step)} on, images, "
+            f"(Budget.max_run_bytes): from {method} at step {step} on, images, "
             "histograms, embeddings, audio, video, meshes, PR curves and raw tensors are no longer logged. "
             "Scalars and text go on."
         )
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
         self.add_text("tbscope/budget", message, step)
         return True
 
@@ -353,7 +384,7 @@ class Writer:
     def add_tensor(self, tag: str, tensor: Any, global_step: int | None = None, walltime: float | None = None) -> None:
         """Log a raw tensor (no dashboard shows it; readers get the array back)."""
         _check_tag("add_tensor", tag)
-        if self.budget is not None and self._over_budget("add_tensor", global_step):
+        if self._policed and self._skips("add_tensor", "other", tag, global_step):
             return
         data = snapshot.array("add_tensor", tensor)
         self._put(
@@ -379,11 +410,12 @@ class Writer:
     ) -> None:
         """Log an image: uint8 (0-255), or float or bool (0-1); layout CHW, HWC, HW or any permutation."""
         _check_tag("add_image", tag)
-        if self.budget is not None and self._over_budget("add_image", global_step):
+        if self._policed and self._skips("add_image", "image", tag, global_step):
             return
         data = self._image("add_image", img_tensor, dataformats, batch_method="add_images")
         self._put(
-            "add_image", "", global_step, walltime, image.image_value, (tag, data, dataformats),
+            "add_image", "", global_step, walltime, image.image_value,
+            (tag, data, dataformats, None, None, 1.0, self._max_side),
             isinstance(data, Pending), _nbytes(data),
         )  # fmt: skip
 
@@ -397,11 +429,12 @@ class Writer:
     ) -> None:
         """Log a batch of images as one grid, 8 a row (layout NCHW, NHWC or any permutation)."""
         _check_tag("add_images", tag)
-        if self.budget is not None and self._over_budget("add_images", global_step):
+        if self._policed and self._skips("add_images", "image", tag, global_step):
             return
         data = self._image("add_images", img_tensor, dataformats)
         self._put(
-            "add_images", "", global_step, walltime, image.image_value, (tag, data, dataformats),
+            "add_images", "", global_step, walltime, image.image_value,
+            (tag, data, dataformats, None, None, 1.0, self._max_side),
             isinstance(data, Pending), _nbytes(data),
         )  # fmt: skip
 
@@ -418,7 +451,7 @@ class Writer:
     ) -> None:
         """Log an image with boxes drawn on it: ``box_tensor`` is (N, 4) pixel ``x1, y1, x2, y2``."""
         _check_tag("add_image_with_boxes", tag)
-        if self.budget is not None and self._over_budget("add_image_with_boxes", global_step):
+        if self._policed and self._skips("add_image_with_boxes", "image", tag, global_step):
             return
         data = self._image("add_image_with_boxes", img_tensor, dataformats)
         boxes = snapshot.array("add_image_with_boxes", box_tensor)
@@ -430,7 +463,7 @@ class Writer:
             )
         self._put(
             "add_image_with_boxes", "", global_step, walltime, image.image_value,
-            (tag, data, dataformats, boxes, None if labels is None else list(labels), float(rescale)),
+            (tag, data, dataformats, boxes, None if labels is None else list(labels), float(rescale), self._max_side),
             isinstance(data, Pending) or isinstance(boxes, Pending), _nbytes(data),
         )  # fmt: skip
 
@@ -448,7 +481,7 @@ class Writer:
         encoding happens in the background.
         """
         _check_tag("add_figure", tag)
-        if self.budget is not None and self._over_budget("add_figure", global_step):
+        if self._policed and self._skips("add_figure", "image", tag, global_step):
             if close:
                 for fig in figure if isinstance(figure, list) else [figure]:
                     close_figure(fig)
@@ -479,7 +512,7 @@ class Writer:
     ) -> None:
         """Log a batch of clips, (N, T, C, H, W) uint8 or float in [0, 1], as an animated GIF."""
         _check_tag("add_video", tag)
-        if self.budget is not None and self._over_budget("add_video", global_step):
+        if self._policed and self._skips("add_video", "image", tag, global_step):
             return
         data = snapshot.array("add_video", vid_tensor)
         video.check_shape(tuple(data.shape))
@@ -499,7 +532,7 @@ class Writer:
     ) -> None:
         """Log a sound clip: samples in [-1, 1], shape (L,) or (1, L) mono, or (C, L)."""
         _check_tag("add_audio", tag)
-        if self.budget is not None and self._over_budget("add_audio", global_step):
+        if self._policed and self._skips("add_audio", "audio", tag, global_step):
             return
         data = snapshot.array("add_audio", snd_tensor)
         if len(data.shape) not in (1, 2) or 0 in data.shape:
@@ -526,7 +559,7 @@ class Writer:
         NaN and Inf values are left out of the histogram, with one warning per tag.
         """
         _check_tag("add_histogram", tag)
-        if self.budget is not None and self._over_budget("add_histogram", global_step):
+        if self._policed and self._skips("add_histogram", "histogram", tag, global_step):
             return
         histogram.check_bins(bins)
         data = snapshot.array("add_histogram", values)
@@ -552,7 +585,7 @@ class Writer:
     ) -> None:
         """Log a histogram computed elsewhere: bucket right edges and the count in each bucket."""
         _check_tag("add_histogram_raw", tag)
-        if self.budget is not None and self._over_budget("add_histogram_raw", global_step):
+        if self._policed and self._skips("add_histogram_raw", "histogram", tag, global_step):
             return
         limits = [float(x) for x in np.asarray(bucket_limits).reshape(-1)]
         counts = [float(x) for x in np.asarray(bucket_counts).reshape(-1)]
@@ -579,7 +612,7 @@ class Writer:
     ) -> None:
         """Log a precision-recall curve of binary ``labels`` against ``predictions`` in [0, 1]."""
         _check_tag("add_pr_curve", tag)
-        if self.budget is not None and self._over_budget("add_pr_curve", global_step):
+        if self._policed and self._skips("add_pr_curve", "other", tag, global_step):
             return
         if not 2 <= num_thresholds <= 127:
             raise ValueError(f"add_pr_curve: num_thresholds must be in 2..127, got {num_thresholds}")
@@ -614,7 +647,7 @@ class Writer:
     ) -> None:
         """Log a PR curve from counts per threshold (each of length ``num_thresholds``)."""
         _check_tag("add_pr_curve_raw", tag)
-        if self.budget is not None and self._over_budget("add_pr_curve_raw", global_step):
+        if self._policed and self._skips("add_pr_curve_raw", "other", tag, global_step):
             return
         arrays = (true_positive_counts, false_positive_counts, true_negative_counts,
                   false_negative_counts, precision, recall)  # fmt: skip
@@ -656,7 +689,7 @@ class Writer:
     ) -> None:
         """Log a mesh or point cloud: vertices (B, N, 3) float, colors (B, N, 3) uint8, faces (B, F, 3) int."""
         _check_tag("add_mesh", tag)
-        if self.budget is not None and self._over_budget("add_mesh", global_step):
+        if self._policed and self._skips("add_mesh", "other", tag, global_step):
             return
         parts = [None if a is None else snapshot.array("add_mesh", a) for a in (vertices, colors, faces)]
         mesh.check_shapes(
@@ -687,7 +720,7 @@ class Writer:
         kept: this embedding is added to it.
         """
         _check_tag("add_embedding", tag)
-        if self.budget is not None and self._over_budget("add_embedding", global_step):
+        if self._policed and self._skips("add_embedding", "embedding", tag, global_step):
             return
         data = snapshot.array("add_embedding", mat)
         images = None if label_img is None else snapshot.array("add_embedding", label_img)

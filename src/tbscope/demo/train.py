@@ -66,7 +66,11 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None) -> Pat
     )
 
     started = time.monotonic()
-    with tbscope.init("shapes-cnn", root=root, config=cfg, metrics=["val/acc", "val/loss"]) as run:
+    # Heavy data at every epoch's end, and 8 times during the first: every other call returns at once.
+    cadence = tbscope.Cadence(
+        every=steps_per_epoch, dense_until=steps_per_epoch, dense_every=max(1, steps_per_epoch // 8)
+    )
+    with tbscope.init("shapes-cnn", root=root, config=cfg, metrics=["val/acc", "val/loss"], cadence=cadence) as run:
         w = run.writer
         w.add_graph(model, x_val[:1])
         w.add_text("data/classes", ", ".join(f"`{i}` {name}" for i, name in enumerate(CLASS_NAMES)))
@@ -89,9 +93,8 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None) -> Pat
                 w.add_scalar("train/loss", loss.detach(), step)
                 w.add_scalar("train/acc", (logits.argmax(1) == y_train[idx]).float().mean(), step)
                 w.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                if step % 50 == 0:
-                    for name, param in model.named_parameters():
-                        w.add_histogram(f"weights/{name}", param, step)
+                for name, param in model.named_parameters():
+                    w.add_histogram(f"weights/{name}", param, step)  # the cadence keeps a few
                 step += 1
             val_loss, val_acc, predictions = evaluate(model, x_val, y_val)
             w.add_scalar("val/loss", val_loss, step)

@@ -110,9 +110,11 @@ def image_value(
     boxes: np.ndarray | None = None,
     labels: Sequence[str] | None = None,
     rescale: float = 1.0,
+    max_side: int | None = None,
 ) -> Summary.Value:
     """A ``Summary.Image`` of ``array`` (uint8, bool or float in [0, 1]) laid out as ``dataformats``,
-    with ``boxes`` (N, 4 pixel ``x1, y1, x2, y2``) drawn on it when given, scaled by ``rescale``."""
+    with ``boxes`` (N, 4 pixel ``x1, y1, x2, y2``) drawn on it when given, scaled by ``rescale``,
+    and downscaled to ``max_side`` when larger."""
     hwc = to_uint8(to_hwc(array, dataformats))
     if rescale != 1.0:
         height, width = max(1, round(hwc.shape[0] * rescale)), max(1, round(hwc.shape[1] * rescale))
@@ -121,6 +123,22 @@ def image_value(
         boxes = None if boxes is None else boxes * rescale
     if boxes is not None:
         hwc = draw_boxes(hwc, boxes, labels)
+    return encoded_value(tag, downscale(hwc, max_side))
+
+
+def downscale(hwc: np.ndarray, max_side: int | None) -> np.ndarray:
+    """``hwc`` (uint8) shrunk to fit ``max_side`` on both sides, aspect ratio kept; as is if it fits."""
+    height, width = hwc.shape[:2]
+    if max_side is None or max(height, width) <= max_side:
+        return hwc
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    shrunk = Image.fromarray(hwc if hwc.shape[2] > 1 else hwc[:, :, 0]).resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(shrunk).reshape(size[1], size[0], -1)
+
+
+def encoded_value(tag: str, hwc: np.ndarray) -> Summary.Value:
+    """An HWC uint8 image as a PNG ``Summary.Image``."""
     height, width, channels = hwc.shape
     return Summary.Value(
         tag=tag,
