@@ -40,7 +40,6 @@ class Cadence:
         return step % self.every == 0 or (step < self.dense_until and step % self.dense_every == 0)
 
 
-
 @dataclass(frozen=True)
 class Budget:
     """What a run may hold. Past a limit, the heavy data it concerns stops being logged, with one
@@ -71,4 +70,3 @@ class Budget:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"Budget: {name} must be positive or None, got {value}")
-

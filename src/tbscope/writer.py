@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
-from tbscope import snapshot
+from tbscope import media, snapshot
 from tbscope.pipeline import MAX_ITEMS, LoggingError, Pipeline, install_exit_handlers, on_exit, warn_once
 from tbscope.policy import Budget, Cadence
 from tbscope.snapshot import Pending
@@ -465,6 +465,217 @@ class Writer:
             "add_image_with_boxes", "", global_step, walltime, image.image_value,
             (tag, data, dataformats, boxes, None if labels is None else list(labels), float(rescale), self._max_side),
             isinstance(data, Pending) or isinstance(boxes, Pending), _nbytes(data),
+        )  # fmt: skip
+
+    def add_image_grid(
+        self,
+        tag: str,
+        images: Any,
+        global_step: int | None = None,
+        nrow: int = 8,
+        normalize: bool = False,
+        value_range: tuple[float, float] | None = None,
+        captions: Sequence[str] | None = None,
+        padding: int = 2,
+        dataformats: str = "auto",
+        walltime: float | None = None,
+    ) -> None:
+        """Log a batch as one grid, ``nrow`` images a row, ``padding`` pixels apart (no torchvision needed).
+
+        ``images`` is NCHW or NHWC ("auto" tells them apart by where the 1 or 3 channels are), uint8 or
+        float in [0, 1]. ``normalize`` stretches ``value_range`` (default: the batch's min and max) to
+        [0, 1] first. ``captions`` (one per image) are written under the images.
+
+        Example:
+            >>> import tempfile, numpy as np, tbscope
+            >>> with tbscope.Writer(tempfile.mkdtemp()) as w:
+            ...     w.add_image_grid("val/batch", np.random.rand(16, 3, 32, 32), 0, nrow=4, captions=list("abcd" * 4))
+        """
+        _check_tag("add_image_grid", tag)
+        if self._policed and self._skips("add_image_grid", "image", tag, global_step):
+            return
+        data = snapshot.array("add_image_grid", images)
+        layout = media.batch_layout(data.shape, dataformats)
+        media.check_batch("add_image_grid", "images", data.shape, layout)
+        image.check_dtype("add_image_grid", data.dtype)
+        if captions is not None and len(captions) != data.shape[0]:
+            raise ValueError(
+                f"add_image_grid: got {len(captions)} captions for {data.shape[0]} images; give one per image"
+            )
+        if nrow < 1 or padding < 0:
+            raise ValueError(f"add_image_grid: nrow must be at least 1 and padding not negative, got {nrow}, {padding}")
+        self._put(
+            "add_image_grid", "", global_step, walltime, media.grid_value,
+            (tag, data, layout, nrow, padding, normalize, value_range,
+             None if captions is None else [str(c) for c in captions], self._max_side),
+            isinstance(data, Pending), _nbytes(data),
+        )  # fmt: skip
+
+    def add_image_with_detections(
+        self,
+        tag: str,
+        img_tensor: Any,
+        boxes: Any,
+        global_step: int | None = None,
+        labels: Any = None,
+        scores: Any = None,
+        class_names: Sequence[str] | None = None,
+        box_format: str = "xyxy",
+        normalized: bool = False,
+        score_threshold: float = 0.0,
+        dataformats: str = "CHW",
+        walltime: float | None = None,
+    ) -> None:
+        """Log an image with detection boxes, each in its class's colour, named and scored.
+
+        ``boxes`` is (N, 4) in ``box_format`` ("xyxy", "xywh" or "cxcywh"), in pixels or, with
+        ``normalized``, as fractions of the image. ``labels`` (N class ids, named by
+        ``class_names``) and ``scores`` (N) are optional; boxes scoring under ``score_threshold``
+        are not drawn. Boxes outside the image and unknown class ids are errors.
+        """
+        _check_tag("add_image_with_detections", tag)
+        if self._policed and self._skips("add_image_with_detections", "image", tag, global_step):
+            return
+        method = "add_image_with_detections"
+        data = self._image(method, img_tensor, dataformats)
+        if box_format not in media.BOX_FORMATS:
+            raise ValueError(f"{method}: box_format must be one of {', '.join(media.BOX_FORMATS)}, got {box_format!r}")
+        box_array = snapshot.array(method, boxes)
+        if len(box_array.shape) != 2 or box_array.shape[1] != 4:
+            raise ValueError(f"{method}: boxes must have shape (N, 4), got {tuple(box_array.shape)}")
+        extra = {name: snapshot.array(method, value) for name, value in (("labels", labels), ("scores", scores))
+                 if value is not None}  # fmt: skip
+        for name, value in extra.items():
+            if int(np.prod(value.shape)) != box_array.shape[0]:
+                raise ValueError(f"{method}: {name} has shape {tuple(value.shape)} for {box_array.shape[0]} boxes")
+        height, width = image.image_size(data.shape, dataformats)
+        if not isinstance(box_array, Pending):
+            media.check_boxes(box_array, box_format, normalized, width, height)
+        if "labels" in extra and not isinstance(extra["labels"], Pending):
+            media.check_class_ids(method, "labels", extra["labels"], class_names)
+        parts = [data, box_array, *extra.values()]
+        self._put(
+            method, "", global_step, walltime, media.detections_value,
+            (tag, data, dataformats, box_array, extra.get("labels"), extra.get("scores"),
+             None if class_names is None else list(class_names), box_format, normalized, float(score_threshold),
+             self._max_side),
+            any(isinstance(p, Pending) for p in parts), sum(_nbytes(p) for p in parts),
+        )  # fmt: skip
+
+    def add_image_with_mask(
+        self,
+        tag: str,
+        img_tensor: Any,
+        mask: Any,
+        global_step: int | None = None,
+        class_names: Sequence[str] | None = None,
+        alpha: float = 0.5,
+        target: Any = None,
+        dataformats: str = "CHW",
+        walltime: float | None = None,
+    ) -> None:
+        """Log an image with a segmentation mask overlaid, and a legend of its classes.
+
+        ``mask`` is (H, W) class ids (0 is background, left clear) or (K, H, W) per-class scores
+        (their argmax is drawn). With ``target`` (the ground truth, the same way), the picture shows
+        target and prediction side by side. ``alpha`` is the colours' opacity.
+        """
+        method = "add_image_with_mask"
+        _check_tag(method, tag)
+        if self._policed and self._skips(method, "image", tag, global_step):
+            return
+        data = self._image(method, img_tensor, dataformats)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"{method}: alpha must be in [0, 1], got {alpha}")
+        height, width = image.image_size(data.shape, dataformats)
+        masks = {"mask": snapshot.array(method, mask)}
+        if target is not None:
+            masks["target"] = snapshot.array(method, target)
+        for name, value in masks.items():
+            if len(value.shape) not in (2, 3) or tuple(value.shape[-2:]) != (height, width):
+                raise ValueError(
+                    f"{method}: {name} must be (H, W) class ids or (K, H, W) scores for an image of "
+                    f"{height}x{width}, got shape {tuple(value.shape)}"
+                )
+            if len(value.shape) == 2 and value.dtype.kind not in "iub":
+                raise TypeError(f"{method}: a (H, W) {name} holds integer class ids, got {value.dtype}")
+            if len(value.shape) == 2 and not isinstance(value, Pending):
+                media.check_class_ids(method, name, value, class_names)
+        parts = [data, *masks.values()]
+        self._put(
+            method, "", global_step, walltime, media.mask_value,
+            (tag, data, dataformats, masks["mask"], masks.get("target"),
+             None if class_names is None else list(class_names), float(alpha), self._max_side),
+            any(isinstance(p, Pending) for p in parts), sum(_nbytes(p) for p in parts),
+        )  # fmt: skip
+
+    def add_confusion_matrix(
+        self,
+        tag: str,
+        y_true: Any,
+        y_pred: Any,
+        class_names: Sequence[str],
+        global_step: int | None = None,
+        normalize: str | None = None,
+        walltime: float | None = None,
+    ) -> None:
+        """Log the confusion matrix of class ids ``y_true`` against ``y_pred`` as a picture.
+
+        Rows are true classes, columns predicted ones. ``normalize``: None (counts), "true" (each
+        row sums to 1: recall per class) or "pred" (each column sums to 1: precision per class).
+        """
+        method = "add_confusion_matrix"
+        _check_tag(method, tag)
+        if self._policed and self._skips(method, "image", tag, global_step):
+            return
+        if normalize not in (None, "true", "pred"):
+            raise ValueError(f"{method}: normalize must be None, 'true' or 'pred', got {normalize!r}")
+        if not class_names:
+            raise ValueError(f"{method}: class_names must name at least one class")
+        truth, predicted = snapshot.array(method, y_true), snapshot.array(method, y_pred)
+        media.check_same_length(method, y_true=truth, y_pred=predicted)
+        for name, ids in (("y_true", truth), ("y_pred", predicted)):
+            if ids.dtype.kind not in "iub":
+                raise TypeError(f"{method}: {name} holds class ids (integers), got {ids.dtype}")
+            if not isinstance(ids, Pending):
+                media.check_class_ids(method, name, ids, class_names)
+        self._put(
+            method, "", global_step, walltime, media.confusion_value,
+            (tag, truth, predicted, [str(c) for c in class_names], normalize),
+            isinstance(truth, Pending) or isinstance(predicted, Pending), _nbytes(truth) + _nbytes(predicted),
+        )  # fmt: skip
+
+    def add_pr_curves(
+        self,
+        tag: str,
+        labels: Any,
+        probabilities: Any,
+        global_step: int | None = None,
+        class_names: Sequence[str] | None = None,
+        num_thresholds: int = 127,
+        walltime: float | None = None,
+    ) -> None:
+        """Log one PR curve per class, ``<tag>/<class name>``, from class ids and (N, K) probabilities."""
+        method = "add_pr_curves"
+        _check_tag(method, tag)
+        if self._policed and self._skips(method, "other", tag, global_step):
+            return
+        ids, scores = snapshot.array(method, labels), snapshot.array(method, probabilities)
+        if len(scores.shape) != 2 or int(np.prod(ids.shape)) != scores.shape[0] or scores.shape[0] == 0:
+            raise ValueError(
+                f"{method}: probabilities must be (N, K) for N labels, got labels {tuple(ids.shape)} and "
+                f"probabilities {tuple(scores.shape)}"
+            )
+        names = list(class_names) if class_names is not None else [str(k) for k in range(scores.shape[1])]
+        if len(names) != scores.shape[1]:
+            raise ValueError(f"{method}: {len(names)} class_names for {scores.shape[1]} columns of probabilities")
+        if not 2 <= num_thresholds <= 127:
+            raise ValueError(f"{method}: num_thresholds must be in 2..127, got {num_thresholds}")
+        if not isinstance(ids, Pending):
+            media.check_class_ids(method, "labels", ids, names)
+        self._put(
+            method, "", global_step, walltime, pr_curve.per_class_values, (tag, ids, scores, names, num_thresholds),
+            isinstance(ids, Pending) or isinstance(scores, Pending), _nbytes(ids) + _nbytes(scores),
         )  # fmt: skip
 
     def add_figure(

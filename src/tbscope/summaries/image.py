@@ -43,6 +43,12 @@ def check_layout(method: str, shape: Sequence[int], dataformats: str, batch_meth
         raise ValueError(f"{method}: got an empty image, shape {tuple(shape)}")
 
 
+def image_size(shape: Sequence[int], dataformats: str) -> tuple[int, int]:
+    """(height, width) of an image of ``shape`` laid out as ``dataformats``."""
+    fmt = dataformats.upper()
+    return int(shape[fmt.index("H")]), int(shape[fmt.index("W")])
+
+
 def check_dtype(method: str, dtype: np.dtype) -> None:
     """Raise a TypeError unless ``dtype`` is uint8, bool or floating point (values in [0, 1])."""
     if dtype != np.uint8 and dtype.kind not in "fb":

@@ -62,3 +62,14 @@ def pr_curve_raw_value(
         tensor=tensor_util.make_tensor_proto(data.astype(np.float32)),
         metadata=metadata.create_summary_metadata(display_name=tag, description="", num_thresholds=num_thresholds),
     )
+
+
+def per_class_values(
+    tag: str, labels: np.ndarray, probabilities: np.ndarray, class_names: list[str], num_thresholds: int
+) -> list[Summary.Value]:
+    """One PR curve per class, ``<tag>/<class name>``: class k against the rest, scored by column k."""
+    ids = np.asarray(labels).reshape(-1).astype(np.int64)
+    scores = np.asarray(probabilities, dtype=np.float64).reshape(len(ids), -1)
+    return [
+        pr_curve_value(f"{tag}/{name}", ids == k, scores[:, k], num_thresholds) for k, name in enumerate(class_names)
+    ]
