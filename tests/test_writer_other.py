@@ -226,27 +226,61 @@ def test_graph_nodes_are_named_by_module_and_modes_are_restored(tmp_path: Path) 
     assert any(n.name.startswith("output/") and n.input for n in graph.node)
 
 
-class DictOut(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"y": x * 2}
+class Untraceable(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> str:
+        return f"mean {x.mean()}"
+
+
+class Structured(torch.nn.Module):
+    """Dict, list and tuple inputs and outputs, and a dropout that differs between train and eval."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image = torch.nn.Linear(4, 2)
+        self.text = torch.nn.Linear(3, 2)
+        self.dropout = torch.nn.Dropout(0.5)
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+        a, b = self.image(image), self.dropout(self.text(text))
+        return {"logits": [a + b, a - b], "parts": (a, b)}  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        {"image": torch.rand(1, 4), "text": torch.rand(1, 3)},
+        (torch.rand(1, 4), torch.rand(1, 3)),
+        [torch.rand(1, 4), torch.rand(1, 3)],
+    ],
+    ids=["dict", "tuple", "list"],
+)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_graph_of_models_with_structured_inputs_and_outputs_in_either_mode(
+    tmp_path: Path, inputs: object, training: bool
+) -> None:
+    model = Structured().train(training)
+    with Writer(tmp_path) as w:
+        w.add_graph(model, inputs)
+    assert model.training is training
+    names = {n.name for n in accumulate(tmp_path).Graph().node}
+    assert any(n.startswith("Structured/Linear[image]/") for n in names)
+    assert any(n.startswith("Structured/Linear[text]/") for n in names)
+    assert sum(n.startswith("output/") for n in names) >= 1
 
 
 def test_untraceable_model_warns_naming_it_and_why_and_training_goes_on(tmp_path: Path) -> None:
     with (
-        pytest.warns(RuntimeWarning, match=r"add_graph: could not trace DictOut: .*dict"),
+        pytest.warns(RuntimeWarning, match=r"add_graph: could not trace Untraceable: .*"),
         Writer(tmp_path) as w,
     ):
-        w.add_graph(DictOut(), torch.rand(2))
+        w.add_graph(Untraceable(), torch.rand(2))
         w.add_scalar("after", 1.0, 0)
     assert accumulate(tmp_path).Scalars("after")[0].value == 1.0
     with (
         Writer(tmp_path / "strict", strict=True) as w,
-        pytest.raises(GraphError, match="could not trace DictOut"),
+        pytest.raises(GraphError, match="could not trace Untraceable"),
     ):
-        w.add_graph(DictOut(), torch.rand(2))
-    with Writer(tmp_path / "lenient") as w:
-        w.add_graph(DictOut(), torch.rand(2), use_strict_trace=False)
-    assert accumulate(tmp_path / "lenient").Graph().node
+        w.add_graph(Untraceable(), torch.rand(2))
 
 
 def test_add_tensor_round_trips_the_array(tmp_path: Path) -> None:

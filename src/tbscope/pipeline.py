@@ -50,13 +50,15 @@ _warned: set[object] = set()
 _thread_state = threading.local()
 
 
-def warn_once(key: object, message: str) -> None:
+def warn_once(key: object, message: str) -> bool:
     """Warn with ``message`` the first time ``key`` is seen: per writer when called from a
-    pipeline thread (an encoder noticing bad data), per process otherwise."""
+    pipeline thread (an encoder noticing bad data), per process otherwise. True if it warned."""
     seen: set[object] = getattr(_thread_state, "warned", _warned)
-    if key not in seen:
-        seen.add(key)
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    if key in seen:
+        return False
+    seen.add(key)
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return True
 
 
 _counter = 0

@@ -216,6 +216,7 @@ class Writer:
         self._pipeline: Pipeline | None = None
         self._hparams_runs: set[str] = set()
         self._layout: dict[str, dict[str, Sequence[Any]]] = {}
+        self._watches: list[Any] = []
         self._tensor_type = snapshot.tensor_type()  # for add_scalar's fast path; None without torch
         self._scalars = ScalarSummary()
         self._encode_scalar = self._scalars.simple
@@ -975,6 +976,50 @@ class Writer:
         if not Path(path).is_file():
             raise FileNotFoundError(f"add_onnx_graph: no ONNX model file at {path!r}")
         self._put("add_onnx_graph", "", 0, None, graph.onnx_graph_event, (path,), False, _SCALAR_BYTES)
+
+    def watch(
+        self,
+        model: Any,
+        cadence: Cadence | None = None,
+        norms: bool = True,
+        histograms: bool = True,
+        update_ratio: bool = True,
+        activations: bool = False,
+    ) -> Any:
+        """Watch a model's health: per-layer weight norm, gradient norm and update-to-weight ratio, and
+        histograms of weights and gradients (with ``activations``, of each leaf module's output too).
+
+        Statistics are taken at the end of each backward pass whose step (backward passes counted
+        from 0) the ``cadence`` keeps: by default the writer's cadence, else every 10 steps up to 100
+        and every 100 after. They are computed on the model's device in batched operations and copied
+        once per logged step, without a host-device sync; histograms are binned on the device and only
+        the bins travel. NaN or Inf in a layer's weights or gradients is reported once, naming the layer
+        and the step, and written as text in the run. Returns the ``Watch``; ``unwatch()`` removes it.
+
+        Example:
+            >>> import tempfile, torch, tbscope
+            >>> model = torch.nn.Linear(4, 2)
+            >>> with tbscope.Writer(tempfile.mkdtemp()) as w:
+            ...     watch = w.watch(model)
+            ...     for step in range(3):
+            ...         model(torch.randn(8, 4)).sum().backward()
+            ...     w.unwatch()
+            >>> watch.step
+            3
+        """
+        from tbscope.watch import DEFAULT_CADENCE, Watch
+
+        watched = Watch(
+            self, model, cadence or self.cadence or DEFAULT_CADENCE, norms, histograms, update_ratio, activations
+        )
+        self._watches.append(watched)
+        return watched
+
+    def unwatch(self, model: Any = None) -> None:
+        """Stop watching ``model`` (every watched model when None): every hook is removed."""
+        for watched in [w for w in self._watches if model is None or w.model is model]:
+            watched.remove()
+            self._watches.remove(watched)
 
     def add_custom_scalars(self, layout: custom_scalars.Layout) -> None:
         """Lay out the Custom Scalars dashboard: ``{category: {title: ["Multiline", [tags]]}}``.

@@ -7,6 +7,7 @@ so the dashboard nests them by module. Constants and module handles are left out
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -26,24 +27,60 @@ class GraphError(ValueError):
 def trace(model: Any, inputs: Any, strict: bool) -> tuple[Any, dict[str, str]]:
     """Trace ``model`` on ``inputs`` in eval mode; returns the inlined graph and module class names.
 
-    Each module's train/eval mode is restored afterwards.
+    ``inputs`` is a tensor, a tuple or list of positional inputs, or a dict of keyword inputs (given
+    to ``forward`` in the order it takes them).
+    Outputs may be any nesting of tuples, lists and dicts: the model is traced inside a wrapper
+    (its child ``model``, named away again by ``graph_event``) that returns their tensors as a flat
+    tuple, which the tracer accepts. Each module's train/eval mode is restored afterwards.
     """
     import torch
+    from torch.utils._pytree import tree_flatten
 
-    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    class Flat(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args: Any) -> tuple[Any, ...]:
+            output = self.model(*args)
+            leaves, _ = tree_flatten(output)
+            tensors = tuple(leaf for leaf in leaves if isinstance(leaf, torch.Tensor))
+            if not tensors:
+                raise TypeError(f"it returned no tensor (a {type(output).__name__})")
+            return tensors
+
+    if isinstance(inputs, dict):  # keyword inputs, in the order forward() takes them
+        try:
+            bound = inspect.signature(model.forward).bind(**inputs)
+        except TypeError as err:
+            raise GraphError(
+                f"add_graph: {type(model).__name__}.forward does not take {sorted(inputs)}: {err}"
+            ) from err
+        args: tuple[Any, ...] = tuple(bound.args)
+    else:
+        args = tuple(inputs) if isinstance(inputs, tuple | list) else (inputs,)
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # tbscope chose the tracer, not the user: its deprecation notice is ours to handle.
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace", category=DeprecationWarning)
-            traced = torch.jit.trace(model, args, strict=strict, check_trace=False)
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            traced = None
+            for lenient in [False, True] if strict else [True]:
+                try:
+                    traced = torch.jit.trace(Flat(), args, strict=not lenient, check_trace=False)
+                    break
+                except Exception:
+                    if lenient:
+                        raise
     except Exception as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise GraphError(f"add_graph: could not trace {type(model).__name__}: {reason}") from err
     finally:
         for module, training in modes.items():
             module.training = training
+    assert traced is not None  # the loop either traced or raised
     graph = traced.graph
     torch._C._jit_pass_inline(graph)
     names = {name: type(module).__name__ for name, module in model.named_modules()}
@@ -70,8 +107,13 @@ def _shape_attr(values: Any) -> dict[str, AttrValue]:
     return {"_output_shapes": AttrValue(list=AttrValue.ListValue(shape=shapes))}
 
 
+def _unwrapped(path: str) -> str:
+    """A module path inside ``trace``'s wrapper, as a path inside the user's model."""
+    return "" if path == "model" else path.removeprefix("model.") if path.startswith("model.") else path
+
+
 def graph_event(graph: Any, classes: Mapping[str, str]) -> Event:
-    """The GraphDef of a traced, inlined graph, as an event."""
+    """The GraphDef of a graph traced by ``trace`` (inlined), as an event."""
     names: dict[str, str] = {}  # value debugName -> node name
     attr_paths: dict[str, str] = {}  # value debugName -> dotted attribute path from the model
     nodes: list[NodeDef] = []
@@ -91,7 +133,7 @@ def graph_event(graph: Any, classes: Mapping[str, str]) -> Event:
             parent = attr_paths.get(node.input().debugName())
             if parent is None:
                 continue
-            path = f"{parent}.{node.s('name')}" if parent else node.s("name")
+            path = _unwrapped(f"{parent}.{node.s('name')}" if parent else node.s("name"))
             if path in classes:  # a submodule: remember its path, draw nothing
                 attr_paths[node.output().debugName()] = path
                 continue
@@ -102,7 +144,7 @@ def graph_event(graph: Any, classes: Mapping[str, str]) -> Event:
                 nodes.append(NodeDef(name=name, op=kind, attr=_shape_attr(outputs)))
             continue
         scope = node.scopeName().split("/")[-1].removeprefix("__module.")
-        scope = scope if scope != "__module" else ""
+        scope = _unwrapped(scope if scope != "__module" else "")
         leaf = outputs[0].debugName() if outputs else f"{kind.split('::')[-1]}_{len(nodes)}"
         name = f"{_scope(scope, classes)}/{leaf}"
         for out in outputs:

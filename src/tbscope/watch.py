@@ -1,0 +1,173 @@
+"""Model watching: per-layer weight and gradient norms, update-to-weight ratios and histograms, at a cadence.
+
+Everything is computed on the model's device with batched (``torch._foreach_*``) operations, and the
+results of one logging step (statistics and histogram bins alike) travel to the host as one tensor,
+copied asynchronously: watching never synchronizes with the device. Steps count backward passes
+from 0 (set ``Watch.step`` to follow another count); statistics are taken at the end of a backward
+pass, when every gradient is there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+
+from tbscope.pipeline import warn_once
+from tbscope.policy import Cadence
+from tbscope.snapshot import Pending, array
+from tbscope.summaries import scalar, text
+
+if TYPE_CHECKING:
+    from tbscope.writer import Writer
+
+# Heavy enough to see a distribution, light enough that a ResNet's bins are a few hundred KB a step.
+BINS = 64
+DEFAULT_CADENCE = Cadence(every=100, dense_until=100, dense_every=10)
+
+
+def device_histogram(values: torch.Tensor, bins: int) -> torch.Tensor:
+    """``[min, max, count_1 .. count_bins]`` of ``values``' finite elements, computed on their device
+    with no host sync (NaN and Inf are left out)."""
+    x = values.detach().reshape(-1).float()
+    finite = torch.isfinite(x)
+    low = torch.where(finite, x, torch.inf).min()
+    high = torch.where(finite, x, -torch.inf).max()
+    low, high = torch.where(finite.any(), low, 0.0), torch.where(finite.any(), high, 0.0)
+    width = (high - low).clamp_min(1e-12)
+    index = ((x - low) / width * bins).long().clamp(0, bins - 1)
+    counts = torch.zeros(bins, device=x.device).scatter_add_(0, index, finite.float())
+    return torch.cat([low[None], high[None], counts])
+
+
+def histogram_value(tag: str, row: np.ndarray) -> Summary.Value:
+    """A ``device_histogram`` row as a histogram summary with equal-width buckets."""
+    low, high, counts = float(row[0]), float(row[1]), row[2:]
+    bins = len(counts)
+    edges = low + (high - low) * np.arange(1, bins + 1) / bins
+    centers = edges - (high - low) / (2 * bins)
+    return Summary.Value(
+        tag=tag,
+        histo=HistogramProto(
+            min=low, max=high, num=float(counts.sum()), sum=float((centers * counts).sum()),
+            sum_squares=float((centers**2 * counts).sum()), bucket_limit=edges.tolist(), bucket=counts.tolist(),
+        ),
+    )  # fmt: skip
+
+
+def encode(
+    names: Sequence[str], stats: Sequence[str], histograms: Sequence[str], bins: int, packed: np.ndarray, step: int
+) -> list[Summary.Value]:
+    """Summary values from one logging step's packed tensor: ``len(stats)`` rows of per-layer numbers,
+    then one histogram row per layer for each of ``histograms``. A non-finite norm is reported once per
+    layer, in a warning and as text in the run (tag ``watch/nonfinite``)."""
+    count = len(names)
+    numbers = packed[: len(stats) * count].reshape(len(stats), count)
+    rows = packed[len(stats) * count :].reshape(len(histograms), count, bins + 2)
+    values = []
+    for s, stat in enumerate(stats):
+        for name, number in zip(names, numbers[s].tolist(), strict=True):
+            values.append(scalar.simple_value(f"watch/{stat}/{name}", number))
+            if stat != "update_ratio" and not math.isfinite(number):
+                what = "weights" if stat == "weight_norm" else "gradient"
+                message = f"tbscope: watch: {what} of layer {name!r} hold NaN or Inf at step {step} ({stat} {number})"
+                if warn_once(("watch-nonfinite", name), message):
+                    values.append(text.text_value("watch/nonfinite", message))
+    for h, kind in enumerate(histograms):
+        values += [histogram_value(f"watch/{kind}/{name}", row) for name, row in zip(names, rows[h], strict=True)]
+    return values
+
+
+class Watch:
+    """The hooks that watch one model for a ``Writer``; made by ``Writer.watch``, undone by ``remove``."""
+
+    def __init__(
+        self,
+        writer: Writer,
+        model: torch.nn.Module,
+        cadence: Cadence,
+        norms: bool,
+        histograms: bool,
+        update_ratio: bool,
+        activations: bool,
+        bins: int = BINS,
+    ) -> None:
+        self.writer, self.model, self.cadence, self.bins = writer, model, cadence, bins
+        self.norms, self.histograms, self.update_ratio = norms, histograms, update_ratio
+        self.step = 0
+        self._params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        self._previous: list[torch.Tensor] | None = None
+        self._queued = False
+        self._handles: list[Any] = [p.register_post_accumulate_grad_hook(self._on_grad) for _, p in self._params]
+        if activations:
+            leaves = [(name, m) for name, m in model.named_modules() if not any(m.children())]
+            self._handles += [m.register_forward_hook(self._activation_hook(name)) for name, m in leaves]
+
+    def remove(self) -> None:
+        """Remove every hook this watch put on the model."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._previous = None
+
+    def _on_grad(self, param: torch.Tensor) -> None:
+        if not self._queued:
+            self._queued = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._on_backward_end)
+
+    def _on_backward_end(self) -> None:
+        self._queued = False
+        step = self.step
+        self.step += 1
+        with torch.no_grad():
+            if self.cadence.keeps(step):
+                self._log(step)
+            if self.update_ratio and self.norms and self.cadence.keeps(step + 1):
+                self._previous = [p.detach().clone() for _, p in self._params]
+
+    def _log(self, step: int) -> None:
+        names = [name for name, _ in self._params]
+        weights = [p.detach() for _, p in self._params]
+        grads = [p.grad.detach() if p.grad is not None else torch.zeros_like(p) for _, p in self._params]
+        parts: list[torch.Tensor] = []
+        stats: list[str] = []
+        if self.norms:
+            weight_norms = torch.stack(torch._foreach_norm(weights)).float()
+            parts += [weight_norms, torch.stack(torch._foreach_norm(grads)).float()]
+            stats += ["weight_norm", "grad_norm"]
+            if self.update_ratio and self._previous is not None:
+                before = torch.stack(torch._foreach_norm(self._previous)).float()
+                moved = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, self._previous))).float()
+                parts.append(moved / before.clamp_min(1e-12))
+                stats.append("update_ratio")
+            self._previous = None
+        kinds: list[str] = []
+        if self.histograms:
+            parts += [torch.stack([device_histogram(w, self.bins) for w in weights]).reshape(-1)]
+            parts += [torch.stack([device_histogram(g, self.bins) for g in grads]).reshape(-1)]
+            kinds += ["weights", "grads"]
+        if not parts:
+            return
+        packed = array("watch", torch.cat([p.reshape(-1).to(parts[0].device) for p in parts]))
+        self.writer._put(
+            "watch", "", step, None, encode, (names, stats, kinds, self.bins, packed, step),
+            isinstance(packed, Pending), int(packed.nbytes if not isinstance(packed, Pending) else packed.host.nbytes),
+        )  # fmt: skip
+
+    def _activation_hook(self, name: str) -> Any:
+        def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            if not self.cadence.keeps(self.step) or not torch.is_grad_enabled():
+                return
+            tensor = output[0] if isinstance(output, tuple | list) else output
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+                packed = array("watch", device_histogram(tensor, self.bins))
+                self.writer._put(
+                    "watch", "", self.step, None, histogram_value, (f"watch/activations/{name}", packed),
+                    isinstance(packed, Pending), 4 * (self.bins + 2),
+                )  # fmt: skip
+
+        return hook
