@@ -16,7 +16,7 @@ class Cadence:
 
     A step is kept when it is a multiple of ``every``, or, while ``step < dense_until``, a multiple
     of ``dense_every``: dense early, when things change fast, sparse later. The default keeps steps
-    0, 100, ..., 900, then 1000, 2000, ...: 110 images a tag over a 100,000-step run that logs one
+    0, 100, ..., 900, then 1000, 2000, ...: 109 images a tag over a 100,000-step run that logs one
     every step. Calls at other steps return at once, before any copy, rendering or device work.
 
     Example:
