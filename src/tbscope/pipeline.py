@@ -25,10 +25,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import numpy as np
 from tensorboard.compat.proto.event_pb2 import Event
 
 from tbscope import record
-from tbscope.snapshot import Pending
+from tbscope.snapshot import POOL, Pending
 
 # (run subdirectory, step, wall time, encode, args, args hold a Pending, bytes held in memory)
 Item = tuple[str, int, float, Callable[..., Any], tuple[Any, ...], bool, int]
@@ -217,6 +218,9 @@ class Pipeline:
                 if pending:
                     args = tuple(a.result() if isinstance(a, Pending) else a for a in args)
                 encoded = encode(*args)
+                for arg in args:
+                    if type(arg) is np.ndarray:
+                        POOL.give(arg)  # encoded: the snapshot's buffer can serve the next one
             except Exception as err:
                 what = repr(args[0]) if args and isinstance(args[0], str) else encode.__name__
                 self._fail(f"could not log {what} at step {step}", err, lost=1)
