@@ -53,10 +53,11 @@ def test_demo_logs_every_dashboard_kind(tmp_path: Path) -> None:
     tags = acc.Tags()
     assert {"train/loss", "train/acc", "train/lr", "val/loss", "val/acc"} <= set(tags["scalars"])
     assert len(acc.Scalars("train/loss")) == 2 * 256 // 32
-    assert {"val/samples", "data/example_with_box"} <= set(tags["images"])
-    assert any(t.startswith("weights/") for t in tags["histograms"])
+    assert {"val/predictions", "val/detection", "val/confusion", "data/masks", "train/batch"} <= set(tags["images"])
+    assert any(t.startswith("watch/weights/") for t in tags["histograms"])
+    assert any(t.startswith("watch/grad_norm/") for t in tags["scalars"])
     assert tags["graph"]
-    assert "_hparams_/session_start_info" in tags["tensors"] and "val/pr_circle" in tags["tensors"]
+    assert "_hparams_/session_start_info" in tags["tensors"] and "val/pr/circle" in tags["tensors"]
     assert (log_dir / "projector_config.pbtxt").exists()
 
 

@@ -74,9 +74,11 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None) -> Pat
         w = run.writer
         w.add_graph(model, x_val[:1])
         w.add_text("data/classes", ", ".join(f"`{i}` {name}" for i, name in enumerate(CLASS_NAMES)))
-        w.add_image_with_boxes(
-            "data/example_with_box", val.images[0], val.boxes[:1], labels=[CLASS_NAMES[val.labels[0]]]
-        )
+        w.add_image_with_mask(
+            "data/masks", val.images[0], val.masks[0] * (int(val.labels[0]) + 1), 0,
+            class_names=["background", *CLASS_NAMES],
+        )  # fmt: skip
+        w.watch(model)  # per-layer norms, update ratios and histograms, at the run's cadence
         step = 0
         for epoch in range(cfg.epochs):
             model.train()
@@ -93,17 +95,26 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None) -> Pat
                 w.add_scalar("train/loss", loss.detach(), step)
                 w.add_scalar("train/acc", (logits.argmax(1) == y_train[idx]).float().mean(), step)
                 w.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                for name, param in model.named_parameters():
-                    w.add_histogram(f"weights/{name}", param, step)  # the cadence keeps a few
+                w.add_image_grid("train/batch", x_train[idx][:32], step)  # the cadence keeps a few
                 step += 1
             val_loss, val_acc, predictions = evaluate(model, x_val, y_val)
             w.add_scalar("val/loss", val_loss, step)
             w.add_scalar("val/acc", val_acc, step)
-            w.add_images("val/samples", x_val[:16], step)
-            wrong = (predictions != y_val).nonzero().flatten()[:16]
+            probabilities = predictions_prob(model, x_val)
+            w.add_image_grid(
+                "val/predictions", x_val[:32], step, captions=[CLASS_NAMES[int(p)] for p in predictions[:32]]
+            )
+            wrong = (predictions != y_val).nonzero().flatten()[:32]
             if len(wrong):
-                w.add_images("val/mistakes", x_val[wrong], step)
-            w.add_pr_curve("val/pr_circle", (y_val == 0).int(), predictions_prob(model, x_val)[:, 0], step)
+                w.add_image_grid(
+                    "val/mistakes", x_val[wrong], step, captions=[CLASS_NAMES[int(p)] for p in predictions[wrong]]
+                )
+            w.add_image_with_detections(
+                "val/detection", val.images[0], val.boxes[:1], step, labels=predictions[:1],
+                scores=probabilities[0, predictions[0]].reshape(1), class_names=CLASS_NAMES,
+            )  # fmt: skip
+            w.add_confusion_matrix("val/confusion", y_val, predictions, CLASS_NAMES, step, normalize="true")
+            w.add_pr_curves("val/pr", y_val, probabilities, step, class_names=CLASS_NAMES)
             elapsed = time.monotonic() - started
             print(
                 f"epoch {epoch + 1}/{cfg.epochs}  step {step}  val/loss {val_loss:.3f}  "
