@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import tbscope
 from conftest import accumulate
 from tbscope import Writer
 
@@ -59,3 +60,37 @@ def test_cuda_value_is_the_one_at_call_time(tmp_path: Path, sync_is_an_error: No
 
     pixels = np.asarray(Image.open(io.BytesIO(acc.Images("img")[0].encoded_image_string)))
     assert (pixels == 0).all()
+
+
+def test_watch_and_media_helpers_never_sync_and_histograms_move_only_bins(
+    tmp_path: Path, sync_is_an_error: None
+) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4)).cuda()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    images = torch.rand(8, 3, 16, 16, device="cuda")
+    copies: list[int] = []
+    real_to = torch.Tensor.to
+
+    def counting_to(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        if self.is_cuda and ("cpu" in args or kwargs.get("device") == "cpu"):
+            copies.append(self.numel())
+        return real_to(self, *args, **kwargs)
+
+    torch.Tensor.to = counting_to  # type: ignore[method-assign]
+    try:
+        with tbscope.Writer(tmp_path, cadence=tbscope.Cadence(every=5, dense_until=0)) as w:
+            w.watch(model)
+            for step in range(12):
+                x = torch.randn(32, 64, device="cuda")
+                optimizer.zero_grad()
+                model(x).square().mean().backward()
+                optimizer.step()
+                w.add_image_grid("batch", images, step)
+                w.add_histogram("acts", torch.randn(100_000, device="cuda"), step)
+            torch.cuda.set_sync_debug_mode("default")
+    finally:
+        torch.Tensor.to = real_to  # type: ignore[method-assign]
+    acc = accumulate(tmp_path)
+    assert [e.step for e in acc.Images("batch")] == [0, 5, 10]
+    assert [e.step for e in acc.Scalars("watch/grad_norm/0.weight")] == [0, 5, 10]
+    assert 100_000 not in copies and 64 * 64 not in copies  # bins and statistics travel, never the tensors

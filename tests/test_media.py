@@ -233,3 +233,18 @@ def test_defaults_keep_a_100k_step_run_small_and_tensorboard_shows_every_kept_im
         wait_until(lambda: len(images()) == len(kept), what="tensorboard to show every kept image", timeout=90)
     finally:
         stop(served)
+
+
+@pytest.mark.parametrize("bins", ["tensorflow", 30])
+def test_binning_on_the_device_gives_the_histogram_binning_on_the_host_gives(bins: Any) -> None:
+    from tbscope.summaries.histogram import device_bins, from_device_bins, histogram_value
+
+    values = torch.cat([torch.randn(50_000, generator=torch.Generator().manual_seed(0)) * 3, torch.tensor([np.nan])])
+    on_device, dropped = from_device_bins("h", device_bins(values, bins).numpy(), bins)
+    on_host, host_dropped = histogram_value("h", values.numpy(), bins)
+    assert dropped == host_dropped == 1
+    assert list(on_device.histo.bucket) == list(on_host.histo.bucket)
+    assert np.allclose(on_device.histo.bucket_limit, on_host.histo.bucket_limit)
+    assert (on_device.histo.min, on_device.histo.max, on_device.histo.num) == pytest.approx(
+        (on_host.histo.min, on_host.histo.max, on_host.histo.num)
+    )

@@ -20,5 +20,7 @@ def test_the_readme_examples_run_and_log(tmp_path: Path, monkeypatch: pytest.Mon
     for code in EXAMPLES:
         exec(compile(code, str(README), "exec"), namespace)
     event_dirs = {p.parent for p in (tmp_path / "runs").rglob("events.out.tfevents.*")}
-    assert len(event_dirs) >= 2 and all(accumulate(d).Tags()["scalars"] for d in event_dirs)
+    tags = [accumulate(d).Tags() for d in event_dirs]
+    assert len(event_dirs) >= 3 and all(t["scalars"] or t["images"] for t in tags)
+    assert sum(len(t["images"]) for t in tags) >= 5  # the CV helpers' pictures
     assert len(namespace["df"]) > 0 and len(namespace["images"]) > 0  # type: ignore[arg-type]

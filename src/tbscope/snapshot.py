@@ -122,6 +122,12 @@ def _device_copy(t: Any, is_scalar: bool) -> Pending:
     return Pending(host, event, is_scalar)
 
 
+def is_cuda(value: Any) -> bool:
+    """Whether ``value`` is a CUDA tensor (without importing torch)."""
+    tensor_cls = tensor_type()
+    return tensor_cls is not None and isinstance(value, tensor_cls) and bool(value.is_cuda)
+
+
 def scalar(method: str, value: Any) -> float | Pending:
     """A one-element value as a float, or a Pending for a CUDA tensor.
 

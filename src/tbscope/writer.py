@@ -112,6 +112,16 @@ def _histogram(tag: str, values: np.ndarray, bins: histogram.Bins, max_bins: int
     return value
 
 
+def _device_histogram(tag: str, packed: np.ndarray, bins: histogram.Bins, max_bins: int | None) -> Any:
+    value, dropped = histogram.from_device_bins(tag, packed, bins if isinstance(bins, str | int) else 0, max_bins)
+    if dropped:
+        warn_once(
+            ("nonfinite-histogram", tag),
+            f"tbscope: histogram {tag!r} had {dropped} NaN/Inf value(s); they are left out of it",
+        )
+    return value
+
+
 def _event(event: Event) -> Event:
     return event
 
@@ -768,12 +778,22 @@ class Writer:
         """Log the distribution of ``values`` (any shape); binned in the background.
 
         ``bins`` as in torch: "tensorflow" (default), a NumPy bin name, a count or the edges.
-        NaN and Inf values are left out of the histogram, with one warning per tag.
+        NaN and Inf values are left out of the histogram, with one warning per tag. A CUDA tensor
+        is binned on its device ("tensorflow" or a number of bins): only the bins reach the host.
         """
         _check_tag("add_histogram", tag)
         if self._policed and self._skips("add_histogram", "histogram", tag, global_step):
             return
         histogram.check_bins(bins)
+        if snapshot.is_cuda(values) and (bins == "tensorflow" or type(bins) is int):
+            if values.numel() == 0:
+                raise ValueError(f"add_histogram: values is empty, shape {tuple(values.shape)}")
+            packed = snapshot.array("add_histogram", histogram.device_bins(values, bins))  # type: ignore[arg-type]
+            self._put(
+                "add_histogram", "", global_step, walltime, _device_histogram, (tag, packed, bins, max_bins),
+                True, _nbytes(packed),
+            )  # fmt: skip
+            return
         data = snapshot.array("add_histogram", values)
         if 0 in data.shape:
             raise ValueError(f"add_histogram: values is empty, shape {tuple(data.shape)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 import numpy as np
 from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
@@ -59,11 +60,7 @@ def histogram_value(
     counts, limits = np.histogram(finite_in_range, bins=edges)
     nonzero = np.flatnonzero(counts)
     first, last = (int(nonzero[0]), int(nonzero[-1])) if nonzero.size else (0, len(counts) - 1)
-    counts, rights = counts[first : last + 1], limits[first + 1 : last + 2]
-    if max_bins is not None and len(counts) > max_bins:
-        group = -(-len(counts) // max_bins)
-        counts = np.add.reduceat(counts, np.arange(0, len(counts), group))
-        rights = np.append(rights[group - 1 :: group][: len(counts) - 1], rights[-1])
+    counts, rights = _merged(counts[first : last + 1], limits[first + 1 : last + 2], max_bins)
     return (
         histogram_raw_value(
             tag,
@@ -77,6 +74,15 @@ def histogram_value(
         ),
         dropped,
     )
+
+
+def _merged(counts: np.ndarray, rights: np.ndarray, max_bins: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Adjacent buckets merged until no more than ``max_bins`` remain."""
+    if max_bins is None or len(counts) <= max_bins:
+        return counts, rights
+    group = -(-len(counts) // max_bins)
+    merged = np.add.reduceat(counts, np.arange(0, len(counts), group))
+    return merged, np.append(rights[group - 1 :: group][: len(merged) - 1], rights[-1])
 
 
 def histogram_raw_value(
@@ -125,3 +131,51 @@ def histogram_of(value: Summary.Value, plugin: str | None) -> HistogramProto | N
             bucket=counts.tolist(),
         )
     return None
+
+
+# -- binning on the device ------------------------------------------------------------------------------
+
+_DEVICE_STATS = 6  # min, max, num, sum, sum_squares, non-finite count
+
+
+def device_bins(values: Any, bins: int | str) -> Any:
+    """Bin a torch tensor where it lives, with no host sync: ``[min, max, num, sum, sum_squares,
+    non-finite count, counts...]`` for ``bins`` "tensorflow" or a number of equal-width bins between the
+    finite min and max. Only this small tensor need travel to the host (see ``from_device_bins``)."""
+    import torch
+
+    x = values.detach().reshape(-1).double()
+    finite = torch.isfinite(x)
+    clean = torch.where(finite, x, 0.0)
+    low = torch.where(finite, x, torch.inf).min()
+    high = torch.where(finite, x, -torch.inf).max()
+    if isinstance(bins, str):
+        edges = torch.as_tensor(tensorflow_edges(), device=x.device)
+        index = torch.bucketize(clean.clamp(edges[0], edges[-1]), edges, right=True) - 1
+        count = len(edges) - 1
+    else:
+        width = (high - low).clamp_min(1e-300)
+        index = ((clean - low) / width * bins).long()
+        count = bins
+    index = index.clamp(0, count - 1)
+    counts = torch.zeros(count, dtype=torch.float64, device=x.device).scatter_add_(0, index, finite.double())
+    stats = torch.stack(
+        [low, high, finite.sum().double(), clean.sum(), (clean * clean).sum(), (~finite).sum().double()]
+    )
+    return torch.cat([stats, counts])
+
+
+def from_device_bins(
+    tag: str, packed: np.ndarray, bins: int | str, max_bins: int | None = None
+) -> tuple[Summary.Value, int]:
+    """The histogram ``device_bins`` packed, and the count of NaN/Inf values left out of it."""
+    low, high, num, total, squares, dropped = packed[:_DEVICE_STATS].tolist()
+    counts = packed[_DEVICE_STATS:]
+    if num == 0:
+        return histogram_raw_value(tag, 0.0, 0.0, 0, 0.0, 0.0, [], []), int(dropped)
+    limits = tensorflow_edges() if isinstance(bins, str) else np.linspace(low, high, len(counts) + 1)
+    nonzero = np.flatnonzero(counts)
+    first, last = int(nonzero[0]), int(nonzero[-1])
+    counts, rights = _merged(counts[first : last + 1], limits[first + 1 : last + 2], max_bins)
+    value = histogram_raw_value(tag, low, high, int(num), total, squares, rights.tolist(), counts.tolist())
+    return value, int(dropped)
