@@ -102,18 +102,14 @@ class ScalarSummary:
         }
 
 
-def _histogram(tag: str, values: np.ndarray, bins: histogram.Bins, max_bins: int | None) -> Any:
-    value, dropped = histogram.histogram_value(tag, values, bins, max_bins)
-    if dropped:
-        warn_once(
-            ("nonfinite-histogram", tag),
-            f"tbscope: histogram {tag!r} had {dropped} NaN/Inf value(s); they are left out of it",
-        )
-    return value
-
-
-def _device_histogram(tag: str, packed: np.ndarray, bins: histogram.Bins, max_bins: int | None) -> Any:
-    value, dropped = histogram.from_device_bins(tag, packed, bins if isinstance(bins, str | int) else 0, max_bins)
+def _histogram(
+    tag: str, data: np.ndarray, bins: histogram.Bins, max_bins: int | None, binned_on_device: bool = False
+) -> Any:
+    """A histogram of host values, or of the bins ``histogram.device_bins`` made where the values were."""
+    if binned_on_device:
+        value, dropped = histogram.from_device_bins(tag, data, bins if isinstance(bins, str | int) else 0, max_bins)
+    else:
+        value, dropped = histogram.histogram_value(tag, data, bins, max_bins)
     if dropped:
         warn_once(
             ("nonfinite-histogram", tag),
@@ -790,7 +786,7 @@ class Writer:
                 raise ValueError(f"add_histogram: values is empty, shape {tuple(values.shape)}")
             packed = snapshot.array("add_histogram", histogram.device_bins(values, bins))  # type: ignore[arg-type]
             self._put(
-                "add_histogram", "", global_step, walltime, _device_histogram, (tag, packed, bins, max_bins),
+                "add_histogram", "", global_step, walltime, _histogram, (tag, packed, bins, max_bins, True),
                 True, _nbytes(packed),
             )  # fmt: skip
             return

@@ -8,10 +8,10 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from tbscope.catalog import RunEntry, catalog, metric_value
+from tbscope.cli.arguments import directory
 from tbscope.cli.table import render
 
 _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
@@ -27,7 +27,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="hyperparameters and metrics of runs side by side",
         description="Hyperparameters (only those that differ, unless --all-params) and metrics of every run.",
     )
-    parser.add_argument("root", type=Path, help="the runs root (or any logdir)")
+    parser.add_argument("root", type=directory, help="the runs root (or any logdir)")
     parser.add_argument("--sort", metavar="TAG", help="sort by this metric or hyperparameter")
     parser.add_argument("--desc", action="store_true", help="sort in descending order")
     parser.add_argument("--agg", choices=("last", "min", "max"), default="last", help="metric value to show")
@@ -96,9 +96,6 @@ def _known(entry: RunEntry, agg: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.root.is_dir():
-        print(f"tbscope compare: {args.root} is not a directory", file=sys.stderr)
-        return 2
     entries = catalog(args.root)
     if args.filter:
         names = {e.path: _known(e, args.agg) for e in entries}

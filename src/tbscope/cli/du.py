@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
+from tbscope.cli.arguments import directory
 from tbscope.cli.table import render
 from tbscope.reader import disk_usage
 from tbscope.runs import format_bytes
@@ -14,16 +13,13 @@ from tbscope.runs import format_bytes
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("du", help="bytes by run, by kind (scalars, images, ...) and by tag")
-    parser.add_argument("root", type=Path, help="the runs root (or any logdir, or one run)")
+    parser.add_argument("root", type=directory, help="the runs root (or any logdir, or one run)")
     parser.add_argument("--top", type=int, default=20, metavar="N", help="rows per table (default 20)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.root.is_dir():
-        print(f"tbscope du: {args.root} is not a directory", file=sys.stderr)
-        return 2
     usage = disk_usage(args.root)
     by_run = usage.groupby("run")["bytes"].sum().sort_values(ascending=False)
     by_kind = usage.groupby("kind")["bytes"].sum().sort_values(ascending=False)

@@ -7,12 +7,13 @@ import re
 import sys
 from pathlib import Path
 
+from tbscope.cli.arguments import directory
 from tbscope.reader import read_scalars
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("export", help="write every scalar to a .parquet or .csv file")
-    parser.add_argument("root", type=Path, help="the runs root (or any logdir)")
+    parser.add_argument("root", type=directory, help="the runs root (or any logdir)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="FILE.parquet or FILE.csv")
     parser.add_argument("--tags", metavar="REGEX", help="only tags matching this regular expression")
     parser.add_argument("--runs", metavar="REGEX", help="only runs matching this regular expression")
@@ -23,9 +24,6 @@ def run(args: argparse.Namespace) -> int:
     suffix = args.output.suffix.lower()
     if suffix not in (".parquet", ".csv"):
         print(f"tbscope export: the output must end in .parquet or .csv, got {args.output}", file=sys.stderr)
-        return 2
-    if not args.root.exists():
-        print(f"tbscope export: {args.root} does not exist", file=sys.stderr)
         return 2
     for name in ("tags", "runs"):
         try:

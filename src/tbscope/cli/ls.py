@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 from tbscope.catalog import catalog, metric_value
+from tbscope.cli.arguments import directory
 from tbscope.cli.table import render
 from tbscope.runs import format_bytes, format_duration
 
@@ -17,15 +16,12 @@ MAX_METRIC_COLUMNS = 4
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("ls", help="list runs: status, steps, duration, size, headline metrics")
-    parser.add_argument("root", type=Path, help="the runs root (or any logdir)")
+    parser.add_argument("root", type=directory, help="the runs root (or any logdir)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.root.is_dir():
-        print(f"tbscope ls: {args.root} is not a directory", file=sys.stderr)
-        return 2
     entries = catalog(args.root)
     if args.json:
         print(json.dumps([e.as_json() for e in entries], indent=1))

@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
+from tbscope.cli.arguments import directory, parsed_by
 from tbscope.runs import Retention, delete_run, find_runs, format_bytes, parse_bytes, parse_duration, plan_retention
-
-T = TypeVar("T")
-
-
-def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """``parse`` for argparse: its ValueError message becomes the usage error the user sees."""
-
-    def convert(text: str) -> T:
-        try:
-            return parse(text)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    convert.__name__ = parse.__name__
-    return convert
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -33,13 +17,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Delete old ended tbscope runs under ROOT, oldest first. A running run, a directory "
         "that is not a tbscope run, and anything behind a symbolic link are never touched.",
     )
-    parser.add_argument("root", type=Path, help="the runs root, e.g. runs")
+    parser.add_argument("root", type=directory, help="the runs root, e.g. runs")
     parser.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N runs of each experiment")
     parser.add_argument(
-        "--older-than", type=_argument(parse_duration), metavar="AGE", help="delete runs older than AGE (30d)"
+        "--older-than", type=parsed_by(parse_duration), metavar="AGE", help="delete runs older than AGE (30d)"
     )
     parser.add_argument(
-        "--max-size", type=_argument(parse_bytes), metavar="SIZE", help="delete oldest runs until under SIZE"
+        "--max-size", type=parsed_by(parse_bytes), metavar="SIZE", help="delete oldest runs until under SIZE"
     )
     parser.add_argument("--experiment", metavar="NAME", help="only this experiment")
     parser.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
@@ -52,9 +36,6 @@ def run(args: argparse.Namespace) -> int:
         print("tbscope prune: say what to delete: --keep-last, --older-than and/or --max-size", file=sys.stderr)
         return 2
     root: Path = args.root
-    if not root.is_dir():
-        print(f"tbscope prune: {root} is not a directory", file=sys.stderr)
-        return 2
     try:
         retention = Retention(keep_last=args.keep_last, max_age=args.older_than, max_total_bytes=args.max_size)
     except ValueError as err:

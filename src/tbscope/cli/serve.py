@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from tbscope.cli.arguments import directory
+
 DEFAULT_PORT = 6006
 # Budgets already bound what a run logs: keep every image, histogram, ... TensorBoard would
 # otherwise sample down (to 10 images a tag, say) and silently hide what was logged. (Its docs say
@@ -22,7 +24,7 @@ ALL_INTERFACES = ("0.0.0.0", "::", "")
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("serve", help="open the runs in TensorBoard, locally")
-    parser.add_argument("root", type=Path, help="the runs root, e.g. runs")
+    parser.add_argument("root", type=directory, help="the runs root, e.g. runs")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}, or a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine)")
     parser.set_defaults(handler=run)
@@ -47,9 +49,6 @@ def free_port(host: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     root: Path = args.root
-    if not root.is_dir():
-        print(f"tbscope serve: {root} is not a directory", file=sys.stderr)
-        return 2
     port = args.port
     if not port_is_free(args.host, port):
         taken, port = port, free_port(args.host)
