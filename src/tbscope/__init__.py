@@ -9,6 +9,7 @@ Example:
 
 from tbscope.pipeline import LoggingError
 from tbscope.policy import Budget, Cadence
+from tbscope.profiler.capture import profile
 from tbscope.reader import read_events, read_scalars
 from tbscope.runs import Resume, Retention, Run, init
 from tbscope.summaries.graph import GraphError
@@ -31,6 +32,7 @@ __all__ = [
     "Writer",
     "__version__",
     "init",
+    "profile",
     "read_events",
     "read_scalars",
 ]

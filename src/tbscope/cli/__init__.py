@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from tbscope import __version__
-from tbscope.cli import compare, du, export, ls, prune, serve
+from tbscope.cli import compare, du, export, ls, profile, prune, serve
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=14, help="epochs to train (default: 14)")
     demo.add_argument("--max-seconds", type=float, default=60.0, help="stop after the epoch that passes this")
     demo.set_defaults(handler=_demo)
-    for command in (ls, compare, export, du, prune, serve):
+    for command in (ls, compare, export, du, prune, serve, profile):
         command.add_parser(commands)
     return parser
 

@@ -1,0 +1,59 @@
+"""``tbscope profile``: the Overview of torch.profiler traces, in the terminal or as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tbscope.cli.table import render
+from tbscope.profiler.overview import CATEGORIES, Overview, analyze
+from tbscope.profiler.trace import TraceError, find_traces, load
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "profile", help="where each profiled step's time went", description="The Overview of torch.profiler traces."
+    )
+    parser.add_argument("path", type=Path, help="a trace file, a run, or a logdir")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.set_defaults(handler=run)
+
+
+def show(overview: Overview) -> str:
+    lines = [f"{overview.file}  (worker {overview.worker}{', ' + overview.device if overview.device else ''})"]
+    headers = ["step", "time ms", *CATEGORIES]
+    rows = [
+        [s.step, s.duration_us / 1000, *(f"{100 * s.breakdown_us[c] / s.duration_us:.1f}%" if s.duration_us else "-"
+                                         for c in CATEGORIES)]
+        for s in overview.steps
+    ]  # fmt: skip
+    lines.append(render(headers, rows))
+    utilization = overview.gpu_utilization
+    lines.append(f"GPU utilization: {'-' if utilization is None else f'{utilization:.1%}'}")
+    lines += [f"! {advice}" for advice in overview.recommendations]
+    lines += [f"note: {note}" for note in overview.notes]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.path.exists():
+        print(f"tbscope profile: {args.path} does not exist", file=sys.stderr)
+        return 2
+    paths = find_traces(args.path)
+    if not paths:
+        print(f"tbscope profile: no *.pt.trace.json(.gz) under {args.path}", file=sys.stderr)
+        return 2
+    overviews, failed = [], 0
+    for path in paths:
+        try:
+            overviews.append(analyze(load(path)))
+        except (TraceError, OSError) as err:
+            print(f"tbscope profile: {err}", file=sys.stderr)
+            failed += 1
+    if args.json:
+        print(json.dumps({"traces": [o.as_json() for o in overviews]}, indent=1))
+    else:
+        print("\n\n".join(show(o) for o in overviews))
+    return 1 if failed and not overviews else 0

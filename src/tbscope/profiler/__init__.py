@@ -1,0 +1,1 @@
+"""The profiler: one-line ``torch.profiler`` capture, and trace analysis that needs no torch."""

@@ -1,0 +1,211 @@
+"""The Overview of a trace: per step, where the wall time went, GPU utilization, and recommendations.
+
+A step's wall time is split into eight categories that sum to it exactly: each instant of the step
+goes to the first of communication, kernel, memcpy, memset, runtime, dataloader and cpu_exec that
+is active then, and to "other" when none is. A step is extended to cover the device work its runtime
+calls launched (kernels run after the host moved on).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tbscope.profiler.trace import STEP_NAME, Event, Trace
+
+CATEGORIES = ("kernel", "memcpy", "memset", "communication", "runtime", "dataloader", "cpu_exec", "other")
+# Which category an instant belongs to when several are active: device work first.
+PRIORITY = ("communication", "kernel", "memcpy", "memset", "runtime", "dataloader", "cpu_exec")
+SYNC_CALLS = ("cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize", "cudaMemcpy",
+              "hipDeviceSynchronize", "hipStreamSynchronize", "hipMemcpy")  # fmt: skip
+
+
+def union(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The sorted, disjoint union of ``(start, end)`` intervals."""
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(intervals):
+        if end <= start:
+            continue
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def measure(intervals: Iterable[tuple[float, float]]) -> float:
+    """Total length of a union of intervals."""
+    return sum(end - start for start, end in union(intervals))
+
+
+def _is_communication(event: Event) -> bool:
+    name = event.name.lower()
+    return "nccl" in name or "rccl" in name
+
+
+def _category(event: Event) -> str | None:
+    """The breakdown category of an event, or None for the step annotations themselves."""
+    if event.kind == "kernel":
+        return "communication" if _is_communication(event) else "kernel"
+    if event.kind in ("memcpy", "memset", "runtime"):
+        return event.kind
+    if event.kind == "gpu_annotation" or STEP_NAME.match(event.name):
+        return None
+    if "dataloader" in event.name.lower():
+        return "dataloader"
+    return "cpu_exec"
+
+
+@dataclass
+class Step:
+    """One step: its number, its window (microseconds from the trace's start), and the breakdown."""
+
+    step: int
+    start: float
+    end: float
+    breakdown_us: dict[str, float]
+    kernel_busy_us: float
+    kernels: int
+    syncs: int
+
+    @property
+    def duration_us(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class Overview:
+    """What ``tbscope profile`` prints for one trace."""
+
+    file: str
+    worker: str
+    device: str | None
+    steps: list[Step]
+    has_device: bool
+    recommendations: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def gpu_utilization(self) -> float | None:
+        """Share of the steps' time some kernel ran; None for a trace without device activity."""
+        if not self.has_device:
+            return None
+        total = sum(s.duration_us for s in self.steps)
+        return sum(s.kernel_busy_us for s in self.steps) / total if total else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "worker": self.worker,
+            "device": self.device,
+            "steps": [
+                {"step": s.step, "duration_us": s.duration_us, "breakdown_us": dict(s.breakdown_us)} for s in self.steps
+            ],
+            "gpu_utilization": self.gpu_utilization,
+            "recommendations": self.recommendations,
+            "notes": self.notes,
+        }
+
+
+def _steps(trace: Trace) -> list[tuple[int, float, float]]:
+    marks = [(int(m.group(1)), e.start, e.end) for e in trace.events if e.kind == "annotation"
+             for m in [STEP_NAME.match(e.name)] if m]  # fmt: skip
+    if marks:
+        return sorted(marks, key=lambda m: m[1])
+    if not trace.events:
+        return []
+    return [(0, min(e.start for e in trace.events), max(e.end for e in trace.events))]  # one step: the trace
+
+
+def analyze(trace: Trace) -> Overview:
+    """The Overview of ``trace``: steps from its ``ProfilerStep#N`` annotations (one step spanning the
+    trace when it has none)."""
+    device_by_correlation: dict[Any, float] = {}
+    for e in trace.events:
+        if e.kind in ("kernel", "memcpy", "memset") and "correlation" in e.args:
+            device_by_correlation[e.args["correlation"]] = max(
+                device_by_correlation.get(e.args["correlation"], 0.0), e.end
+            )
+    runtime = sorted((e for e in trace.events if e.kind == "runtime"), key=lambda e: e.start)
+    runtime_starts = [e.start for e in runtime]
+    categorized = sorted(
+        ((e.start, e.end, c, e) for e in trace.events if (c := _category(e)) is not None), key=lambda t: t[0]
+    )
+    starts = [t[0] for t in categorized]
+    steps = []
+    for number, start, end in _steps(trace):
+        launched = runtime[bisect.bisect_left(runtime_starts, start) : bisect.bisect_left(runtime_starts, end)]
+        end = max([end, *(device_by_correlation.get(r.args.get("correlation"), end) for r in launched)])
+        intervals: dict[str, list[tuple[float, float]]] = {c: [] for c in PRIORITY}
+        for lo, hi, category, _ in categorized[: bisect.bisect_left(starts, end)]:
+            if hi > start:
+                intervals[category].append((max(lo, start), min(hi, end)))
+        breakdown: dict[str, float] = {}
+        covered: list[tuple[float, float]] = []
+        covered_us = 0.0
+        for category in PRIORITY:
+            covered = union(covered + intervals[category])
+            total = sum(b - a for a, b in covered)
+            breakdown[category] = total - covered_us
+            covered_us = total
+        breakdown["other"] = (end - start) - covered_us
+        kernels = intervals["kernel"] + intervals["communication"]
+        syncs = sum(1 for r in launched if r.name in SYNC_CALLS)
+        steps.append(Step(number, start, end, {c: breakdown[c] for c in CATEGORIES}, measure(kernels),
+                          len(kernels), syncs))  # fmt: skip
+    devices = trace.header.get("deviceProperties") or []
+    device = devices[0].get("name") if devices and isinstance(devices[0], dict) else None
+    has_device = any(e.kind in ("kernel", "memcpy", "memset") for e in trace.events)
+    overview = Overview(trace.path, trace.worker, device, steps, has_device)
+    if not trace.events:
+        overview.notes.append("the trace holds no events")
+    for category, count in sorted(trace.unknown_categories.items()):
+        overview.notes.append(f"{count} event(s) of unknown category {category!r} left out")
+    overview.recommendations = recommend(overview)
+    return overview
+
+
+def recommend(overview: Overview) -> list[str]:
+    """What to look at first, each with the number that triggered it."""
+    steps = overview.steps
+    total = sum(s.duration_us for s in steps)
+    if not total:
+        return []
+    share = {c: sum(s.breakdown_us[c] for s in steps) / total for c in CATEGORIES}
+    advice = []
+    if share["dataloader"] > 0.05:
+        advice.append(
+            f"DataLoader-bound: {share['dataloader']:.0%} of the step time waits for data. Raise num_workers, "
+            "set pin_memory=True and persistent_workers=True, or move preprocessing off the training process."
+        )
+    utilization = overview.gpu_utilization
+    if utilization is not None and utilization < 0.5:
+        advice.append(
+            f"Low GPU utilization: kernels run {utilization:.0%} of the step time. Look at what the host does "
+            "between launches (the cpu_exec, runtime and dataloader shares), or grow the batch."
+        )
+    kernels = sum(s.kernels for s in steps)
+    if kernels and overview.has_device:
+        mean_us = sum(s.kernel_busy_us for s in steps) / kernels
+        per_step = kernels / len(steps)
+        if mean_us < 10 and per_step > 500:
+            advice.append(
+                f"Launch-bound: {per_step:.0f} kernels a step averaging {mean_us:.1f} us each. Fuse them "
+                "(torch.compile) or capture the step in a CUDA graph."
+            )
+    syncs = sum(s.syncs for s in steps) / len(steps)
+    if syncs >= 1:
+        advice.append(
+            f"Host-device syncs: {syncs:.0f} a step (cudaDeviceSynchronize, cudaStreamSynchronize, blocking "
+            "cudaMemcpy). Find them with torch.cuda.set_sync_debug_mode('warn'); .item() and printing tensors "
+            "are the usual causes."
+        )
+    if share["communication"] > 0.2:
+        advice.append(
+            f"Communication-bound: {share['communication']:.0%} of the step time in collectives. Overlap them "
+            "with compute (bucketing in DDP) or reduce their size (gradient compression, larger batches)."
+        )
+    return advice

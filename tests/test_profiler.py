@@ -1,0 +1,149 @@
+"""The profiler on real GPU traces, checked against numbers computed here from the raw JSON."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import tbscope
+from conftest import accumulate
+from tbscope.profiler.overview import CATEGORIES, analyze, union
+from tbscope.profiler.trace import TraceError, load
+
+TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+ALL = sorted(TRACES.rglob("*.pt.trace.json.gz"))
+pytestmark = pytest.mark.skipif(not ALL, reason=f"the shared traces are not at {TRACES}")
+
+
+def raw_events(path: Path) -> list[dict[str, Any]]:
+    return list(json.loads(gzip.decompress(path.read_bytes()))["traceEvents"])
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.name.split(".")[0] for p in ALL])
+def test_categories_sum_to_each_steps_time_and_steps_are_the_annotations(path: Path) -> None:
+    overview = analyze(load(path))
+    annotated = sorted(
+        int(m.group(1))
+        for e in raw_events(path)
+        if e.get("cat") == "user_annotation" and (m := re.match(r"ProfilerStep#(\d+)$", str(e.get("name", ""))))
+    )
+    assert [s.step for s in overview.steps] == (annotated or [0])
+    for step in overview.steps:
+        assert set(step.breakdown_us) == set(CATEGORIES)
+        assert all(v >= -1e-6 for v in step.breakdown_us.values())
+        assert sum(step.breakdown_us.values()) == pytest.approx(step.duration_us, rel=1e-3)
+
+
+@pytest.mark.parametrize("path", [p for p in ALL if "gpu" in p.parts], ids=lambda p: p.name.split(".")[0])
+def test_kernel_busy_time_is_the_union_of_the_kernels_in_the_step(path: Path) -> None:
+    events = raw_events(path)
+    origin = min(float(e["ts"]) for e in events if e.get("ph") == "X" and "ts" in e and e.get("cat") != "Trace")
+    kernels = [(float(e["ts"]) - origin, float(e["ts"]) - origin + float(e.get("dur", 0)))
+               for e in events if e.get("cat") == "kernel"]  # fmt: skip
+    overview = analyze(load(path))
+    for step in overview.steps:
+        clipped = [(max(a, step.start), min(b, step.end)) for a, b in kernels if b > step.start and a < step.end]
+        busy = sum(b - a for a, b in union(clipped))
+        assert step.breakdown_us["kernel"] + step.breakdown_us["communication"] == pytest.approx(busy, abs=1e-3)
+    assert overview.gpu_utilization is not None and 0 <= overview.gpu_utilization <= 1
+
+
+def test_a_triton_kernel_launched_through_the_driver_is_counted() -> None:
+    (path,) = [p for p in ALL if "triton" in p.name]
+    overview = analyze(load(path))
+    (step,) = overview.steps
+    assert step.kernels == 1 and step.breakdown_us["kernel"] > 0 and step.breakdown_us["runtime"] > 0
+
+
+def test_a_rocm_trace_without_occupancy_fields_analyzes() -> None:
+    (path,) = [p for p in ALL if "rocm" in p.name]
+    overview = analyze(load(path))
+    assert overview.device is not None  # "AMD Radeon Graphics", as ROCm names an MI250
+    assert [s.step for s in overview.steps] == [1, 2]
+    assert overview.has_device and overview.steps[0].breakdown_us["kernel"] > 0
+
+
+def test_a_cpu_only_trace_has_no_gpu_utilization() -> None:
+    (path,) = [p for p in ALL if "cpu_only" in p.name]
+    overview = analyze(load(path))
+    assert overview.gpu_utilization is None and overview.worker == "rank34"
+    assert overview.steps[0].breakdown_us["kernel"] == 0
+
+
+class SlowData(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        time.sleep(0.004)  # a slow disk
+        return torch.randn(3, 16, 16), torch.tensor(index % 4)
+
+
+def test_a_profile_captured_here_shows_a_dataloader_bound_cnn(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 14 * 14, 4))  # fmt: skip
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = torch.utils.data.DataLoader(SlowData(), batch_size=8)
+    with tbscope.init("prof", root=tmp_path) as run, tbscope.profile(run, wait=1, warmup=1, active=3) as prof:
+        for x, y in loader:
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            prof.step()
+    (trace,) = prof.traces
+    assert trace.parent == run.dir / "profile" and trace.name.endswith(".pt.trace.json.gz")
+    overview = analyze(load(trace))
+    assert [s.step for s in overview.steps] == [2, 3, 4]
+    assert all(s.breakdown_us["dataloader"] > 0.3 * s.duration_us for s in overview.steps)
+    assert any(r.startswith("DataLoader-bound") for r in overview.recommendations)
+    scalars = accumulate(run.dir).Tags()["scalars"]
+    assert {"profile/step_time_ms", "profile/share/dataloader"} <= set(scalars)
+
+
+def tbscope_profile(*args: str) -> subprocess.CompletedProcess[str]:
+    command = Path(sys.executable).with_name("tbscope")
+    return subprocess.run([str(command), "profile", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_profile_command_prints_the_overview_and_json(tmp_path: Path) -> None:
+    result = tbscope_profile(str(TRACES / "gpu"))
+    assert result.returncode == 0, result.stderr
+    assert "GPU utilization:" in result.stdout and "ProfilerStep" not in result.stdout
+    data = json.loads(tbscope_profile(str(TRACES), "--json").stdout)
+    by_worker = {Path(t["file"]).name: t for t in data["traces"]}
+    assert len(by_worker) == len(ALL)
+    v100 = by_worker["v100_rank0_steps101-104.pt.trace.json.gz"]
+    assert v100["worker"] == "rank0" and [s["step"] for s in v100["steps"]] == [101, 102, 103, 104, 105]
+    assert set(v100["steps"][0]["breakdown_us"]) == set(CATEGORIES) and v100["gpu_utilization"] > 0
+    assert by_worker["cpu_only_rank34.pt.trace.json.gz"]["gpu_utilization"] is None
+
+
+def test_bad_traces_get_a_clear_message_and_the_rest_is_still_shown(tmp_path: Path) -> None:
+    (tmp_path / "notjson.pt.trace.json").write_text("{oops")
+    good = (TRACES / "cpu" / "cpu_only_rank34.pt.trace.json.gz").read_bytes()
+    (tmp_path / "truncated.pt.trace.json.gz").write_bytes(good[: len(good) // 2])
+    (tmp_path / "empty.pt.trace.json").write_text(json.dumps({"traceEvents": []}))
+    odd = {"traceEvents": [{"ph": "X", "cat": "mystery", "name": "x", "ts": 0, "dur": 5},
+                           {"ph": "X", "cat": "cpu_op", "name": "aten::add", "ts": 1, "dur": 2}]}  # fmt: skip
+    (tmp_path / "odd.pt.trace.json").write_text(json.dumps(odd))
+    (tmp_path / "good.pt.trace.json.gz").write_bytes(good)
+    result = tbscope_profile(str(tmp_path))
+    assert result.returncode == 0
+    assert "notjson.pt.trace.json: not a JSON trace" in result.stderr
+    assert "truncated.pt.trace.json.gz: a damaged or truncated gzip file" in result.stderr
+    assert "note: the trace holds no events" in result.stdout
+    assert "note: 1 event(s) of unknown category 'mystery' left out" in result.stdout
+    assert "good.pt.trace.json.gz" in result.stdout
+    with pytest.raises(TraceError, match="not a JSON trace"):
+        load(tmp_path / "notjson.pt.trace.json")
+    assert tbscope_profile(str(tmp_path / "nothing")).returncode == 2
