@@ -42,6 +42,7 @@ class Event:
     start: float
     end: float
     args: dict[str, Any]
+    thread: str = ""  # "pid:tid": operators nest within one thread
 
 
 @dataclass
@@ -105,7 +106,14 @@ def load(path: str | os.PathLike[str]) -> Trace:
     # a quarter-microsecond resolution as a float, which a sum with a duration would lose.
     origin = min((ts for _, _, ts, _ in kept), default=0.0)
     events = [
-        Event(kind, str(raw.get("name", "")), ts - origin, ts - origin + dur, raw.get("args") or {})
+        Event(
+            kind,
+            str(raw.get("name", "")),
+            ts - origin,
+            ts - origin + dur,
+            raw.get("args") or {},
+            f"{raw.get('pid', '')}:{raw.get('tid', '')}",
+        )
         for kind, raw, ts, dur in kept
     ]
     header = {k: v for k, v in data.items() if k != "traceEvents"}

@@ -1,0 +1,136 @@
+"""The Profile tab: a TensorBoard plugin (``tbscope_profile``) serving trace analyses and its own page.
+
+This entry module imports nothing heavy (an import error here would stop TensorBoard from starting):
+the analysis is imported on the first request. The tab shows whenever a run under the logdir has a
+``profile/`` folder of traces, and costs one cached directory walk when none has. Every asset is
+served from here: the tab works offline and asks nothing of any other origin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tensorboard.plugins import base_plugin
+from werkzeug import wrappers
+
+PLUGIN_NAME = "tbscope_profile"
+TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
+# Rows a table sends at most: every view stays far below 10 MB, whatever the trace's size.
+MAX_ROWS = 500
+_STATIC = Path(__file__).with_name("static")
+# How long a directory walk for traces is trusted before it is done again.
+_WALK_SECONDS = 10.0
+
+
+def _wsgi(handler: Callable[[wrappers.Request], wrappers.Response]) -> Any:
+    """A WSGI app answering each request with ``handler``."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        return handler(wrappers.Request(environ))(environ, start_response)
+
+    return app
+
+
+def _json(data: Any, status: int = 200) -> wrappers.Response:
+    return wrappers.Response(json.dumps(data), status=status, content_type="application/json")
+
+
+class ProfilePlugin(base_plugin.TBPlugin):
+    """Serves ``/runs``, ``/overview``, ``/operators``, ``/kernels`` and the page's ``index.js``."""
+
+    plugin_name = PLUGIN_NAME
+
+    def __init__(self, context: base_plugin.TBContext) -> None:
+        self._logdir = Path(context.logdir or ".")
+        self._traces: dict[str, list[Path]] = {}
+        self._walked = 0.0
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, float, str], Any] = {}
+
+    def get_plugin_apps(self) -> dict[str, Any]:
+        return {
+            "/index.js": _wsgi(self._index),
+            "/runs": _wsgi(self._runs),
+            "/overview": _wsgi(lambda request: self._view(request, "overview")),
+            "/operators": _wsgi(self._operators),
+            "/kernels": _wsgi(lambda request: self._view(request, "kernels")),
+        }
+
+    def is_active(self) -> bool:
+        return bool(self._find())
+
+    def frontend_metadata(self) -> base_plugin.FrontendMetadata:
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Profile")
+
+    def _find(self) -> dict[str, list[Path]]:
+        """``{run: [trace files]}`` for every ``profile/`` folder under the logdir (cached a few seconds)."""
+        with self._lock:
+            if time.monotonic() - self._walked < _WALK_SECONDS:
+                return self._traces
+            found: dict[str, list[Path]] = {}
+            for folder, dirs, files in os.walk(self._logdir):
+                dirs.sort()
+                if os.path.basename(folder) == "profile":
+                    traces = sorted(Path(folder) / f for f in files if f.endswith(TRACE_SUFFIXES))
+                    if traces:
+                        found[os.path.relpath(os.path.dirname(folder), self._logdir)] = traces
+            self._traces, self._walked = found, time.monotonic()
+            return found
+
+    def _trace_path(self, request: wrappers.Request) -> Path | None:
+        run, worker = request.args.get("run", ""), request.args.get("worker", "")
+        return next((p for p in self._find().get(run, []) if p.name == worker), None)
+
+    def _analysis(self, path: Path, view: str) -> Any:
+        """An analysis of one trace: computed once per file version, then kept in memory and beside the
+        trace (``.<name>.tbscope.json``), so that a second look, even after a restart, is instant."""
+        from tbscope.profiler import overview, tables, trace
+
+        key = (str(path), path.stat().st_mtime, view)
+        if key in self._cache:
+            return self._cache[key]
+        beside = path.with_name(f".{path.name}.tbscope.json")
+        stored: dict[str, Any] = {}
+        if beside.exists() and beside.stat().st_mtime >= path.stat().st_mtime:
+            try:
+                stored = json.loads(beside.read_text())
+            except (OSError, ValueError):
+                stored = {}
+        if view not in stored:
+            loaded = trace.load(path)
+            stored[view] = {
+                "overview": lambda: overview.analyze(loaded).as_json(),
+                "operators": lambda: tables.operators(loaded)[:MAX_ROWS],
+                "operators_by_shapes": lambda: tables.operators(loaded, "shapes")[:MAX_ROWS],
+                "kernels": lambda: tables.kernels(loaded)[:MAX_ROWS],
+            }[view]()
+            with contextlib.suppress(OSError):  # a read-only logdir: the memory cache still serves
+                beside.write_text(json.dumps(stored))
+        self._cache[key] = stored[view]
+        return stored[view]
+
+    def _index(self, request: wrappers.Request) -> wrappers.Response:
+        return wrappers.Response((_STATIC / "index.js").read_bytes(), content_type="text/javascript")
+
+    def _runs(self, request: wrappers.Request) -> wrappers.Response:
+        return _json([{"run": run, "workers": [p.name for p in paths]} for run, paths in sorted(self._find().items())])
+
+    def _view(self, request: wrappers.Request, view: str) -> wrappers.Response:
+        path = self._trace_path(request)
+        if path is None:
+            return _json({"error": "no such run and worker"}, status=404)
+        try:
+            return _json(self._analysis(path, view))
+        except ValueError as err:  # a trace that cannot be read: say why, the other views still work
+            return _json({"error": str(err)}, status=422)
+
+    def _operators(self, request: wrappers.Request) -> wrappers.Response:
+        shapes = request.args.get("group_by") == "shapes"
+        return self._view(request, "operators_by_shapes" if shapes else "operators")

@@ -1,0 +1,87 @@
+"""Operators and kernels of a trace, as the Profile tab's tables show them.
+
+Operators: calls, host self and total time, device self and total time (the kernels they launched,
+linked through ``External id``), grouped by name or by name and input shapes. Kernels: calls, total,
+mean, min and max time, mean blocks per SM and achieved occupancy where the trace has them, and
+whether the kernel uses tensor cores (told by its name, as NVIDIA's libraries name them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+from tbscope.profiler.trace import Trace
+
+TENSOR_CORE_NAME = re.compile(r"(h884|h1688|s1688|h16816|s16816|i8816|tensorop|wmma|hmma|xmma|gmma|mma_)", re.I)
+
+
+def operators(trace: Trace, group_by: str = "name") -> list[dict[str, Any]]:
+    """One row per operator name (``group_by="name"``) or name and input shapes (``"shapes"``)."""
+    if group_by not in ("name", "shapes"):
+        raise ValueError(f"group_by must be 'name' or 'shapes', got {group_by!r}")
+    device_by_id: dict[Any, float] = defaultdict(float)
+    for e in trace.events:
+        if e.kind in ("kernel", "memcpy", "memset") and "External id" in e.args:
+            device_by_id[e.args["External id"]] += e.end - e.start
+    ops = sorted((e for e in trace.events if e.kind == "cpu_op"), key=lambda e: (e.thread, e.start, -e.end))
+    # Nesting on one thread: an operator's children are the operators inside it.
+    host_self: dict[int, float] = {}
+    device_total: dict[int, float] = {}
+    stack: list[Any] = []
+    for op in [*ops, None]:
+        while stack and (op is None or op.thread != stack[-1].thread or op.start >= stack[-1].end):
+            done = stack.pop()
+            own = device_by_id.get(done.args.get("External id"), 0.0)
+            device_total[id(done)] = device_total.get(id(done), 0.0) + own
+            if stack:
+                parent = stack[-1]
+                host_self[id(parent)] = host_self.get(id(parent), parent.end - parent.start) - (done.end - done.start)
+                device_total[id(parent)] = device_total.get(id(parent), 0.0) + device_total[id(done)]
+        if op is not None:
+            stack.append(op)
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for op in ops:
+        shapes = str(op.args.get("Input Dims", "")) if group_by == "shapes" else ""
+        row = rows.setdefault((op.name, shapes), {
+            "name": op.name, "input_shapes": shapes or None, "calls": 0, "host_self_us": 0.0,
+            "host_total_us": 0.0, "device_self_us": 0.0, "device_total_us": 0.0,
+        })  # fmt: skip
+        row["calls"] += 1
+        row["host_total_us"] += op.end - op.start
+        row["host_self_us"] += host_self.get(id(op), op.end - op.start)
+        row["device_self_us"] += device_by_id.get(op.args.get("External id"), 0.0)
+        row["device_total_us"] += device_total.get(id(op), 0.0)
+    return sorted(rows.values(), key=lambda r: (-r["device_self_us"], -r["host_self_us"]))
+
+
+def kernels(trace: Trace) -> list[dict[str, Any]]:
+    """One row per kernel name, the longest total first."""
+    rows: dict[str, dict[str, Any]] = {}
+    for e in trace.events:
+        if e.kind != "kernel":
+            continue
+        duration = e.end - e.start
+        row = rows.setdefault(e.name, {
+            "name": e.name, "calls": 0, "total_us": 0.0, "min_us": duration, "max_us": duration,
+            "_blocks": 0.0, "_occupancy": 0.0, "_weighted": 0.0,
+            "tensor_cores": bool(TENSOR_CORE_NAME.search(e.name)),
+        })  # fmt: skip
+        row["calls"] += 1
+        row["total_us"] += duration
+        row["min_us"] = min(row["min_us"], duration)
+        row["max_us"] = max(row["max_us"], duration)
+        if "blocks per SM" in e.args and "est. achieved occupancy %" in e.args:
+            row["_blocks"] += float(e.args["blocks per SM"]) * duration
+            row["_occupancy"] += float(e.args["est. achieved occupancy %"]) * duration
+            row["_weighted"] += duration
+    out = []
+    for row in rows.values():
+        weighted = row.pop("_weighted")
+        blocks, occupancy = row.pop("_blocks"), row.pop("_occupancy")
+        row["mean_us"] = row["total_us"] / row["calls"]
+        row["blocks_per_sm"] = blocks / weighted if weighted else None  # None: ROCm traces have no such field
+        row["occupancy_pct"] = occupancy / weighted if weighted else None
+        out.append(row)
+    return sorted(out, key=lambda r: -r["total_us"])

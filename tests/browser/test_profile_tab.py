@@ -1,0 +1,87 @@
+"""The Profile tab in Chromium, on a real TensorBoard: the step chart and the operator table show the
+numbers of the plugin's JSON API, and the page asks nothing of any other origin."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tbscope
+from conftest import free_port, serve, stop, wait_until
+
+TRACE = Path(__file__).resolve().parents[3] / "shared" / "traces" / "gpu" / "v100_rank0_steps101-104.pt.trace.json.gz"
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if not TRACE.exists():
+        pytest.skip(f"the shared traces are not at {TRACE.parent}")
+    root = tmp_path_factory.mktemp("runs")
+    with tbscope.init("resnet", root=root) as run:
+        run.writer.add_scalar("train/loss", 1.0, 0)
+    (run.dir / "profile").mkdir()
+    shutil.copy(TRACE, run.dir / "profile" / TRACE.name)
+    served = serve(root, "--port", str(free_port()))
+    served.run = f"resnet/{run.dir.name}"
+    yield served
+    stop(served)
+
+
+def test_the_tab_is_listed_when_a_run_has_traces_and_not_otherwise(served: Any, tmp_path: Path) -> None:
+    listing = get_json(f"{served.url}/data/plugins_listing")
+    assert listing["tbscope_profile"]["enabled"] is True and listing["tbscope_profile"]["tab_name"] == "Profile"
+    with tbscope.Writer(tmp_path / "plain") as w:
+        w.add_scalar("x", 1.0, 0)
+    empty = serve(tmp_path, "--port", str(free_port()))
+    try:
+        wait_until(lambda: get_json(f"{empty.url}/data/runs"), what="the other server to load")
+        assert get_json(f"{empty.url}/data/plugins_listing")["tbscope_profile"]["enabled"] is False
+    finally:
+        stop(empty)
+
+
+def test_step_chart_and_operator_table_equal_the_json_api_and_nothing_leaves_the_origin(
+    served: Any, page: Any, tmp_path: Path
+) -> None:
+    api = f"{served.url}/data/plugin/tbscope_profile"
+    (entry,) = get_json(f"{api}/runs")
+    assert entry["run"] == served.run and entry["workers"] == [TRACE.name]
+    query = f"run={served.run}&worker={TRACE.name}"
+    overview = get_json(f"{api}/overview?{query}")
+    operators = get_json(f"{api}/operators?{query}")
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(f"{served.url}/#tbscope_profile", wait_until="domcontentloaded")
+    for _ in range(240):  # the page's own event loop must turn for frames to attach: wait through it
+        if any("plugin_entry" in f.url for f in page.frames):
+            break
+        page.wait_for_timeout(250)
+    frame = next(f for f in page.frames if "plugin_entry" in f.url)
+    frame.locator("#step-chart").wait_for(state="visible", timeout=60_000)
+    segments = frame.locator("#step-chart rect.segment")
+    assert segments.count() == 8 * len(overview["steps"])
+    first = overview["steps"][0]
+    kernel = frame.locator(f"#step-chart rect[data-step='{first['step']}'][data-category='kernel']")
+    assert float(kernel.get_attribute("data-us")) == pytest.approx(first["breakdown_us"]["kernel"])
+    page.screenshot(path=str(tmp_path / "overview.png"))
+    frame.get_by_role("button", name="Operators").click()
+    frame.locator("#operators tbody tr").first.wait_for(state="visible", timeout=60_000)
+    cells = frame.locator("#operators tbody tr").first.locator("td").all_inner_texts()
+    assert cells[0] == operators[0]["name"] and int(cells[1]) == operators[0]["calls"]
+    assert float(cells[2]) == pytest.approx(operators[0]["device_self_us"] / 1000, rel=1e-3)
+    frame.get_by_role("button", name="Kernels").click()
+    frame.locator("#kernels tbody tr").first.wait_for(state="visible", timeout=60_000)
+    page.screenshot(path=str(tmp_path / "kernels.png"))
+    assert requests and all(url.startswith(served.url) for url in requests), [
+        url for url in requests if not url.startswith(served.url)
+    ]
