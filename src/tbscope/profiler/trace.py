@@ -46,6 +46,15 @@ class Event:
 
 
 @dataclass
+class MemoryEvent:
+    """One ``[memory]`` instant event (``profile_memory=True``): an allocation (Bytes > 0) or a free."""
+
+    time: float
+    args: dict[str, Any]
+    thread: str
+
+
+@dataclass
 class Trace:
     """The events of one trace file, and what its header says."""
 
@@ -53,6 +62,7 @@ class Trace:
     events: list[Event]
     header: dict[str, Any]
     unknown_categories: dict[str, int] = field(default_factory=dict)
+    memory: list[MemoryEvent] = field(default_factory=list)
 
     @property
     def worker(self) -> str:
@@ -64,44 +74,135 @@ class Trace:
         return os.path.basename(self.path).split(".")[0]
 
 
-def _load_json(path: Path) -> dict[str, Any]:
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
+_CHUNK = 1 << 20
+_WHITESPACE = " \t\r\n"
+
+
+class _Stream:
+    """Text of a (possibly gzipped) file, read a megabyte at a time, with a cursor."""
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as probe:
+            gzipped = probe.read(2) == b"\x1f\x8b"
+        # Closed by close(), which _read calls in a finally: the stream outlives any one with-block.
+        opener: Any = gzip.open if gzipped else open
+        self._file = opener(path, "rt", encoding="utf-8")
+        self.path, self.text, self.pos = path, "", 0
+
+    def more(self) -> bool:
         try:
-            raw = gzip.decompress(raw)
+            chunk = self._file.read(_CHUNK)
         except (EOFError, OSError, zlib.error) as err:
-            raise TraceError(f"{path}: a damaged or truncated gzip file ({err})") from err
+            raise TraceError(f"{self.path}: a damaged or truncated gzip file ({err})") from err
+        except UnicodeDecodeError as err:
+            raise TraceError(f"{self.path}: not a JSON trace ({err})") from err
+        if not chunk:
+            return False
+        self.text = self.text[self.pos :] + chunk
+        self.pos = 0
+        return True
+
+    def skip(self, chars: str = _WHITESPACE) -> str:
+        """Skip ``chars``; the next character, or "" at the end."""
+        while True:
+            while self.pos < len(self.text) and self.text[self.pos] in chars:
+                self.pos += 1
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            if not self.more():
+                return ""
+
+    def value(self) -> Any:
+        """The next JSON value, reading more text until it is whole."""
+        decoder = json.JSONDecoder()
+        while True:
+            self.skip()
+            try:
+                value, end = decoder.raw_decode(self.text, self.pos)
+            except json.JSONDecodeError as err:
+                if self.more():
+                    continue
+                raise TraceError(f"{self.path}: not a JSON trace ({err.msg} at character {err.pos})") from err
+            self.pos = end
+            return value
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _read(path: Path, keep: Any) -> dict[str, Any]:
+    """The trace's top-level fields, with each element of ``traceEvents`` handed to ``keep`` as it is
+    read instead of kept: a trace of any size is read in a megabyte of text at a time."""
+    stream = _Stream(path)
+    header: dict[str, Any] = {}
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise TraceError(f"{path}: not a JSON trace ({err})") from err
-    if isinstance(data, list):  # the bare Chrome trace format: a list of events
-        data = {"traceEvents": data}
-    if not isinstance(data, dict) or not isinstance(data.get("traceEvents"), list):
-        raise TraceError(f"{path}: no traceEvents list: not a torch.profiler trace")
-    return data
+        first = stream.skip()
+        if first == "[":  # the bare Chrome trace format: a list of events
+            stream.pos += 1
+            _elements(stream, keep)
+            return header
+        if first != "{":
+            raise TraceError(f"{path}: not a JSON trace (it starts with {first!r})")
+        stream.pos += 1
+        found = False
+        while stream.skip(_WHITESPACE + ",") not in ("}", ""):
+            key = stream.value()
+            if stream.skip() != ":":
+                raise TraceError(f"{path}: not a JSON trace (no ':' after key {key!r})")
+            stream.pos += 1
+            if key == "traceEvents" and stream.skip() == "[":
+                stream.pos += 1
+                _elements(stream, keep)
+                found = True
+            else:
+                header[str(key)] = stream.value()
+        if not found:
+            raise TraceError(f"{path}: no traceEvents list: not a torch.profiler trace")
+    finally:
+        stream.close()
+    return header
+
+
+def _elements(stream: _Stream, keep: Any) -> None:
+    while True:
+        following = stream.skip(_WHITESPACE + ",")
+        if following == "]":
+            stream.pos += 1
+            return
+        if following == "":
+            raise TraceError(f"{stream.path}: not a JSON trace (it ends inside traceEvents)")
+        keep(stream.value())
 
 
 def load(path: str | os.PathLike[str]) -> Trace:
-    """The events of the trace at ``path``. Raises ``TraceError`` for a file that is not a trace; a
-    trace with no events, or with unknown categories, loads (the unknown ones are counted)."""
+    """The events of the trace at ``path``, read as a stream (a trace of any size never sits in memory
+    as text). Raises ``TraceError`` for a file that is not a trace; a trace with no events, or with
+    unknown categories, loads (the unknown ones are counted)."""
     trace_path = Path(path)
-    data = _load_json(trace_path)
     kept: list[tuple[str, dict[str, Any], float, float]] = []
+    memory: list[dict[str, Any]] = []
     unknown: dict[str, int] = {}
-    for raw in data["traceEvents"]:
-        if not isinstance(raw, dict) or raw.get("ph") != "X" or "ts" not in raw:
-            continue
+
+    def keep(raw: Any) -> None:
+        if not isinstance(raw, dict) or "ts" not in raw:
+            return
+        if raw.get("ph") == "i" and raw.get("name") == "[memory]":
+            memory.append(raw)
+            return
+        if raw.get("ph") != "X":
+            return
         category = str(raw.get("cat", ""))
         kind = CATEGORIES.get(category)
         if kind is None:
             if category not in ("Trace", ""):
                 unknown[category] = unknown.get(category, 0) + 1
-            continue
+            return
         try:
             kept.append((kind, raw, float(raw["ts"]), float(raw.get("dur", 0.0))))
         except (TypeError, ValueError):
-            continue
+            return
+
+    header = _read(trace_path, keep)
     # Offsets from the first event, durations added after: an absolute timestamp (about 1e15 us) has
     # a quarter-microsecond resolution as a float, which a sum with a duration would lose.
     origin = min((ts for _, _, ts, _ in kept), default=0.0)
@@ -116,8 +217,11 @@ def load(path: str | os.PathLike[str]) -> Trace:
         )
         for kind, raw, ts, dur in kept
     ]
-    header = {k: v for k, v in data.items() if k != "traceEvents"}
-    return Trace(str(trace_path), events, header, unknown)
+    allocations = [
+        MemoryEvent(float(raw["ts"]) - origin, raw.get("args") or {}, f"{raw.get('pid', '')}:{raw.get('tid', '')}")
+        for raw in memory
+    ]
+    return Trace(str(trace_path), events, header, unknown, allocations)
 
 
 def find_traces(path: str | os.PathLike[str]) -> list[Path]:
