@@ -9,6 +9,7 @@ calls launched (kernels run after the host moved on).
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,11 @@ class Overview:
     device: str | None
     steps: list[Step]
     has_device: bool
+    sm_efficiency: float | None = None  # kernel time weighted by min(blocks per SM, 1)
+    achieved_occupancy: float | None = None  # percent, weighted by kernel time
+    tensor_core_share: float | None = None  # of the time of GEMM and convolution kernels
+    eligible_share: float | None = None  # GEMM and convolution kernels' share of all kernel time
+    memory_peak_share: float | None = None  # peak reserved memory over the device's capacity
     recommendations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -105,6 +111,10 @@ class Overview:
                 {"step": s.step, "duration_us": s.duration_us, "breakdown_us": dict(s.breakdown_us)} for s in self.steps
             ],
             "gpu_utilization": self.gpu_utilization,
+            "sm_efficiency": self.sm_efficiency,
+            "achieved_occupancy": self.achieved_occupancy,
+            "tensor_core_share": self.tensor_core_share,
+            "memory_peak_share": self.memory_peak_share,
             "recommendations": self.recommendations,
             "notes": self.notes,
         }
@@ -160,12 +170,52 @@ def analyze(trace: Trace) -> Overview:
     device = devices[0].get("name") if devices and isinstance(devices[0], dict) else None
     has_device = any(e.kind in ("kernel", "memcpy", "memset") for e in trace.events)
     overview = Overview(trace.path, trace.worker, device, steps, has_device)
+    _device_figures(trace, overview)
     if not trace.events:
         overview.notes.append("the trace holds no events")
     for category, count in sorted(trace.unknown_categories.items()):
         overview.notes.append(f"{count} event(s) of unknown category {category!r} left out")
     overview.recommendations = recommend(overview)
     return overview
+
+
+ELIGIBLE_NAME = re.compile(r"(gemm|conv|cudnn|cutlass|xmma|gmma)", re.I)
+TENSOR_CORE_NAME = re.compile(
+    r"(h884|h1688|s1688|h16816|s16816|i8816|tensorop|wmma|hmma|xmma|gmma|mma_|bf16|f16)", re.I
+)
+
+
+def _device_figures(trace: Trace, overview: Overview) -> None:
+    """SM efficiency, achieved occupancy and tensor-core use over the kernels in the steps; the peak of
+    reserved memory against the device's capacity. Each stays None where the trace lacks its fields."""
+    windows = [(s.start, s.end) for s in overview.steps]
+    weighted = blocks = occupancy = eligible = tensor_cores = all_kernels = 0.0
+    for e in trace.events:
+        if e.kind != "kernel" or not any(e.end > a and e.start < b for a, b in windows):
+            continue
+        duration = e.end - e.start
+        all_kernels += duration
+        if "blocks per SM" in e.args and "est. achieved occupancy %" in e.args:
+            weighted += duration
+            blocks += duration * min(float(e.args["blocks per SM"]), 1.0)
+            occupancy += duration * float(e.args["est. achieved occupancy %"])
+        if ELIGIBLE_NAME.search(e.name):
+            eligible += duration
+            tensor_cores += duration if TENSOR_CORE_NAME.search(e.name) else 0.0
+    if weighted:
+        overview.sm_efficiency, overview.achieved_occupancy = blocks / weighted, occupancy / weighted
+    if eligible:
+        overview.tensor_core_share, overview.eligible_share = tensor_cores / eligible, eligible / all_kernels
+    devices = trace.header.get("deviceProperties") or []
+    capacity = {
+        d.get("id", i): float(d.get("totalGlobalMem") or 0) for i, d in enumerate(devices) if isinstance(d, dict)
+    }
+    shares = [
+        float(m.args.get("Total Reserved", 0)) / capacity[m.args.get("Device Id")]
+        for m in trace.memory
+        if m.args.get("Device Type") == 1 and capacity.get(m.args.get("Device Id"))
+    ]
+    overview.memory_peak_share = max(shares) if shares else None
 
 
 def recommend(overview: Overview) -> list[str]:
@@ -202,6 +252,22 @@ def recommend(overview: Overview) -> list[str]:
             f"Host-device syncs: {syncs:.0f} a step (cudaDeviceSynchronize, cudaStreamSynchronize, blocking "
             "cudaMemcpy). Find them with torch.cuda.set_sync_debug_mode('warn'); .item() and printing tensors "
             "are the usual causes."
+        )
+    if (
+        overview.tensor_core_share is not None
+        and (overview.eligible_share or 0) > 0.1
+        and overview.tensor_core_share < 0.5
+    ):
+        advice.append(
+            f"Tensor cores idle: {1 - tensor_cores:.0%} of the GEMM and convolution kernel time "
+            f"({eligible:.0%} of all kernel time) runs without them. Train in mixed precision "
+            "(torch.autocast with bfloat16 or float16) or allow TF32 (torch.backends.cuda.matmul.allow_tf32)."
+        )
+    if overview.memory_peak_share is not None and overview.memory_peak_share > 0.9:
+        advice.append(
+            f"Memory near capacity: the caching allocator reserved {overview.memory_peak_share:.0%} of the "
+            "device's memory at its peak. Expect fragmentation and out-of-memory errors; shrink the batch, "
+            "use activation checkpointing or mixed precision."
         )
     if share["communication"] > 0.2:
         advice.append(

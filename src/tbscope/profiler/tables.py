@@ -8,13 +8,11 @@ whether the kernel uses tensor cores (told by its name, as NVIDIA's libraries na
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from typing import Any
 
+from tbscope.profiler.overview import TENSOR_CORE_NAME
 from tbscope.profiler.trace import Trace
-
-TENSOR_CORE_NAME = re.compile(r"(h884|h1688|s1688|h16816|s16816|i8816|tensorop|wmma|hmma|xmma|gmma|mma_)", re.I)
 
 
 def operators(trace: Trace, group_by: str = "name") -> list[dict[str, Any]]:
