@@ -253,11 +253,8 @@ def recommend(overview: Overview) -> list[str]:
             "cudaMemcpy). Find them with torch.cuda.set_sync_debug_mode('warn'); .item() and printing tensors "
             "are the usual causes."
         )
-    if (
-        overview.tensor_core_share is not None
-        and (overview.eligible_share or 0) > 0.1
-        and overview.tensor_core_share < 0.5
-    ):
+    tensor_cores, eligible = overview.tensor_core_share, overview.eligible_share or 0.0
+    if tensor_cores is not None and eligible > 0.1 and tensor_cores < 0.5:
         advice.append(
             f"Tensor cores idle: {1 - tensor_cores:.0%} of the GEMM and convolution kernel time "
             f"({eligible:.0%} of all kernel time) runs without them. Train in mixed precision "
