@@ -52,7 +52,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
         self._traces: dict[str, list[Path]] = {}
         self._walked = 0.0
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, float, str], Any] = {}
+        self._cache: dict[tuple[Any, ...], Any] = {}
 
     def get_plugin_apps(self) -> dict[str, Any]:
         return {
@@ -61,6 +61,12 @@ class ProfilePlugin(base_plugin.TBPlugin):
             "/overview": _wsgi(lambda request: self._view(request, "overview")),
             "/operators": _wsgi(self._operators),
             "/kernels": _wsgi(lambda request: self._view(request, "kernels")),
+            "/memory": _wsgi(lambda request: self._view(request, "memory")),
+            "/timeline": _wsgi(lambda request: self._view(request, "timeline")),
+            "/modules": _wsgi(lambda request: self._view(request, "modules")),
+            "/distributed": _wsgi(self._distributed),
+            "/diff": _wsgi(self._diff),
+            "/trace": _wsgi(self._raw_trace),
         }
 
     def is_active(self) -> bool:
@@ -91,7 +97,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
     def _analysis(self, path: Path, view: str) -> Any:
         """An analysis of one trace: computed once per file version, then kept in memory and beside the
         trace (``.<name>.tbscope.json``), so that a second look, even after a restart, is instant."""
-        from tbscope.profiler import overview, tables, trace
+        from tbscope.profiler import overview, tables, trace, views
 
         key = (str(path), path.stat().st_mtime, view)
         if key in self._cache:
@@ -110,6 +116,9 @@ class ProfilePlugin(base_plugin.TBPlugin):
                 "operators": lambda: tables.operators(loaded)[:MAX_ROWS],
                 "operators_by_shapes": lambda: tables.operators(loaded, "shapes")[:MAX_ROWS],
                 "kernels": lambda: tables.kernels(loaded)[:MAX_ROWS],
+                "memory": lambda: views.memory(loaded),
+                "timeline": lambda: views.timeline(loaded),
+                "modules": lambda: views.modules(loaded)[:MAX_ROWS],
             }[view]()
             with contextlib.suppress(OSError):  # a read-only logdir: the memory cache still serves
                 beside.write_text(json.dumps(stored))
@@ -130,6 +139,45 @@ class ProfilePlugin(base_plugin.TBPlugin):
             return _json(self._analysis(path, view))
         except ValueError as err:  # a trace that cannot be read: say why, the other views still work
             return _json({"error": str(err)}, status=422)
+
+    def _many(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """An analysis of several traces, kept in memory by their paths and versions."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def _distributed(self, request: wrappers.Request) -> wrappers.Response:
+        from tbscope.profiler import trace, views
+
+        paths = self._find().get(request.args.get("run", ""), [])
+        if not paths:
+            return _json({"error": "no such run"}, status=404)
+        key = ("distributed", *((str(p), p.stat().st_mtime) for p in paths))
+        try:
+            return _json(self._many(key, lambda: views.distributed([trace.load(p) for p in paths])))
+        except ValueError as err:
+            return _json({"error": str(err)}, status=422)
+
+    def _diff(self, request: wrappers.Request) -> wrappers.Response:
+        from tbscope.profiler import trace, views
+
+        base = self._trace_path(request)
+        runs = self._find().get(request.args.get("run2", ""), [])
+        other = next((p for p in runs if p.name == request.args.get("worker2", "")), None)
+        if base is None or other is None:
+            return _json({"error": "no such pair of traces"}, status=404)
+        key = ("diff", str(base), base.stat().st_mtime, str(other), other.stat().st_mtime)
+        try:
+            return _json(self._many(key, lambda: views.diff(trace.load(base), trace.load(other))))
+        except ValueError as err:
+            return _json({"error": str(err)}, status=422)
+
+    def _raw_trace(self, request: wrappers.Request) -> wrappers.Response:
+        """The trace file itself, for "Open in Perfetto"."""
+        path = self._trace_path(request)
+        if path is None:
+            return _json({"error": "no such run and worker"}, status=404)
+        return wrappers.Response(path.read_bytes(), content_type="application/octet-stream")
 
     def _operators(self, request: wrappers.Request) -> wrappers.Response:
         shapes = request.args.get("group_by") == "shapes"

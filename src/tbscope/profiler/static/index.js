@@ -35,7 +35,7 @@ async function get(name, params) {
 }
 
 function element(tag, attributes = {}, ...children) {
-  const svg = ["svg", "rect", "text", "g", "line"].includes(tag);
+  const svg = ["svg", "rect", "text", "g", "line", "polyline", "title"].includes(tag);
   const node = svg ? document.createElementNS("http://www.w3.org/2000/svg", tag) : document.createElement(tag);
   for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
   for (const child of children) node.append(child);
@@ -142,7 +142,113 @@ async function showKernels(view, run, worker) {
     ["tensor_cores", "tensor cores", (v) => (v ? "yes" : "no")]], rows));
 }
 
-const VIEWS = { Overview: showOverview, Operators: showOperators, Kernels: showKernels };
+function lineChart(id, curve, series) {
+  const width = 900, height = 240, left = 70;
+  const t0 = curve.length ? curve[0][0] : 0, t1 = curve.length ? curve[curve.length - 1][0] : 1;
+  const top = Math.max(1, ...curve.flatMap((p) => series.map(([index]) => p[index])));
+  const svg = element("svg", { id, width: width + left, height: height + 20 });
+  for (const [index, color, label] of series) {
+    const points = curve.map((p) => `${left + ((p[0] - t0) / (t1 - t0 || 1)) * width},${height - (p[index] / top) * (height - 10)}`);
+    svg.append(element("polyline", { points: points.join(" "), fill: "none", stroke: color, "data-series": label }));
+  }
+  svg.append(element("text", { x: 0, y: 12 }, `${(top / 2 ** 30).toFixed(2)} GiB`));
+  svg.append(element("text", { x: left, y: height + 16 }, `${ms(t1 - t0)} ms`));
+  return svg;
+}
+
+async function showMemory(view, run, worker) {
+  const data = await get("memory", { run, worker });
+  const parts = [];
+  for (const [device, d] of Object.entries(data.devices)) {
+    const capacity = d.capacity ? ` of ${(d.capacity / 2 ** 30).toFixed(1)} GiB` : "";
+    parts.push(element("h3", {}, `${device}: peak allocated ${(d.peak_allocated / 2 ** 30).toFixed(2)} GiB, reserved ${(d.peak_reserved / 2 ** 30).toFixed(2)} GiB${capacity}`));
+    parts.push(lineChart(`memory-${device}`, d.curve, [[1, "#1f77b4", "allocated"], [2, "#ff7f0e", "reserved"]]));
+  }
+  if (!parts.length) parts.push(element("p", {}, "No memory events: profile with profile_memory=True."));
+  parts.push(sortableTable("allocators", [["name", "operator"], ["allocated_bytes", "allocated MB", (v) => (v / 1e6).toFixed(1)], ["allocations", "allocations"]], data.top_operators));
+  view.replaceChildren(...parts);
+}
+
+async function showTimeline(view, run, worker) {
+  const data = await get("timeline", { run, worker });
+  const width = 1100, lane = 18, left = 170;
+  const svg = element("svg", { id: "timeline", width: width + left, height: data.lanes.length * (lane + 4) + 20 });
+  data.lanes.forEach((l, row) => {
+    const y = row * (lane + 4);
+    svg.append(element("text", { x: 0, y: y + 13 }, l.name.slice(0, 24)));
+    for (const [start, end, name, merged] of l.segments) {
+      const rect = element("rect", { class: "span", x: left + (start / (data.span_us || 1)) * width, y,
+        width: Math.max(1, ((end - start) / (data.span_us || 1)) * width), height: lane, fill: COLORS[l.name.startsWith("GPU") ? "kernel" : l.name === "steps" ? "other" : "cpu_exec"] });
+      rect.append(element("title", {}, `${name} (${merged} event${merged > 1 ? "s" : ""}, ${ms(end - start)} ms)`));
+      svg.append(rect);
+    }
+  });
+  const perfetto = element("button", { id: "perfetto" }, "Open in Perfetto");
+  perfetto.addEventListener("click", () => openInPerfetto(run, worker));
+  view.replaceChildren(perfetto, element("p", {}, `Lanes are merged on the server to at most a few thousand spans each; Perfetto shows every event.`), svg);
+}
+
+async function openInPerfetto(run, worker) {
+  // The only request to another origin the tab ever makes, and only on this button.
+  const buffer = await (await fetch(route("trace", { run, worker }))).arrayBuffer();
+  const origin = "https://ui.perfetto.dev";
+  const target = window.open(origin);
+  const ping = setInterval(() => target.postMessage("PING", origin), 250);
+  window.addEventListener("message", function ready(event) {
+    if (event.origin !== origin || event.data !== "PONG") return;
+    clearInterval(ping);
+    window.removeEventListener("message", ready);
+    target.postMessage({ perfetto: { buffer, title: worker } }, origin);
+  });
+}
+
+async function showDistributed(view, run) {
+  const data = await get("distributed", { run });
+  view.replaceChildren(
+    element("h3", {}, `${data.workers.length} worker(s); slowest: ${data.slowest}`),
+    sortableTable("distributed", [["name", "worker"], ["steps", "steps"], ["step_time_us", "step time ms", ms],
+      ["computation_us", "computation ms", ms], ["communication_us", "communication ms", ms],
+      ["overlap_us", "overlap ms", ms], ["idle_us", "idle ms", ms]], data.workers.map((w) => ({ ...w, name: w.worker }))),
+  );
+}
+
+async function showModules(view, run, worker) {
+  const rows = await get("modules", { run, worker });
+  view.replaceChildren(rows.length
+    ? sortableTable("modules", [["name", "module"], ["calls", "calls"], ["host_total_us", "host total ms", ms]], rows.map((r) => ({ ...r, name: r.module })))
+    : element("p", {}, "No nn.Module events: profile with with_modules=True (with_stack=True in older torch)."));
+}
+
+async function showDiff(view, run, worker) {
+  const runs = await get("runs");
+  const choices = runs.flatMap((r) => r.workers.map((w) => [r.run, w]));
+  const other = element("select", { id: "diff-other" }, ...choices.map(([r, w]) => element("option", { value: `${r}\n${w}` }, `${r} / ${w}`)));
+  const holder = element("div");
+  const draw = async () => {
+    holder.replaceChildren(element("p", {}, "Comparing the traces…"));
+    const [run2, worker2] = other.value.split("\n");
+    const data = await get("diff", { run, worker, run2, worker2 });
+    const delta = (v) => `${v >= 0 ? "+" : ""}${ms(v)}`;
+    holder.replaceChildren(
+      element("h3", {}, `step time ${ms(data.step_time_us.base)} ms → ${ms(data.step_time_us.other)} ms (${delta(data.step_time_us.delta)} ms)`),
+      sortableTable("diff-categories", [["name", "category"], ["base", "base ms", ms], ["other", "other ms", ms], ["delta", "change ms", delta]],
+        Object.entries(data.categories_us).map(([name, v]) => ({ name, ...v }))),
+      sortableTable("diff-operators", [["name", "operator"], ["base_us", "base ms", ms], ["other_us", "other ms", ms], ["delta_us", "change ms", delta]], data.operators),
+      sortableTable("diff-kernels", [["name", "kernel"], ["base_us", "base ms", ms], ["other_us", "other ms", ms], ["delta_us", "change ms", delta]], data.kernels),
+    );
+  };
+  other.addEventListener("change", draw);
+  view.replaceChildren(element("div", {}, "Compare with ", other), holder);
+  if (choices.length) {
+    other.selectedIndex = Math.min(1, choices.length - 1);
+    await draw();
+  }
+}
+
+const VIEWS = {
+  Overview: showOverview, Operators: showOperators, Kernels: showKernels, Memory: showMemory,
+  Timeline: showTimeline, Distributed: showDistributed, Modules: showModules, Diff: showDiff,
+};
 
 export async function render() {
   document.head.append(element("style", {}, STYLE));
@@ -154,11 +260,13 @@ export async function render() {
   let current = "Overview";
   const show = async () => {
     for (const button of tabs.children) button.className = button.textContent === current ? "on" : "";
-    view.replaceChildren(element("p", {}, "Analyzing the trace…"));
+    // Each showing draws into its own box: one that finishes after the user moved on draws unseen.
+    const box = element("div", {}, element("p", {}, "Analyzing the trace…"));
+    view.replaceChildren(box);
     try {
-      await VIEWS[current](view, runSelect.value, workerSelect.value);
+      await VIEWS[current](box, runSelect.value, workerSelect.value);
     } catch (error) {
-      view.replaceChildren(element("p", { class: "error" }, `Could not analyze this trace: ${error.message}`));
+      box.replaceChildren(element("p", { class: "error" }, `Could not analyze this trace: ${error.message}`));
     }
   };
   const fillWorkers = () => {
