@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import re
 import subprocess
@@ -147,3 +148,91 @@ def test_bad_traces_get_a_clear_message_and_the_rest_is_still_shown(tmp_path: Pa
     with pytest.raises(TraceError, match="not a JSON trace"):
         load(tmp_path / "notjson.pt.trace.json")
     assert tbscope_profile(str(tmp_path / "nothing")).returncode == 2
+
+
+# -- the other views ------------------------------------------------------------------------------------
+
+
+def test_memory_curve_peaks_and_top_allocators() -> None:
+    from tbscope.profiler.views import CURVE_POINTS, memory
+
+    (path,) = [p for p in ALL if "memory" in p.name]
+    raw = [e for e in raw_events(path) if e.get("name") == "[memory]"]
+    cuda = [e["args"] for e in raw if e["args"].get("Device Type") == 1]
+    data = memory(load(path))
+    device = data["devices"][f"cuda:{cuda[0]['Device Id']}"]
+    assert device["peak_allocated"] == max(a["Total Allocated"] for a in cuda)
+    assert device["peak_reserved"] == max(a["Total Reserved"] for a in cuda)
+    assert device["capacity"] and len(device["curve"]) <= CURVE_POINTS
+    assert max(p[1] for p in device["curve"]) == device["peak_allocated"]  # the peak survives downsampling
+    allocated = sum(a["Bytes"] for a in (e["args"] for e in raw) if a["Bytes"] > 0)
+    top = data["top_operators"]
+    assert top and sum(r["allocated_bytes"] for r in top) <= allocated
+    assert top == sorted(top, key=lambda r: -r["allocated_bytes"])
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.name.split(".")[0] for p in ALL])
+def test_timeline_lanes_are_downsampled_and_account_for_every_event(path: Path) -> None:
+    from tbscope.profiler.views import LANE_SEGMENTS, timeline
+
+    trace = load(path)
+    data = timeline(trace)
+    assert len(json.dumps(data)) < 10_000_000
+    merged = 0
+    for lane in data["lanes"]:
+        segments = lane["segments"]
+        assert len(segments) <= LANE_SEGMENTS + 1
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(segments))
+        merged += sum(s[3] for s in segments)
+    device = sum(1 for e in trace.events if e.kind in ("kernel", "memcpy", "memset"))
+    steps = sum(1 for e in trace.events if e.kind == "annotation" and e.name.startswith("ProfilerStep#"))
+    assert merged == device + steps + sum(1 for e in trace.events if e.kind == "cpu_op")
+
+
+def test_distributed_breakdown_per_rank_and_the_slowest_named() -> None:
+    from tbscope.profiler.views import distributed
+
+    traces = [load(p) for p in ALL if "diff" in p.name]
+    data = distributed(traces)
+    assert {w["worker"] for w in data["workers"]} == {"rank1", "rank3"}
+    for w in data["workers"]:
+        assert 0 <= w["overlap_us"] <= min(w["computation_us"], w["communication_us"]) + 1e-6
+        assert 0 <= w["idle_us"] <= w["step_time_us"]
+        assert w["computation_us"] + w["communication_us"] - w["overlap_us"] + w["idle_us"] <= w["step_time_us"] + 1e-6
+    means = {t.worker: sum(s.duration_us for s in analyze(t).steps) / len(analyze(t).steps) for t in traces}
+    assert data["slowest"] == max(means, key=lambda w: means[w])
+
+
+def test_diff_of_two_runs_of_one_job() -> None:
+    from tbscope.profiler.views import diff
+
+    control, test = (load(p) for p in sorted(p for p in ALL if "diff" in p.name))
+    data = diff(control, test)
+    mean = {name: sum(s.duration_us for s in analyze(t).steps) / len(analyze(t).steps)
+            for name, t in (("base", control), ("other", test))}  # fmt: skip
+    assert data["step_time_us"]["delta"] == pytest.approx(mean["other"] - mean["base"])
+    assert sum(c["delta"] for c in data["categories_us"].values()) == pytest.approx(data["step_time_us"]["delta"])
+    deltas = [abs(k["delta_us"]) for k in data["kernels"]]
+    assert deltas == sorted(deltas, reverse=True) and deltas[0] > 0
+
+
+def test_modules_view_from_nn_module_events(tmp_path: Path) -> None:
+    from tbscope.profiler.views import modules
+
+    events = [{"ph": "X", "cat": "python_function", "name": f"nn.Module: {name}", "ts": ts, "dur": dur}
+              for name, ts, dur in (("Linear_0", 0, 10), ("Linear_0", 20, 14), ("ReLU_0", 40, 3))]  # fmt: skip
+    path = tmp_path / "modules.pt.trace.json"
+    path.write_text(json.dumps({"traceEvents": events}))
+    assert modules(load(path)) == [
+        {"module": "Linear_0", "calls": 2, "host_total_us": 24.0},
+        {"module": "ReLU_0", "calls": 1, "host_total_us": 3.0},
+    ]
+
+
+def test_overview_device_figures_where_the_trace_has_them() -> None:
+    by_name = {p.name.split(".")[0]: analyze(load(p)) for p in ALL}
+    v100 = by_name["v100_rank0_steps101-104"]
+    assert 0 < v100.sm_efficiency <= 1 and 0 < v100.achieved_occupancy <= 100  # type: ignore[operator]
+    assert by_name["mi250_rocm_minitoy"].achieved_occupancy is None  # ROCm has no occupancy fields
+    memory = by_name["v100_memory_steps2-5"]
+    assert memory.memory_peak_share is not None and 0 < memory.memory_peak_share < 1
