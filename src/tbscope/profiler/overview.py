@@ -9,6 +9,7 @@ calls launched (kernels run after the host moved on).
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ class Overview:
     tensor_core_share: float | None = None  # of the time of GEMM and convolution kernels
     eligible_share: float | None = None  # GEMM and convolution kernels' share of all kernel time
     memory_peak_share: float | None = None  # peak reserved memory over the device's capacity
+    gpu_idle_share: float | None = None  # of the device's busy span; see gpu_idle_share()
     recommendations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -115,6 +117,7 @@ class Overview:
             "achieved_occupancy": self.achieved_occupancy,
             "tensor_core_share": self.tensor_core_share,
             "memory_peak_share": self.memory_peak_share,
+            "gpu_idle_share": self.gpu_idle_share,
             "recommendations": self.recommendations,
             "notes": self.notes,
         }
@@ -171,6 +174,7 @@ def analyze(trace: Trace) -> Overview:
     has_device = any(e.kind in ("kernel", "memcpy", "memset") for e in trace.events)
     overview = Overview(trace.path, trace.worker, device, steps, has_device)
     _device_figures(trace, overview)
+    overview.gpu_idle_share = gpu_idle_share(trace)
     if not trace.events:
         overview.notes.append("the trace holds no events")
     for category, count in sorted(trace.unknown_categories.items()):
@@ -183,6 +187,30 @@ ELIGIBLE_NAME = re.compile(r"(gemm|conv|cudnn|cutlass|xmma|gmma)", re.I)
 TENSOR_CORE_NAME = re.compile(
     r"(h884|h1688|s1688|h16816|s16816|i8816|tensorop|wmma|hmma|xmma|gmma|mma_|bf16|f16)", re.I
 )
+
+
+def gpu_idle_share(trace: Trace) -> float | None:
+    """The share of time the device sat idle between its first and its last kernel, memcpy or memset,
+    leaving out the trace's last ``ProfilerStep`` (torch records it cut short when the profiler stops),
+    as Holistic Trace Analysis's temporal breakdown does. None without device activity."""
+    steps = [e.start for e in trace.events if e.kind == "annotation" and STEP_NAME.match(e.name)]
+    cutoff = max(steps) if len(steps) > 1 else float("inf")
+    device = [(e.start, e.end) for e in trace.events if e.kind in ("kernel", "memcpy", "memset") and e.start < cutoff]
+    if not device:
+        return None
+    span = max(end for _, end in device) - min(start for start, _ in device)
+    return 1 - measure(device) / span if span > 0 else 0.0
+
+
+@functools.cache
+def uses_tensor_cores(kernel: str) -> bool:
+    """Whether a kernel's name says it runs on tensor cores, as NVIDIA's libraries name them."""
+    return TENSOR_CORE_NAME.search(kernel) is not None
+
+
+@functools.cache
+def _eligible(kernel: str) -> bool:
+    return ELIGIBLE_NAME.search(kernel) is not None
 
 
 def _device_figures(trace: Trace, overview: Overview) -> None:
@@ -199,9 +227,9 @@ def _device_figures(trace: Trace, overview: Overview) -> None:
             weighted += duration
             blocks += duration * min(float(e.args["blocks per SM"]), 1.0)
             occupancy += duration * float(e.args["est. achieved occupancy %"])
-        if ELIGIBLE_NAME.search(e.name):
+        if _eligible(e.name):
             eligible += duration
-            tensor_cores += duration if TENSOR_CORE_NAME.search(e.name) else 0.0
+            tensor_cores += duration if uses_tensor_cores(e.name) else 0.0
     if weighted:
         overview.sm_efficiency, overview.achieved_occupancy = blocks / weighted, occupancy / weighted
     if eligible:

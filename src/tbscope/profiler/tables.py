@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from tbscope.profiler.overview import TENSOR_CORE_NAME
+from tbscope.profiler.overview import uses_tensor_cores
 from tbscope.profiler.trace import Trace
 
 
@@ -64,7 +64,7 @@ def kernels(trace: Trace) -> list[dict[str, Any]]:
         row = rows.setdefault(e.name, {
             "name": e.name, "calls": 0, "total_us": 0.0, "min_us": duration, "max_us": duration,
             "_blocks": 0.0, "_occupancy": 0.0, "_weighted": 0.0,
-            "tensor_cores": bool(TENSOR_CORE_NAME.search(e.name)),
+            "tensor_cores": uses_tensor_cores(e.name),
         })  # fmt: skip
         row["calls"] += 1
         row["total_us"] += duration

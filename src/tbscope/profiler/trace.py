@@ -33,7 +33,7 @@ class TraceError(ValueError):
     """A file that is not a readable torch.profiler trace; the message says what was found."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """One complete ("X") event: what it is, and when, in microseconds from the trace's start."""
 
@@ -45,7 +45,7 @@ class Event:
     thread: str = ""  # "pid:tid": operators nest within one thread
 
 
-@dataclass
+@dataclass(slots=True)
 class MemoryEvent:
     """One ``[memory]`` instant event (``profile_memory=True``): an allocation (Bytes > 0) or a free."""
 
@@ -76,6 +76,20 @@ class Trace:
 
 _CHUNK = 1 << 20
 _WHITESPACE = " \t\r\n"
+_DECODER = json.JSONDecoder()
+# Traces whose JSON text is smaller than this are parsed whole (fast, in C); larger ones are streamed,
+# an event at a time, so that their text never sits in memory.
+WHOLE_DOCUMENT_BYTES = 256 << 20
+
+
+def text_size(path: Path) -> int:
+    """The size of a trace's JSON text: a gzip file's own record of it (modulo 4 GiB), else the file's."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            return path.stat().st_size
+        f.seek(-4, os.SEEK_END)
+        recorded = int.from_bytes(f.read(4), "little")
+    return recorded if recorded >= path.stat().st_size else 1 << 32  # wrapped: bigger than 4 GiB
 
 
 class _Stream:
@@ -114,11 +128,10 @@ class _Stream:
 
     def value(self) -> Any:
         """The next JSON value, reading more text until it is whole."""
-        decoder = json.JSONDecoder()
         while True:
             self.skip()
             try:
-                value, end = decoder.raw_decode(self.text, self.pos)
+                value, end = _DECODER.raw_decode(self.text, self.pos)
             except json.JSONDecodeError as err:
                 if self.more():
                     continue
@@ -131,8 +144,10 @@ class _Stream:
 
 
 def _read(path: Path, keep: Any) -> dict[str, Any]:
-    """The trace's top-level fields, with each element of ``traceEvents`` handed to ``keep`` as it is
-    read instead of kept: a trace of any size is read in a megabyte of text at a time."""
+    """The trace's top-level fields, with each element of ``traceEvents`` handed to ``keep``. A trace
+    larger than ``WHOLE_DOCUMENT_BYTES`` is read in a megabyte of text at a time."""
+    if text_size(path) <= WHOLE_DOCUMENT_BYTES:
+        return _read_whole(path, keep)
     stream = _Stream(path)
     header: dict[str, Any] = {}
     try:
@@ -161,6 +176,26 @@ def _read(path: Path, keep: Any) -> dict[str, Any]:
     finally:
         stream.close()
     return header
+
+
+def _read_whole(path: Path, keep: Any) -> dict[str, Any]:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as err:
+            raise TraceError(f"{path}: a damaged or truncated gzip file ({err})") from err
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TraceError(f"{path}: not a JSON trace ({err})") from err
+    if isinstance(data, list):  # the bare Chrome trace format: a list of events
+        data = {"traceEvents": data}
+    if not isinstance(data, dict) or not isinstance(data.get("traceEvents"), list):
+        raise TraceError(f"{path}: no traceEvents list: not a torch.profiler trace")
+    for event in data.pop("traceEvents"):
+        keep(event)
+    return data
 
 
 def _elements(stream: _Stream, keep: Any) -> None:
