@@ -236,3 +236,43 @@ def test_overview_device_figures_where_the_trace_has_them() -> None:
     assert by_name["mi250_rocm_minitoy"].achieved_occupancy is None  # ROCm has no occupancy fields
     memory = by_name["v100_memory_steps2-5"]
     assert memory.memory_peak_share is not None and 0 < memory.memory_peak_share < 1
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.name.split(".")[0] for p in ALL])
+def test_streaming_a_trace_reads_what_parsing_it_whole_reads(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tbscope.profiler import trace as trace_module
+
+    whole = load(path)
+    monkeypatch.setattr(trace_module, "WHOLE_DOCUMENT_BYTES", 0)
+    monkeypatch.setattr(trace_module, "_CHUNK", 4096)  # values straddle many chunk boundaries
+    streamed = load(path)
+    assert streamed.header == whole.header
+    assert [(e.kind, e.name, e.start, e.end) for e in streamed.events] == [
+        (e.kind, e.name, e.start, e.end) for e in whole.events
+    ]
+    assert len(streamed.memory) == len(whole.memory)
+
+
+DISTRIBUTED = """
+import os, sys, torch, torch.distributed as dist, tbscope
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{sys.argv[2]}", rank=int(sys.argv[1]), world_size=2)
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(16, 4))
+with tbscope.profile(sys.argv[3], wait=0, warmup=1, active=2) as prof:
+    for _ in range(4):
+        model(torch.randn(8, 16)).sum().backward()
+        prof.step()
+dist.destroy_process_group()
+"""
+
+
+def test_each_rank_of_a_distributed_job_writes_its_own_trace(tmp_path: Path) -> None:
+    from conftest import free_port
+
+    port = str(free_port())
+    procs = [subprocess.Popen([sys.executable, "-c", DISTRIBUTED, str(rank), port, str(tmp_path)]) for rank in (0, 1)]
+    assert [p.wait(timeout=180) for p in procs] == [0, 0]
+    traces = sorted((tmp_path / "profile").glob("*.pt.trace.json.gz"))
+    assert [t.name.split(".")[0] for t in traces] == ["rank0", "rank1"]
+    from tbscope.profiler.views import distributed
+
+    assert {w["worker"] for w in distributed([load(t) for t in traces])["workers"]} == {"rank0", "rank1"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
     shutil.copy(TRACE, run.dir / "profile" / TRACE.name)
     served = serve(root, "--port", str(free_port()))
     served.run = f"resnet/{run.dir.name}"
+    served.root = root
     yield served
     stop(served)
 
@@ -85,3 +87,35 @@ def test_step_chart_and_operator_table_equal_the_json_api_and_nothing_leaves_the
     assert requests and all(url.startswith(served.url) for url in requests), [
         url for url in requests if not url.startswith(served.url)
     ]
+
+
+def test_every_view_answers_small_and_is_cached_beside_the_trace(served: Any) -> None:
+    api = f"{served.url}/data/plugin/tbscope_profile"
+    query = f"run={served.run}&worker={TRACE.name}"
+    for view in ("overview", "operators", "operators?group_by=shapes", "kernels", "memory", "timeline", "modules"):
+        url = f"{api}/{view}{'&' if '?' in view else '?'}{query}"
+        with urllib.request.urlopen(url, timeout=120) as response:
+            assert response.status == 200 and len(response.read()) < 10_000_000, view
+    assert get_json(f"{api}/distributed?run={served.run}")["workers"][0]["worker"] == "rank0"
+    cached = json.loads((served.root / served.run / "profile" / f".{TRACE.name}.tbscope.json").read_text())
+    assert cached["overview"] == get_json(f"{api}/overview?{query}")
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        get_json(f"{api}/overview?run=nope&worker=x")
+    assert missing.value.code == 404 and json.loads(missing.value.read()) == {"error": "no such run and worker"}
+
+
+def test_memory_timeline_distributed_and_diff_tabs_draw(served: Any, page: Any) -> None:
+    page.goto(f"{served.url}/#tbscope_profile", wait_until="domcontentloaded")
+    for _ in range(240):
+        if any("plugin_entry" in f.url for f in page.frames):
+            break
+        page.wait_for_timeout(250)
+    frame = next(f for f in page.frames if "plugin_entry" in f.url)
+    frame.locator("#step-chart").wait_for(state="visible", timeout=60_000)
+    for tab, selector in (("Timeline", "#timeline rect.span"), ("Distributed", "#distributed tbody tr"),
+                          ("Memory", "#allocators"), ("Kernels", "#kernels tbody tr")):  # fmt: skip
+        frame.get_by_role("button", name=tab).click()
+        frame.locator(selector).first.wait_for(state="attached", timeout=60_000)
+    assert frame.locator("#perfetto").count() == 0  # only on the Timeline
+    frame.get_by_role("button", name="Timeline").click()
+    frame.locator("#perfetto").wait_for(state="visible", timeout=60_000)
