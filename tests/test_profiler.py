@@ -276,3 +276,58 @@ def test_each_rank_of_a_distributed_job_writes_its_own_trace(tmp_path: Path) -> 
     from tbscope.profiler.views import distributed
 
     assert {w["worker"] for w in distributed([load(t) for t in traces])["workers"]} == {"rank0", "rank1"}
+
+
+def synthetic(tmp_path: Path, events: list[dict[str, Any]]) -> Path:
+    path = tmp_path / "synthetic.pt.trace.json"
+    path.write_text(json.dumps({"traceEvents": events}))
+    return path
+
+
+def test_operators_carry_the_python_frame_that_called_them(tmp_path: Path) -> None:
+    from tbscope.profiler.tables import operators
+
+    events = [
+        {"ph": "X", "cat": "python_function", "name": "train.py(10): step", "ts": 0, "dur": 100, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": "python_function", "name": "model.py(42): forward", "ts": 5, "dur": 50, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::linear", "ts": 10, "dur": 20, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::add", "ts": 70, "dur": 5, "pid": 1, "tid": 1},
+    ]
+    rows = {r["name"]: r for r in operators(load(synthetic(tmp_path, events)))}
+    assert rows["aten::linear"]["call_stack"] == "model.py(42): forward"
+    assert rows["aten::add"]["call_stack"] == "train.py(10): step"
+
+
+def test_host_collectives_count_as_communication(tmp_path: Path) -> None:
+    events = [
+        {"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#0", "ts": 0, "dur": 100, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 0, "dur": 40, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": "cpu_op", "name": "c10d::allreduce_", "ts": 50, "dur": 30, "pid": 1, "tid": 1},
+    ]
+    (step,) = analyze(load(synthetic(tmp_path, events))).steps
+    assert step.breakdown_us["communication"] == 30 and step.breakdown_us["cpu_exec"] == 40
+    assert step.breakdown_us["other"] == 30
+
+
+def test_a_span_is_one_steps_window() -> None:
+    from tbscope.profiler.tables import kernels
+    from tbscope.profiler.trace import span
+
+    (path,) = [p for p in ALL if "v100_rank0" in p.name]
+    trace = load(path)
+    one = span(trace, 103)
+    (step,) = [s for s in analyze(trace).steps if s.step == 103]
+    assert all(e.end > step.start and e.start < step.end for e in one.events)
+    assert sum(k["calls"] for k in kernels(one)) < sum(k["calls"] for k in kernels(trace))
+    with pytest.raises(ValueError, match="the trace has no step 7"):
+        span(trace, 7)
+
+
+def test_the_profile_command_caches_its_analysis_beside_the_trace(tmp_path: Path) -> None:
+    trace = tmp_path / "run" / "profile" / "cpu_only_rank34.pt.trace.json.gz"
+    trace.parent.mkdir(parents=True)
+    trace.write_bytes((TRACES / "cpu" / trace.name).read_bytes())
+    first = json.loads(tbscope_profile(str(tmp_path), "--json").stdout)
+    beside = trace.with_name(f".{trace.name}.tbscope.json")
+    assert json.loads(beside.read_text())["overview"] == first["traces"][0]
+    assert json.loads(tbscope_profile(str(tmp_path), "--json").stdout) == first

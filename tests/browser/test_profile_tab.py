@@ -97,6 +97,8 @@ def test_every_view_answers_small_and_is_cached_beside_the_trace(served: Any) ->
         with urllib.request.urlopen(url, timeout=120) as response:
             assert response.status == 200 and len(response.read()) < 10_000_000, view
     assert get_json(f"{api}/distributed?run={served.run}")["workers"][0]["worker"] == "rank0"
+    one_step = get_json(f"{api}/kernels?{query}&step=103")
+    assert sum(k["calls"] for k in one_step) < sum(k["calls"] for k in get_json(f"{api}/kernels?{query}"))
     cached = json.loads((served.root / served.run / "profile" / f".{TRACE.name}.tbscope.json").read_text())
     assert cached["overview"] == get_json(f"{api}/overview?{query}")
     with pytest.raises(urllib.error.HTTPError) as missing:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from tbscope.cli.table import render
-from tbscope.profiler.overview import CATEGORIES, Overview, analyze
+from tbscope.profiler.cache import cached
+from tbscope.profiler.overview import CATEGORIES, analyze
 from tbscope.profiler.trace import TraceError, find_traces, load
 
 
@@ -21,20 +24,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def show(overview: Overview) -> str:
-    lines = [f"{overview.file}  (worker {overview.worker}{', ' + overview.device if overview.device else ''})"]
+def show(overview: dict[str, Any]) -> str:
+    """An Overview (as ``Overview.as_json`` gives it) for a terminal."""
+    device = overview["device"]
+    lines = [f"{overview['file']}  (worker {overview['worker']}{', ' + device if device else ''})"]
     headers = ["step", "time ms", *CATEGORIES]
     rows = [
-        [s.step, s.duration_us / 1000, *(f"{100 * s.breakdown_us[c] / s.duration_us:.1f}%" if s.duration_us else "-"
-                                         for c in CATEGORIES)]
-        for s in overview.steps
+        [s["step"], s["duration_us"] / 1000,
+         *(f"{100 * s['breakdown_us'][c] / s['duration_us']:.1f}%" if s["duration_us"] else "-" for c in CATEGORIES)]
+        for s in overview["steps"]
     ]  # fmt: skip
     lines.append(render(headers, rows))
-    utilization = overview.gpu_utilization
-    lines.append(f"GPU utilization: {'-' if utilization is None else f'{utilization:.1%}'}")
-    lines += [f"! {advice}" for advice in overview.recommendations]
-    lines += [f"note: {note}" for note in overview.notes]
+    figures = [("GPU utilization", overview["gpu_utilization"]), ("SM efficiency", overview["sm_efficiency"])]
+    lines.append("  ".join(f"{name}: {'-' if v is None else f'{v:.1%}'}" for name, v in figures))
+    lines += [f"! {advice}" for advice in overview["recommendations"]]
+    lines += [f"note: {note}" for note in overview["notes"]]
     return "\n".join(lines)
+
+
+def overview_of(path: Path) -> dict[str, Any]:
+    return analyze(load(path)).as_json()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,12 +57,12 @@ def run(args: argparse.Namespace) -> int:
     overviews, failed = [], 0
     for path in paths:
         try:
-            overviews.append(analyze(load(path)))
+            overviews.append(cached(path, "overview", functools.partial(overview_of, path)))
         except (TraceError, OSError) as err:
             print(f"tbscope profile: {err}", file=sys.stderr)
             failed += 1
     if args.json:
-        print(json.dumps({"traces": [o.as_json() for o in overviews]}, indent=1))
+        print(json.dumps({"traces": overviews}, indent=1))
     else:
         print("\n\n".join(show(o) for o in overviews))
     return 1 if failed and not overviews else 0

@@ -43,15 +43,21 @@ def measure(intervals: Iterable[tuple[float, float]]) -> float:
     return sum(end - start for start, end in union(intervals))
 
 
-def _is_communication(event: Event) -> bool:
-    name = event.name.lower()
-    return "nccl" in name or "rccl" in name
+def is_communication(event: Event) -> bool:
+    """A collective: an NCCL/RCCL kernel (by its ``Collective name`` argument or its name), or, on the
+    host, a ``c10d::`` operator (what a CPU-only job over gloo shows)."""
+    if event.kind == "kernel":
+        name = event.name.lower()
+        return "Collective name" in event.args or "nccl" in name or "rccl" in name
+    return event.kind == "cpu_op" and event.name.startswith(("c10d::", "gloo:", "nccl:"))
 
 
 def _category(event: Event) -> str | None:
     """The breakdown category of an event, or None for the step annotations themselves."""
+    if is_communication(event):
+        return "communication"
     if event.kind == "kernel":
-        return "communication" if _is_communication(event) else "kernel"
+        return "kernel"
     if event.kind in ("memcpy", "memset", "runtime"):
         return event.kind
     if event.kind == "gpu_annotation" or STEP_NAME.match(event.name):

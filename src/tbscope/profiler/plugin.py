@@ -8,7 +8,6 @@ served from here: the tab works offline and asks nothing of any other origin.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -94,36 +93,30 @@ class ProfilePlugin(base_plugin.TBPlugin):
         run, worker = request.args.get("run", ""), request.args.get("worker", "")
         return next((p for p in self._find().get(run, []) if p.name == worker), None)
 
-    def _analysis(self, path: Path, view: str) -> Any:
-        """An analysis of one trace: computed once per file version, then kept in memory and beside the
-        trace (``.<name>.tbscope.json``), so that a second look, even after a restart, is instant."""
-        from tbscope.profiler import overview, tables, trace, views
+    def _analysis(self, path: Path, view: str, step: str) -> Any:
+        """One view of one trace (of one step's span when ``step`` is given), kept in memory and, through
+        ``cache.cached``, beside the trace."""
+        from tbscope.profiler import cache, overview, tables, trace, views
 
-        key = (str(path), path.stat().st_mtime, view)
-        if key in self._cache:
-            return self._cache[key]
-        beside = path.with_name(f".{path.name}.tbscope.json")
-        stored: dict[str, Any] = {}
-        if beside.exists() and beside.stat().st_mtime >= path.stat().st_mtime:
-            try:
-                stored = json.loads(beside.read_text())
-            except (OSError, ValueError):
-                stored = {}
-        if view not in stored:
-            loaded = trace.load(path)
-            stored[view] = {
-                "overview": lambda: overview.analyze(loaded).as_json(),
-                "operators": lambda: tables.operators(loaded)[:MAX_ROWS],
-                "operators_by_shapes": lambda: tables.operators(loaded, "shapes")[:MAX_ROWS],
-                "kernels": lambda: tables.kernels(loaded)[:MAX_ROWS],
-                "memory": lambda: views.memory(loaded),
-                "timeline": lambda: views.timeline(loaded),
-                "modules": lambda: views.modules(loaded)[:MAX_ROWS],
-            }[view]()
-            with contextlib.suppress(OSError):  # a read-only logdir: the memory cache still serves
-                beside.write_text(json.dumps(stored))
-        self._cache[key] = stored[view]
-        return stored[view]
+        key = (str(path), path.stat().st_mtime, view, step)
+        if key not in self._cache:
+
+            def compute() -> Any:
+                loaded = trace.load(path)
+                if step:
+                    loaded = trace.span(loaded, int(step))
+                return {
+                    "overview": lambda: overview.analyze(loaded).as_json(),
+                    "operators": lambda: tables.operators(loaded)[:MAX_ROWS],
+                    "operators_by_shapes": lambda: tables.operators(loaded, "shapes")[:MAX_ROWS],
+                    "kernels": lambda: tables.kernels(loaded)[:MAX_ROWS],
+                    "memory": lambda: views.memory(loaded),
+                    "timeline": lambda: views.timeline(loaded),
+                    "modules": lambda: views.modules(loaded)[:MAX_ROWS],
+                }[view]()
+
+            self._cache[key] = cache.cached(path, f"{view}@{step}" if step else view, compute)
+        return self._cache[key]
 
     def _index(self, request: wrappers.Request) -> wrappers.Response:
         return wrappers.Response((_STATIC / "index.js").read_bytes(), content_type="text/javascript")
@@ -135,8 +128,11 @@ class ProfilePlugin(base_plugin.TBPlugin):
         path = self._trace_path(request)
         if path is None:
             return _json({"error": "no such run and worker"}, status=404)
+        step = request.args.get("step", "") if view != "overview" else ""
+        if step and not step.isdigit():
+            return _json({"error": f"step must be a step number, got {step!r}"}, status=400)
         try:
-            return _json(self._analysis(path, view))
+            return _json(self._analysis(path, view, step))
         except ValueError as err:  # a trace that cannot be read: say why, the other views still work
             return _json({"error": str(err)}, status=422)
 

@@ -1,7 +1,8 @@
 """Operators and kernels of a trace, as the Profile tab's tables show them.
 
 Operators: calls, host self and total time, device self and total time (the kernels they launched,
-linked through ``External id``), grouped by name or by name and input shapes. Kernels: calls, total,
+linked through ``External id``), grouped by name or by name and input shapes, with the Python frame
+that called them most when the trace has call stacks. Kernels: calls, total,
 mean, min and max time, mean blocks per SM and achieved occupancy where the trace has them, and
 whether the kernel uses tensor cores (told by its name, as NVIDIA's libraries name them).
 """
@@ -39,7 +40,9 @@ def operators(trace: Trace, group_by: str = "name") -> list[dict[str, Any]]:
                 device_total[id(parent)] = device_total.get(id(parent), 0.0) + device_total[id(done)]
         if op is not None:
             stack.append(op)
+    frames = _calling_frames(trace, ops)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
+    stacks: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for op in ops:
         shapes = str(op.args.get("Input Dims", "")) if group_by == "shapes" else ""
         row = rows.setdefault((op.name, shapes), {
@@ -51,7 +54,37 @@ def operators(trace: Trace, group_by: str = "name") -> list[dict[str, Any]]:
         row["host_self_us"] += host_self.get(id(op), op.end - op.start)
         row["device_self_us"] += device_by_id.get(op.args.get("External id"), 0.0)
         row["device_total_us"] += device_total.get(id(op), 0.0)
+        frame = frames.get(id(op))
+        if frame is not None:
+            stacks[op.name, shapes][frame] += 1
+    for key, row in rows.items():
+        counted = stacks.get(key)
+        row["call_stack"] = max(counted, key=lambda f: counted[f]) if counted else None
     return sorted(rows.values(), key=lambda r: (-r["device_self_us"], -r["host_self_us"]))
+
+
+def _calling_frames(trace: Trace, ops: list[Any]) -> dict[int, str]:
+    """For each operator, the innermost Python frame it ran in (``with_stack=True`` records them as
+    ``python_function`` events on the operator's thread): ``{id(op): "file.py(42): forward"}``."""
+    python = [e for e in trace.events if e.kind == "python"]
+    if not python:
+        return {}
+    timeline = sorted([(e.thread, e.start, 0, e) for e in python] + [(op.thread, op.start, 1, op) for op in ops],
+                      key=lambda t: (t[0], t[1], t[2]))  # fmt: skip
+    frames: dict[int, str] = {}
+    stack: list[Any] = []
+    thread = None
+    for event_thread, start, is_op, event in timeline:
+        if event_thread != thread:
+            stack, thread = [], event_thread
+        while stack and stack[-1].end <= start:
+            stack.pop()
+        if is_op:
+            if stack:
+                frames[id(event)] = stack[-1].name
+        else:
+            stack.append(event)
+    return frames
 
 
 def kernels(trace: Trace) -> list[dict[str, Any]]:

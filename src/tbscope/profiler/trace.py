@@ -259,6 +259,20 @@ def load(path: str | os.PathLike[str]) -> Trace:
     return Trace(str(trace_path), events, header, unknown, allocations)
 
 
+def span(trace: Trace, step: int) -> Trace:
+    """The part of ``trace`` within one step's window (``ProfilerStep#<step>``, extended as the Overview
+    extends it to the device work the step launched). Raises ValueError for a step the trace lacks."""
+    from tbscope.profiler.overview import analyze
+
+    window = next(((s.start, s.end) for s in analyze(trace).steps if s.step == step), None)
+    if window is None:
+        raise ValueError(f"the trace has no step {step}")
+    start, end = window
+    events = [e for e in trace.events if e.end > start and e.start < end]
+    memory = [m for m in trace.memory if start <= m.time < end]
+    return Trace(trace.path, events, trace.header, trace.unknown_categories, memory)
+
+
 def find_traces(path: str | os.PathLike[str]) -> list[Path]:
     """Trace files: ``path`` itself, or every ``*.pt.trace.json[.gz]`` under it."""
     root = Path(path)

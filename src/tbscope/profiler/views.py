@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from tbscope.profiler.overview import CATEGORIES, analyze, measure
+from tbscope.profiler.overview import CATEGORIES, analyze, is_communication, measure
 from tbscope.profiler.tables import kernels, operators
 from tbscope.profiler.trace import STEP_NAME, Trace
 
@@ -114,8 +114,9 @@ def timeline(trace: Trace) -> dict[str, Any]:
 
 
 def distributed(traces: Sequence[Trace]) -> dict[str, Any]:
-    """Per worker (rank), over its steps: computation (kernels other than collectives), communication,
-    their overlap, and idle time (no device activity); the slowest worker named."""
+    """Per worker (rank), over its steps: computation (kernels other than collectives), communication
+    (collective kernels, see ``is_communication``), their overlap, and idle time (no device activity);
+    the slowest worker named."""
     rows: list[dict[str, Any]] = []
     for trace in traces:
         overview = analyze(trace)
@@ -132,8 +133,7 @@ def distributed(traces: Sequence[Trace]) -> dict[str, Any]:
                     clipped = (max(e.start, a), min(e.end, b))
                     busy.append(clipped)
                     if e.kind == "kernel":
-                        is_comm = "nccl" in e.name.lower() or "rccl" in e.name.lower()
-                        (comm if is_comm else compute).append(clipped)
+                        (comm if is_communication(e) else compute).append(clipped)
         computation, communication = measure(compute), measure(comm)
         rows.append({
             "worker": trace.worker,

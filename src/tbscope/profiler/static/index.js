@@ -122,11 +122,13 @@ async function showOperators(view, run, worker) {
   const byShapes = element("label", {}, element("input", { type: "checkbox", id: "by-shapes" }), " group by input shapes");
   const holder = element("div");
   const draw = async () => {
-    const rows = await get("operators", { run, worker, group_by: byShapes.firstChild.checked ? "shapes" : "name" });
+    const rows = await get("operators", { run, worker, step: span.value, group_by: byShapes.firstChild.checked ? "shapes" : "name" });
     const columns = [["name", "operator"], ["input_shapes", "input shapes"], ["calls", "calls"],
       ["device_self_us", "device self ms", ms], ["device_total_us", "device total ms", ms],
-      ["host_self_us", "host self ms", ms], ["host_total_us", "host total ms", ms]];
-    holder.replaceChildren(sortableTable("operators", columns.filter(([k]) => k !== "input_shapes" || byShapes.firstChild.checked), rows));
+      ["host_self_us", "host self ms", ms], ["host_total_us", "host total ms", ms], ["call_stack", "called from"]];
+    const stacks = rows.some((r) => r.call_stack);
+    holder.replaceChildren(sortableTable("operators", columns.filter(([k]) =>
+      (k !== "input_shapes" || byShapes.firstChild.checked) && (k !== "call_stack" || stacks)), rows));
   };
   byShapes.firstChild.addEventListener("change", draw);
   view.replaceChildren(byShapes, holder);
@@ -134,7 +136,7 @@ async function showOperators(view, run, worker) {
 }
 
 async function showKernels(view, run, worker) {
-  const rows = await get("kernels", { run, worker });
+  const rows = await get("kernels", { run, worker, step: span.value });
   const pct = (v) => `${v.toFixed(1)}%`;
   view.replaceChildren(sortableTable("kernels", [["name", "kernel"], ["calls", "calls"], ["total_us", "total ms", ms],
     ["mean_us", "mean us", (v) => v.toFixed(1)], ["min_us", "min us", (v) => v.toFixed(1)], ["max_us", "max us", (v) => v.toFixed(1)],
@@ -157,7 +159,7 @@ function lineChart(id, curve, series) {
 }
 
 async function showMemory(view, run, worker) {
-  const data = await get("memory", { run, worker });
+  const data = await get("memory", { run, worker, step: span.value });
   const parts = [];
   for (const [device, d] of Object.entries(data.devices)) {
     const capacity = d.capacity ? ` of ${(d.capacity / 2 ** 30).toFixed(1)} GiB` : "";
@@ -170,7 +172,7 @@ async function showMemory(view, run, worker) {
 }
 
 async function showTimeline(view, run, worker) {
-  const data = await get("timeline", { run, worker });
+  const data = await get("timeline", { run, worker, step: span.value });
   const width = 1100, lane = 18, left = 170;
   const svg = element("svg", { id: "timeline", width: width + left, height: data.lanes.length * (lane + 4) + 20 });
   data.lanes.forEach((l, row) => {
@@ -213,7 +215,7 @@ async function showDistributed(view, run) {
 }
 
 async function showModules(view, run, worker) {
-  const rows = await get("modules", { run, worker });
+  const rows = await get("modules", { run, worker, step: span.value });
   view.replaceChildren(rows.length
     ? sortableTable("modules", [["name", "module"], ["calls", "calls"], ["host_total_us", "host total ms", ms]], rows.map((r) => ({ ...r, name: r.module })))
     : element("p", {}, "No nn.Module events: profile with with_modules=True (with_stack=True in older torch)."));
@@ -250,6 +252,8 @@ const VIEWS = {
   Timeline: showTimeline, Distributed: showDistributed, Modules: showModules, Diff: showDiff,
 };
 
+const span = element("select", { id: "span" }, element("option", { value: "" }, "all steps"));
+
 export async function render() {
   document.head.append(element("style", {}, STYLE));
   const runs = await get("runs");
@@ -273,18 +277,25 @@ export async function render() {
     const run = runs.find((r) => r.run === runSelect.value);
     workerSelect.replaceChildren(...(run ? run.workers : []).map((w) => element("option", { value: w }, w)));
   };
+  const fillSpans = async () => {
+    const overview = await get("overview", { run: runSelect.value, worker: workerSelect.value }).catch(() => ({ steps: [] }));
+    span.replaceChildren(element("option", { value: "" }, "all steps"),
+      ...overview.steps.map((s) => element("option", { value: String(s.step) }, `step ${s.step}`)));
+  };
   for (const name of Object.keys(VIEWS)) {
     const button = element("button", {}, name);
     button.addEventListener("click", () => { current = name; show(); });
     tabs.append(button);
   }
-  runSelect.addEventListener("change", () => { fillWorkers(); show(); });
-  workerSelect.addEventListener("change", show);
-  document.body.replaceChildren(element("div", {}, "Run ", runSelect, " Trace ", workerSelect), tabs, view);
+  runSelect.addEventListener("change", async () => { fillWorkers(); await fillSpans(); show(); });
+  workerSelect.addEventListener("change", async () => { await fillSpans(); show(); });
+  span.addEventListener("change", show);
+  document.body.replaceChildren(element("div", {}, "Run ", runSelect, " Trace ", workerSelect, " Span ", span), tabs, view);
   if (!runs.length) {
     view.replaceChildren(element("p", {}, "No traces yet: profile a run with tbscope.profile(run)."));
     return;
   }
   fillWorkers();
+  await fillSpans();
   await show();
 }
