@@ -26,8 +26,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def show(overview: dict[str, Any]) -> str:
     """An Overview (as ``Overview.as_json`` gives it) for a terminal."""
-    device = overview["device"]
-    lines = [f"{overview['file']}  (worker {overview['worker']}{', ' + device if device else ''})"]
+    lines = [f"{overview['file']}  (worker {overview['worker']})"]
+    for d in overview["devices"]:
+        details = [f"{d['memory_gib']} GiB" if d.get("memory_gib") else "", f"{d['sms']} SMs" if d.get("sms") else "",
+                   f"compute {d['compute_capability']}" if d.get("compute_capability") else ""]  # fmt: skip
+        lines.append(f"device {d.get('id')}: {d.get('name')}  {', '.join(x for x in details if x)}")
     headers = ["step", "time ms", *CATEGORIES]
     rows = [
         [s["step"], s["duration_us"] / 1000,

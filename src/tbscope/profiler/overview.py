@@ -92,6 +92,7 @@ class Overview:
     worker: str
     device: str | None
     steps: list[Step]
+    devices: list[dict[str, Any]]
     has_device: bool
     sm_efficiency: float | None = None  # kernel time weighted by min(blocks per SM, 1)
     achieved_occupancy: float | None = None  # percent, weighted by kernel time
@@ -115,6 +116,7 @@ class Overview:
             "file": self.file,
             "worker": self.worker,
             "device": self.device,
+            "devices": self.devices,
             "steps": [
                 {"step": s.step, "duration_us": s.duration_us, "breakdown_us": dict(s.breakdown_us)} for s in self.steps
             ],
@@ -178,7 +180,7 @@ def analyze(trace: Trace) -> Overview:
     devices = trace.header.get("deviceProperties") or []
     device = devices[0].get("name") if devices and isinstance(devices[0], dict) else None
     has_device = any(e.kind in ("kernel", "memcpy", "memset") for e in trace.events)
-    overview = Overview(trace.path, trace.worker, device, steps, has_device)
+    overview = Overview(trace.path, trace.worker, device, steps, [_summary(d) for d in devices], has_device)
     _device_figures(trace, overview)
     overview.gpu_idle_share = gpu_idle_share(trace)
     if not trace.events:
@@ -193,6 +195,21 @@ ELIGIBLE_NAME = re.compile(r"(gemm|conv|cudnn|cutlass|xmma|gmma)", re.I)
 TENSOR_CORE_NAME = re.compile(
     r"(h884|h1688|s1688|h16816|s16816|i8816|tensorop|wmma|hmma|xmma|gmma|mma_|bf16|f16)", re.I
 )
+
+
+def _summary(device: Any) -> dict[str, Any]:
+    """What a trace says of a device: name, memory, SMs and compute capability."""
+    if not isinstance(device, dict):
+        return {}
+    memory = device.get("totalGlobalMem")
+    major, minor = device.get("computeMajor"), device.get("computeMinor")
+    return {
+        "id": device.get("id"),
+        "name": device.get("name"),
+        "memory_gib": round(memory / 2**30, 1) if memory else None,
+        "sms": device.get("numSms"),
+        "compute_capability": f"{major}.{minor}" if major is not None else None,
+    }
 
 
 def gpu_idle_share(trace: Trace) -> float | None:

@@ -27,6 +27,12 @@ CATEGORIES = {
     "python_function": "python",
 }  # fmt: skip
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
+# The event arguments any analysis reads; the rest are dropped as events are read, so a large trace's
+# events take a fraction of the memory its JSON text would.
+KEPT_ARGS = frozenset({
+    "External id", "correlation", "stream", "device", "Input Dims", "blocks per SM", "est. achieved occupancy %",
+    "Collective name", "Device Type", "Device Id", "Bytes", "Total Allocated", "Total Reserved",
+})  # fmt: skip
 
 
 class TraceError(ValueError):
@@ -247,7 +253,7 @@ def load(path: str | os.PathLike[str]) -> Trace:
             str(raw.get("name", "")),
             ts - origin,
             ts - origin + dur,
-            raw.get("args") or {},
+            {k: v for k, v in (raw.get("args") or {}).items() if k in KEPT_ARGS},
             f"{raw.get('pid', '')}:{raw.get('tid', '')}",
         )
         for kind, raw, ts, dur in kept
