@@ -43,18 +43,19 @@ def measure(intervals: Iterable[tuple[float, float]]) -> float:
     return sum(end - start for start, end in union(intervals))
 
 
-def is_communication(event: Event) -> bool:
-    """A collective: an NCCL/RCCL kernel (by its ``Collective name`` argument or its name), or, on the
-    host, a ``c10d::`` operator (what a CPU-only job over gloo shows)."""
+def is_communication(event: Event, on_host: bool = False) -> bool:
+    """A collective: an NCCL/RCCL kernel (by its ``Collective name`` argument or its name), or, with
+    ``on_host`` (a trace without device activity, as a CPU job over gloo leaves), a ``c10d::`` operator."""
     if event.kind == "kernel":
         name = event.name.lower()
         return "Collective name" in event.args or "nccl" in name or "rccl" in name
-    return event.kind == "cpu_op" and event.name.startswith(("c10d::", "gloo:", "nccl:"))
+    return on_host and event.kind == "cpu_op" and event.name.startswith(("c10d::", "gloo:"))
 
 
-def _category(event: Event) -> str | None:
-    """The breakdown category of an event, or None for the step annotations themselves."""
-    if is_communication(event):
+def _category(event: Event, has_device: bool) -> str | None:
+    """The breakdown category of an event, or None for the step annotations themselves. Where there is
+    a device, its collective kernels are the communication, and the host's collective calls just CPU work."""
+    if is_communication(event, on_host=not has_device):
         return "communication"
     if event.kind == "kernel":
         return "kernel"
@@ -152,8 +153,10 @@ def analyze(trace: Trace) -> Overview:
             )
     runtime = sorted((e for e in trace.events if e.kind == "runtime"), key=lambda e: e.start)
     runtime_starts = [e.start for e in runtime]
+    has_device = any(e.kind in ("kernel", "memcpy", "memset") for e in trace.events)
     categorized = sorted(
-        ((e.start, e.end, c, e) for e in trace.events if (c := _category(e)) is not None), key=lambda t: t[0]
+        ((e.start, e.end, c, e) for e in trace.events if (c := _category(e, has_device)) is not None),
+        key=lambda t: t[0],
     )
     starts = [t[0] for t in categorized]
     steps = []
@@ -179,7 +182,6 @@ def analyze(trace: Trace) -> Overview:
                           len(kernels), syncs))  # fmt: skip
     devices = trace.header.get("deviceProperties") or []
     device = devices[0].get("name") if devices and isinstance(devices[0], dict) else None
-    has_device = any(e.kind in ("kernel", "memcpy", "memset") for e in trace.events)
     overview = Overview(trace.path, trace.worker, device, steps, [_summary(d) for d in devices], has_device)
     _device_figures(trace, overview)
     overview.gpu_idle_share = gpu_idle_share(trace)
