@@ -347,8 +347,11 @@ class Writer:
         pending = False
         if kind is float:
             value: float | Pending = scalar_value
-        elif kind is self._tensor_type and not scalar_value.is_cuda and scalar_value.numel() == 1:
-            value = float(scalar_value.item())  # a CPU tensor: copied now, no device involved
+        elif kind is self._tensor_type and not scalar_value.is_cuda:
+            try:
+                value = float(scalar_value.item())  # a CPU tensor: copied now, no device involved
+            except RuntimeError:  # not one element: snapshot.scalar says so clearly
+                value = snapshot.scalar("add_scalar", scalar_value)
         else:
             value = snapshot.scalar("add_scalar", scalar_value)
             pending = type(value) is Pending
