@@ -112,19 +112,17 @@ def run(args: argparse.Namespace) -> int:
     for entry in entries:
         metrics += [t for t in entry.headline if t not in metrics]
     if args.sort:
-        if args.sort not in metrics and args.sort not in params:
-            if not any(args.sort in e.summary or args.sort in e.hparams for e in entries):
-                print(f"tbscope compare: --sort {args.sort!r} is no metric or hyperparameter of these runs",
-                      file=sys.stderr)  # fmt: skip
-                return 2
-            metrics.append(args.sort) if any(args.sort in e.summary for e in entries) else params.append(args.sort)
-
-        def key(e: RunEntry) -> tuple[bool, Any]:
-            v = metric_value(e, args.sort, args.agg) if args.sort in e.summary else e.hparams.get(args.sort)
-            missing = v is None or (isinstance(v, float) and math.isnan(v))
-            return (missing, v if not missing else 0) if not args.desc else (missing, _Reversed(v))
-
-        entries.sort(key=key)
+        if not any(args.sort in e.summary or args.sort in e.hparams for e in entries):
+            print(
+                f"tbscope compare: --sort {args.sort!r} is no metric or hyperparameter of these runs", file=sys.stderr
+            )
+            return 2
+        if any(args.sort in e.summary for e in entries):
+            if args.sort not in metrics:
+                metrics.append(args.sort)
+        elif args.sort not in params:
+            params.append(args.sort)
+        entries = _sorted(entries, args.sort, args.agg, args.desc)
     headers = ["run", *params, *(f"{m} ({args.agg})" for m in metrics)]
     rows = [[e.path, *(e.hparams.get(p) for p in params), *(metric_value(e, m, args.agg) for m in metrics)]
             for e in entries]  # fmt: skip
@@ -132,16 +130,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Reversed:
-    """Sorts in the opposite order of the value it wraps."""
+def _sorted(entries: list[RunEntry], by: str, agg: str, descending: bool) -> list[RunEntry]:
+    """Runs ordered by a metric (its ``agg``) or a hyperparameter; runs without it last. Values of mixed
+    types (a number here, text there) are ordered as text."""
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    def value(e: RunEntry) -> Any:
+        number = metric_value(e, by, agg) if by in e.summary else e.hparams.get(by)
+        return None if isinstance(number, float) and math.isnan(number) else number
 
-    def __lt__(self, other: _Reversed) -> bool:
-        return bool(other.value < self.value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Reversed) and bool(self.value == other.value)
-
-    __hash__ = None  # type: ignore[assignment]
+    present = [e for e in entries if value(e) is not None]
+    numeric = all(isinstance(value(e), int | float) for e in present)
+    present.sort(key=lambda e: value(e) if numeric else str(value(e)), reverse=descending)
+    return present + [e for e in entries if value(e) is None]
