@@ -7,6 +7,7 @@ through the CUDA runtime or driver (Triton), ROCm traces without occupancy field
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -220,17 +221,23 @@ def load(path: str | os.PathLike[str]) -> Trace:
     as text). Raises ``TraceError`` for a file that is not a trace; a trace with no events, or with
     unknown categories, loads (the unknown ones are counted)."""
     trace_path = Path(path)
-    kept: list[tuple[str, dict[str, Any], float, float]] = []
-    memory: list[dict[str, Any]] = []
+    # Each event becomes a small Event as it is read (its JSON object is dropped at once), with its
+    # absolute timestamp in ``start`` and its duration in ``end`` until the trace's first instant is known.
+    events: list[Event] = []
+    memory: list[MemoryEvent] = []
     unknown: dict[str, int] = {}
+    shared: dict[str, str] = {}  # one string object per distinct name and thread: they repeat by the million
 
     def keep(raw: Any) -> None:
         if not isinstance(raw, dict) or "ts" not in raw:
             return
-        if raw.get("ph") == "i" and raw.get("name") == "[memory]":
-            memory.append(raw)
+        phase = raw.get("ph")
+        thread = f"{raw.get('pid', '')}:{raw.get('tid', '')}"
+        if phase == "i" and raw.get("name") == "[memory]":
+            with contextlib.suppress(TypeError, ValueError):
+                memory.append(MemoryEvent(float(raw["ts"]), raw.get("args") or {}, shared.setdefault(thread, thread)))
             return
-        if raw.get("ph") != "X":
+        if phase != "X":
             return
         category = str(raw.get("cat", ""))
         kind = CATEGORIES.get(category)
@@ -239,29 +246,24 @@ def load(path: str | os.PathLike[str]) -> Trace:
                 unknown[category] = unknown.get(category, 0) + 1
             return
         try:
-            kept.append((kind, raw, float(raw["ts"]), float(raw.get("dur", 0.0))))
+            ts, dur = float(raw["ts"]), float(raw.get("dur", 0.0))
         except (TypeError, ValueError):
             return
+        name = str(raw.get("name", ""))
+        args = raw.get("args") or {}
+        kept_args = {k: v for k, v in args.items() if k in KEPT_ARGS}
+        events.append(Event(kind, shared.setdefault(name, name), ts, dur, kept_args, shared.setdefault(thread, thread)))
 
     header = _read(trace_path, keep)
     # Offsets from the first event, durations added after: an absolute timestamp (about 1e15 us) has
     # a quarter-microsecond resolution as a float, which a sum with a duration would lose.
-    origin = min((ts for _, _, ts, _ in kept), default=0.0)
-    events = [
-        Event(
-            kind,
-            str(raw.get("name", "")),
-            ts - origin,
-            ts - origin + dur,
-            {k: v for k, v in (raw.get("args") or {}).items() if k in KEPT_ARGS},
-            f"{raw.get('pid', '')}:{raw.get('tid', '')}",
-        )
-        for kind, raw, ts, dur in kept
-    ]
-    allocations = [
-        MemoryEvent(float(raw["ts"]) - origin, raw.get("args") or {}, f"{raw.get('pid', '')}:{raw.get('tid', '')}")
-        for raw in memory
-    ]
+    origin = min((e.start for e in events), default=0.0)
+    for e in events:
+        e.start -= origin
+        e.end = e.start + e.end
+    for m in memory:
+        m.time -= origin
+    allocations = memory
     return Trace(str(trace_path), events, header, unknown, allocations)
 
 
