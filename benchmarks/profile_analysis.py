@@ -9,7 +9,7 @@ names another one).
 
 With ``--synthetic-gb N``, it also writes a synthetic trace of N GB of JSON text (steps of CPU operators,
 runtime calls and kernels), and reports tbscope's time and peak memory analyzing it: a trace that large is
-streamed, never held in memory as text.
+streamed, never held in memory as text, but its events are still Python objects.
 
 Usage: python benchmarks/profile_analysis.py [--trace FILE] [--hta-python PYTHON] [--synthetic-gb N]
 """
@@ -179,9 +179,9 @@ def main() -> None:
                              text=True, check=True)  # fmt: skip
         shutil.rmtree(folder, ignore_errors=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        verdict = "MET" if r["peak_bytes"] < size else "MISSED"
-        print(f"\nsynthetic trace of {size / 1e9:.2f} GB: analyzed in {r['seconds']:.1f}s, {r['steps']} steps, "
-              f"peak memory {r['peak_bytes'] / 1e9:.2f} GB; text never held whole: {verdict}")  # fmt: skip
+        print(f"\nsynthetic trace of {size / 1e9:.2f} GB of text: analyzed in {r['seconds']:.1f}s, {r['steps']} steps; "
+              f"peak memory {r['peak_bytes'] / 1e9:.2f} GB ({r['peak_bytes'] / size:.1f}x the text, which is read a "
+              "megabyte at a time: the rest is the events as Python objects)")  # fmt: skip
 
 
 if __name__ == "__main__":
