@@ -159,12 +159,14 @@ def analyze(trace: Trace) -> Overview:
         key=lambda t: t[0],
     )
     starts = [t[0] for t in categorized]
+    longest = max((t[1] - t[0] for t in categorized), default=0.0)  # how far back an event may start
     steps = []
     for number, start, end in _steps(trace):
         launched = runtime[bisect.bisect_left(runtime_starts, start) : bisect.bisect_left(runtime_starts, end)]
         end = max([end, *(device_by_correlation.get(r.args.get("correlation"), end) for r in launched)])
         intervals: dict[str, list[tuple[float, float]]] = {c: [] for c in PRIORITY}
-        for lo, hi, category, _ in categorized[: bisect.bisect_left(starts, end)]:
+        first = bisect.bisect_left(starts, start - longest)
+        for lo, hi, category, _ in categorized[first : bisect.bisect_left(starts, end)]:
             if hi > start:
                 intervals[category].append((max(lo, start), min(hi, end)))
         breakdown: dict[str, float] = {}
@@ -241,10 +243,19 @@ def _eligible(kernel: str) -> bool:
 def _device_figures(trace: Trace, overview: Overview) -> None:
     """SM efficiency, achieved occupancy and tensor-core use over the kernels in the steps; the peak of
     reserved memory against the device's capacity. Each stays None where the trace lacks its fields."""
-    windows = [(s.start, s.end) for s in overview.steps]
+    windows = sorted((s.start, s.end) for s in overview.steps)
+    window_starts = [a for a, _ in windows]
+    longest = max((b - a for a, b in windows), default=0.0)
+
+    def in_a_step(start: float, end: float) -> bool:
+        """Whether [start, end) overlaps a step: only the steps starting less than a step's length
+        before it need a look."""
+        nearby = windows[bisect.bisect_left(window_starts, start - longest) : bisect.bisect_left(window_starts, end)]
+        return any(b > start for _, b in nearby)
+
     weighted = blocks = occupancy = eligible = tensor_cores = all_kernels = 0.0
     for e in trace.events:
-        if e.kind != "kernel" or not any(e.end > a and e.start < b for a, b in windows):
+        if e.kind != "kernel" or not in_a_step(e.start, e.end):
             continue
         duration = e.end - e.start
         all_kernels += duration

@@ -125,10 +125,14 @@ def distributed(traces: Sequence[Trace]) -> dict[str, Any]:
         compute: list[tuple[float, float]] = []
         comm: list[tuple[float, float]] = []
         busy: list[tuple[float, float]] = []
+        step_starts = [a for a, _ in steps]
         for e in trace.events:
             if e.kind not in ("kernel", "memcpy", "memset"):
                 continue
-            for a, b in steps:
+            # The steps this event overlaps: those starting before it ends (steps are few and ordered).
+            for a, b in steps[
+                max(0, bisect.bisect_left(step_starts, e.start) - 2) : bisect.bisect_left(step_starts, e.end)
+            ]:
                 if e.end > a and e.start < b:
                     clipped = (max(e.start, a), min(e.end, b))
                     busy.append(clipped)
