@@ -286,7 +286,7 @@ def synthetic(tmp_path: Path, events: list[dict[str, Any]]) -> Path:
     return path
 
 
-def test_operators_carry_the_python_frame_that_called_them(tmp_path: Path) -> None:
+def test_operators_carry_the_python_call_stack_that_called_them(tmp_path: Path) -> None:
     from tbscope.profiler.tables import operators
 
     events = [
@@ -296,7 +296,7 @@ def test_operators_carry_the_python_frame_that_called_them(tmp_path: Path) -> No
         {"ph": "X", "cat": "cpu_op", "name": "aten::add", "ts": 70, "dur": 5, "pid": 1, "tid": 1},
     ]
     rows = {r["name"]: r for r in operators(load(synthetic(tmp_path, events)))}
-    assert rows["aten::linear"]["call_stack"] == "model.py(42): forward"
+    assert rows["aten::linear"]["call_stack"] == "model.py(42): forward <- train.py(10): step"
     assert rows["aten::add"]["call_stack"] == "train.py(10): step"
 
 

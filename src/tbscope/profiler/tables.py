@@ -1,7 +1,7 @@
 """Operators and kernels of a trace, as the Profile tab's tables show them.
 
 Operators: calls, host self and total time, device self and total time (the kernels they launched,
-linked through ``External id``), grouped by name or by name and input shapes, with the Python frame
+linked through ``External id``), grouped by name or by name and input shapes, with the Python call stack
 that called them most when the trace has call stacks. Kernels: calls, total,
 mean, min and max time, mean blocks per SM and achieved occupancy where the trace has them, and
 whether the kernel uses tensor cores (told by its name, as NVIDIA's libraries name them).
@@ -14,6 +14,10 @@ from typing import Any
 
 from tbscope.profiler.overview import uses_tensor_cores
 from tbscope.profiler.trace import Trace
+
+
+# Frames of a call stack shown with an operator: enough to find the line in one's own code.
+STACK_DEPTH = 5
 
 
 def operators(trace: Trace, group_by: str = "name") -> list[dict[str, Any]]:
@@ -64,8 +68,9 @@ def operators(trace: Trace, group_by: str = "name") -> list[dict[str, Any]]:
 
 
 def _calling_frames(trace: Trace, ops: list[Any]) -> dict[int, str]:
-    """For each operator, the innermost Python frame it ran in (``with_stack=True`` records them as
-    ``python_function`` events on the operator's thread): ``{id(op): "file.py(42): forward"}``."""
+    """For each operator, the Python call stack it ran in (``with_stack=True`` records frames as
+    ``python_function`` events on the operator's thread), innermost first, ``STACK_DEPTH`` frames at most:
+    ``{id(op): "model.py(42): forward <- train.py(10): step"}``."""
     python = [e for e in trace.events if e.kind == "python"]
     if not python:
         return {}
@@ -81,7 +86,7 @@ def _calling_frames(trace: Trace, ops: list[Any]) -> dict[int, str]:
             stack.pop()
         if is_op:
             if stack:
-                frames[id(event)] = stack[-1].name
+                frames[id(event)] = " <- ".join(frame.name for frame in reversed(stack[-STACK_DEPTH:]))
         else:
             stack.append(event)
     return frames
