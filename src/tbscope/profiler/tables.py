@@ -15,7 +15,6 @@ from typing import Any
 from tbscope.profiler.overview import uses_tensor_cores
 from tbscope.profiler.trace import Trace
 
-
 # Frames of a call stack shown with an operator: enough to find the line in one's own code.
 STACK_DEPTH = 5
 
