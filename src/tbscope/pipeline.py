@@ -302,14 +302,18 @@ def _shutdown(status: str) -> None:
             pipeline.close()
 
 
+def end_status(exc_type: type[BaseException] | None) -> str:
+    """How a run ended, told by the exception that ended it: "finished" (none), "interrupted"
+    (KeyboardInterrupt) or "failed"."""
+    if exc_type is None:
+        return "finished"
+    return "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+
+
 def _at_exit() -> None:
     import sys
 
-    died_of = getattr(sys, "last_type", None)
-    if died_of is None:
-        _shutdown("finished")
-    else:
-        _shutdown("interrupted" if issubclass(died_of, KeyboardInterrupt) else "failed")
+    _shutdown(end_status(getattr(sys, "last_type", None)))
 
 
 _previous_sigterm: Any = signal.SIG_DFL

@@ -31,7 +31,7 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
 
-from tbscope.pipeline import on_exit
+from tbscope.pipeline import end_status, on_exit
 from tbscope.policy import Budget, Cadence
 from tbscope.summaries.hparams import HParamValue, flatten
 from tbscope.writer import Writer
@@ -282,7 +282,7 @@ class Run:
         self.writer = Writer(run_dir, purge_step=purge_step, cadence=cadence, budget=budget, on_flush=self._update)
         self.writer.add_hparams(flat_config, {})
         self._save()
-        on_exit(self._finish_at_exit)
+        on_exit(self.finish)
 
     @property
     def status(self) -> str:
@@ -319,19 +319,13 @@ class Run:
         self._meta["ended"] = _now()
         self._save()
 
-    def _finish_at_exit(self, status: str) -> None:
-        self.finish(status)
-
     def __enter__(self) -> Run:
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is None:
-            self.finish("finished")
-        else:
-            self.finish("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+        self.finish(end_status(exc_type))
 
     def __repr__(self) -> str:
         return f"Run({str(self.dir)!r}, status={self.status!r})"

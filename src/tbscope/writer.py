@@ -21,7 +21,15 @@ import numpy as np
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
 from tbscope import media, snapshot
-from tbscope.pipeline import MAX_ITEMS, LoggingError, Pipeline, install_exit_handlers, on_exit, warn_once
+from tbscope.pipeline import (
+    MAX_ITEMS,
+    LoggingError,
+    Pipeline,
+    end_status,
+    install_exit_handlers,
+    on_exit,
+    warn_once,
+)
 from tbscope.policy import Budget, Cadence
 from tbscope.snapshot import Pending
 from tbscope.summaries import (
@@ -228,7 +236,7 @@ class Writer:
         self._encode_scalar = self._scalars.simple
         self._open()
         install_exit_handlers()
-        on_exit(self._close_at_exit)
+        on_exit(self.close)
         if purge_step is not None:
             self._put_event("", purge_step, None, Event(session_log=SessionLog(status=SessionLog.START)))
 
@@ -1121,19 +1129,13 @@ class Writer:
         self._pipeline = None
         pipeline.close()
 
-    def _close_at_exit(self, status: str) -> None:
-        self.close(status)
-
     def __enter__(self) -> Writer:
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is None:
-            self.close("finished")
-        else:
-            self.close("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+        self.close(end_status(exc_type))
 
 
 def _same_size(images: list[np.ndarray]) -> list[np.ndarray]:
