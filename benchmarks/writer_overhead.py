@@ -44,6 +44,17 @@ def make_writer(tool: str, log_dir: str) -> Any:
     return SummaryWriter(log_dir)
 
 
+def per_call_us(call: Any, calls: int, pause: float) -> float:
+    """Microseconds inside ``call(step)``, averaged over ``calls`` steps ``pause`` seconds apart."""
+    spent = 0.0
+    for step in range(calls):
+        start = time.perf_counter()
+        call(step)
+        spent += time.perf_counter() - start
+        time.sleep(pause)
+    return spent / calls * 1e6
+
+
 def caller_side(tool: str, quick: bool) -> dict[str, float]:
     """Microseconds a call, inside the calls only, with GIL-releasing 'compute' between steps."""
     import torch
@@ -62,24 +73,13 @@ def caller_side(tool: str, quick: bool) -> dict[str, float]:
             spent += time.perf_counter() - start
             time.sleep(0.001)
         results[label] = spent / (steps * len(tags)) * 1e6
-    image = torch.rand(3, 256, 256)
-    calls = 20 if quick else 60
-    spent = 0.0
-    for step in range(calls):
-        start = time.perf_counter()
-        w.add_image("val/sample", image, step)
-        spent += time.perf_counter() - start
-        time.sleep(0.02)
-    results["add_image(3x256x256) us"] = spent / calls * 1e6
-    values = torch.randn(1_000_000)
-    calls = 10 if quick else 30
-    spent = 0.0
-    for step in range(calls):
-        start = time.perf_counter()
-        w.add_histogram("weights", values, step)
-        spent += time.perf_counter() - start
-        time.sleep(0.1)
-    results["add_histogram(1M) us"] = spent / calls * 1e6
+    image, values = torch.rand(3, 256, 256), torch.randn(1_000_000)
+    results["add_image(3x256x256) us"] = per_call_us(
+        lambda step: w.add_image("val/sample", image, step), 20 if quick else 60, pause=0.02
+    )
+    results["add_histogram(1M) us"] = per_call_us(
+        lambda step: w.add_histogram("weights", values, step), 10 if quick else 30, pause=0.1
+    )
     w.close()
     shutil.rmtree(log_dir, ignore_errors=True)
     return results

@@ -119,7 +119,6 @@ class ReadReport:
     path: str
     skipped: int = 0
     first_bad_offset: int | None = None
-    truncated_tail: bool = False
 
     def skip(self, offset: int) -> None:
         self.skipped += 1
@@ -140,7 +139,7 @@ def scan(buf: bytes, base: int = 0, report: ReadReport | None = None) -> tuple[a
     The data checksum is checked first: a record that passes it is good. One that fails is told
     apart by its header: a damaged length means scanning forward for the next valid header, a good
     header means skipping the record. Damage is counted in ``report`` at offsets ``base + pos``; a
-    partial record at the end is only noted there (``truncated_tail``).
+    partial record at the end is not damage: reading stops before it, for the next read to finish.
     """
     rep = report if report is not None else ReadReport("<buffer>")
     starts = array("q")  # compact: a million records take 8 MB, not the 60 MB of a list of ints
@@ -165,8 +164,7 @@ def scan(buf: bytes, base: int = 0, report: ReadReport | None = None) -> tuple[a
                 pos += 1
             continue
         if data_end + FOOTER_SIZE > end:
-            rep.truncated_tail = True
-            break
+            break  # a partial last record: a writer may still be appending it
         rep.skip(base + pos)
         pos = data_end + FOOTER_SIZE
     return starts, lengths, min(pos, end)

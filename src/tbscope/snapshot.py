@@ -49,9 +49,6 @@ class Pending:
         return _tensor_to_numpy(self.host)
 
 
-Snapshot = float | np.ndarray | Pending
-
-
 class BufferPool:
     """Host buffers handed back by the pipeline once encoded, and reused by the next snapshot of the
     same shape: a fresh 40 MB buffer costs some 80 ms of page faults on first touch, a reused one a
