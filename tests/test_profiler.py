@@ -44,6 +44,68 @@ def test_categories_sum_to_each_steps_time_and_steps_are_the_annotations(path: P
         assert sum(step.breakdown_us.values()) == pytest.approx(step.duration_us, rel=1e-3)
 
 
+@pytest.mark.parametrize("path", ALL, ids=[p.name.split(".")[0] for p in ALL])
+def test_steps_partition_time_and_cover_the_device_work_they_launched(path: Path) -> None:
+    """Each step starts where the one before ended, or at its own host start where the host left a gap
+    between two steps, so the steps' durations add up to the span they cover; no device work launched
+    within a step's host window ends after that step."""
+    events = raw_events(path)
+    origin = min(float(e["ts"]) for e in events if e.get("ph") == "X" and "ts" in e and e.get("cat") != "Trace")
+    steps = analyze(load(path)).steps
+    device = ("kernel", "gpu_memcpy", "gpu_memset")
+    device_end = {
+        e["args"]["correlation"]: float(e["ts"]) - origin + float(e.get("dur", 0))
+        for e in events
+        if e.get("cat") in device and "correlation" in e.get("args", {})
+    }
+    hosts = {
+        int(m.group(1)): (float(e["ts"]) - origin, float(e["ts"]) - origin + float(e["dur"]))
+        for e in events
+        if e.get("cat") == "user_annotation" and (m := re.match(r"ProfilerStep#(\d+)$", str(e.get("name", ""))))
+    }
+    gaps = 0.0
+    for before, after in itertools.pairwise(steps):
+        if after.start != before.end:  # only where the host itself paused between two steps
+            assert after.start > before.end and after.start == pytest.approx(hosts[after.step][0])
+            gaps += after.start - before.end
+    span = steps[-1].end - steps[0].start
+    assert sum(s.duration_us for s in steps) + gaps == pytest.approx(span)
+    assert gaps <= 0.01 * span
+    for step in steps:
+        if step.step not in hosts:
+            continue
+        host_start, host_end = hosts[step.step]
+        assert step.end >= host_end - 1e-3
+        launched = [
+            device_end[e["args"]["correlation"]]
+            for e in events
+            if e.get("cat") in ("cuda_runtime", "cuda_driver", "Runtime")
+            and host_start <= float(e["ts"]) - origin < host_end
+            and e.get("args", {}).get("correlation") in device_end
+        ]
+        assert step.end >= max(launched, default=host_end) - 1e-3
+
+
+def test_a_gpu_bound_step_lasts_as_long_as_the_device_takes() -> None:
+    """The H200 trace's host runs ahead of the device: steps last what the device took (16.8 ms a step,
+    16.7 ms measured outside the profiler), not the host start to the end of the step's kernels."""
+    (path,) = [p for p in ALL if p.name.startswith("h200_eager_cnn")]
+    steps = {s.step: s for s in analyze(load(path)).steps}
+    assert steps[3].duration_us == pytest.approx(16_800, rel=0.01)
+    assert steps[4].duration_us == pytest.approx(16_800, rel=0.01)
+    assert steps[3].breakdown_us["kernel"] <= steps[3].duration_us
+
+
+def test_step_times_of_a_lagging_device_are_those_torch_tb_profiler_reported() -> None:
+    """The V100 and A100 traces where the device lags: 95.4 to 95.7 ms and 114 to 117 ms a step."""
+    (v100,) = [p for p in ALL if "v100_rank0" in p.name]
+    (a100,) = [p for p in ALL if "a100_diff_test" in p.name]
+    v100_ms = {s.step: s.duration_us / 1000 for s in analyze(load(v100)).steps}
+    a100_ms = {s.step: s.duration_us / 1000 for s in analyze(load(a100)).steps}
+    assert all(95.3 <= v100_ms[n] <= 95.8 for n in (102, 103, 104, 105))
+    assert all(114 <= a100_ms[n] <= 118 for n in (1010, 1011, 1013, 1014))
+
+
 @pytest.mark.parametrize("path", [p for p in ALL if "gpu" in p.parts], ids=lambda p: p.name.split(".")[0])
 def test_kernel_busy_time_is_the_union_of_the_kernels_in_the_step(path: Path) -> None:
     events = raw_events(path)

@@ -2,8 +2,10 @@
 
 A step's wall time is split into eight categories that sum to it exactly: each instant of the step
 goes to the first of communication, kernel, memcpy, memset, runtime, dataloader and cpu_exec that
-is active then, and to "other" when none is. A step is extended to cover the device work its runtime
-calls launched (kernels run after the host moved on).
+is active then, and to "other" when none is. Steps partition time: a step starts at its
+``ProfilerStep#N`` host start but never before the previous step ended, and ends at the later of its
+host end and the end of the last kernel, memcpy or memset it launched (matched by correlation id), so
+that in a GPU-bound loop, where the host runs ahead, each step covers its own device work once.
 """
 
 from __future__ import annotations
@@ -161,9 +163,17 @@ def analyze(trace: Trace) -> Overview:
     starts = [t[0] for t in categorized]
     longest = max((t[1] - t[0] for t in categorized), default=0.0)  # how far back an event may start
     steps = []
-    for number, start, end in _steps(trace):
-        launched = runtime[bisect.bisect_left(runtime_starts, start) : bisect.bisect_left(runtime_starts, end)]
-        end = max([end, *(device_by_correlation.get(r.args.get("correlation"), end) for r in launched)])
+    previous_end = -float("inf")
+    for number, host_start, host_end in _steps(trace):
+        # Steps partition time (torch-tb-profiler's rule): a step starts at its host start but never before
+        # the previous step ended, and ends once the host and the device work it launched are both done.
+        launched = runtime[
+            bisect.bisect_left(runtime_starts, host_start) : bisect.bisect_left(runtime_starts, host_end)
+        ]
+        start = max(host_start, previous_end)
+        device_end = max((device_by_correlation.get(r.args.get("correlation"), host_end) for r in launched),
+                         default=host_end)  # fmt: skip
+        end = previous_end = max(host_end, device_end, start)
         intervals: dict[str, list[tuple[float, float]]] = {c: [] for c in PRIORITY}
         first = bisect.bisect_left(starts, start - longest)
         for lo, hi, category, _ in categorized[first : bisect.bisect_left(starts, end)]:
