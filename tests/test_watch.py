@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import accumulate
-from tbscope import Cadence, Writer
+from tbscope import Budget, Cadence, Writer
 
 
 def small_model() -> torch.nn.Module:
@@ -110,3 +110,53 @@ def test_steps_the_cadence_skips_log_nothing(tmp_path: Path) -> None:
     steps = [e.step for e in accumulate(tmp_path).Scalars("watch/grad_norm/0.weight")]
     assert steps == [0, 3, 6, 9, 10, 20]
     assert np.all(np.isfinite([e.value for e in accumulate(tmp_path).Scalars("watch/weight_norm/0.bias")]))
+
+
+def wide_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
+
+
+def test_watch_stops_histograms_at_the_runs_byte_budget_with_one_warning_and_norms_go_on(tmp_path: Path) -> None:
+    model = wide_model()
+    budget = Budget(max_run_bytes=50_000)
+    with (
+        pytest.warns(RuntimeWarning, match=r"over its budget of 50,000 \(Budget.max_run_bytes\)") as caught,
+        Writer(tmp_path, budget=budget) as w,
+    ):
+        w.watch(model, cadence=Cadence(every=1, dense_until=0), activations=True)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        data = torch.randn(200, 16, 6, generator=torch.Generator().manual_seed(1))
+        for step in range(200):
+            optimizer.zero_grad()
+            model(data[step]).pow(2).mean().backward()
+            optimizer.step()
+            w.flush()
+    assert sum("over its budget" in str(c.message) for c in caught) == 1
+    acc = accumulate(tmp_path)
+    kept = [len(acc.Histograms(tag)) for tag in acc.Tags()["histograms"]]
+    assert kept and max(kept) < 200
+    assert len(acc.Scalars("watch/grad_norm/0.weight")) == 200  # scalars go on
+    (note,) = acc.Tensors("tbscope/budget")
+    assert b"no longer logged" in note.tensor_proto.string_val[0]
+    # What the run holds past its budget is the scalars that went on, not histograms.
+    assert sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file()) < 3 * 50_000
+
+
+def test_watch_keeps_the_budgets_histograms_per_tag_like_add_histogram(tmp_path: Path) -> None:
+    model = small_model()
+    budget = Budget(max_histograms_per_tag=5)
+    with (
+        pytest.warns(RuntimeWarning, match=r"'watch/weights/\*' has 5 histograms, its budget") as caught,
+        Writer(tmp_path, budget=budget) as w,
+    ):
+        w.watch(model, cadence=Cadence(every=1, dense_until=0), activations=True)
+        train(model, 40)
+        for step in range(40):
+            w.add_histogram("h", np.arange(10.0), step)
+    acc = accumulate(tmp_path)
+    counts = {tag: len(acc.Histograms(tag)) for tag in acc.Tags()["histograms"]}
+    assert set(counts.values()) == {5}
+    assert {"watch/weights/0.weight", "watch/grads/2.bias", "watch/activations/1", "h"} <= counts.keys()
+    assert [e.step for e in acc.Histograms("watch/grads/0.weight")] == [0, 1, 2, 3, 4]
+    assert sum("'watch/weights/*' has 5" in str(c.message) for c in caught) == 1

@@ -7,6 +7,8 @@ drop-in for torch's); ``tbscope.init`` runs get ``Cadence()`` and ``Budget()``.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -70,3 +72,78 @@ class Budget:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"Budget: {name} must be positive or None, got {value}")
+
+
+class Gate:
+    """The one gate every heavy write passes, the writer's methods and ``watch`` alike: a call is dropped
+    when the cadence skips its step, when its tag has had its budget of images or histograms, or once
+    the run's bytes are past ``max_run_bytes``. Nothing is copied or computed for a dropped call.
+
+    ``used_bytes`` says how many bytes the run holds now; ``on_spent(method, step, message)`` is called
+    once, when the run's byte budget is first found spent (the writer warns and notes it in the run).
+
+    Example:
+        >>> gate = Gate(Cadence(every=10, dense_until=0), Budget(max_histograms_per_tag=2), lambda: 0, print)
+        >>> [step for step in range(50) if not gate.skips("add_histogram", "histogram", "w", step)]
+        [0, 10]
+    """
+
+    def __init__(
+        self,
+        cadence: Cadence | None,
+        budget: Budget | None,
+        used_bytes: Callable[[], int],
+        on_spent: Callable[[str, int, str], None],
+    ) -> None:
+        self.cadence, self.budget = cadence, budget
+        self._used_bytes, self._on_spent = used_bytes, on_spent
+        self._kept: dict[str, int] = {}
+        self._spent = False
+
+    def skips(self, method: str, kind: str, tag: str, step: int) -> bool:
+        """Whether a heavy call of ``kind`` ("image", "histogram", "embedding", "audio": the cadence
+        applies; "other": the budget alone) at ``step`` is dropped."""
+        if kind != "other" and self.cadence is not None and not self.cadence.keeps(step):
+            return True
+        return not self.admits(method, kind, tag, step)
+
+    def admits(self, method: str, kind: str, tag: str, step: int) -> bool:
+        """Whether the budget lets one more item of ``kind`` under ``tag`` in; counts it if so. For a
+        caller that keeps a cadence of its own (``watch``)."""
+        budget = self.budget
+        if budget is None:
+            return True
+        cap = {"image": budget.max_images_per_tag, "histogram": budget.max_histograms_per_tag}.get(kind)
+        if cap is not None:
+            seen = self._kept.get(tag, 0)
+            if seen >= cap:
+                if seen == cap:  # the first call past the cap says so, once
+                    self._kept[tag] = seen + 1
+                    warnings.warn(
+                        f"tbscope: {tag!r} has {cap} {kind}s, its budget (Budget.max_{kind}s_per_tag): later ones "
+                        f"are not logged, from step {step} on",
+                        RuntimeWarning,
+                        stacklevel=5,  # at the writer's add_* call
+                    )
+                return False
+            self._kept[tag] = seen + 1
+        return not self._over_bytes(method, step)
+
+    def _over_bytes(self, method: str, step: int) -> bool:
+        limit = self.budget.max_run_bytes if self.budget is not None else None
+        if limit is None:
+            return False
+        if self._spent:
+            return True
+        used = self._used_bytes()
+        if used <= limit:
+            return False
+        self._spent = True
+        self._on_spent(
+            method,
+            step,
+            f"tbscope: the run holds {used:,} bytes, over its budget of {limit:,} (Budget.max_run_bytes): "
+            f"from {method} at step {step} on, images, histograms, embeddings, audio, video, meshes, PR curves "
+            "and raw tensors are no longer logged. Scalars and text go on.",
+        )
+        return True

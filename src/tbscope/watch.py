@@ -154,11 +154,17 @@ class Watch:
                 parts.append(moved / before.clamp_min(1e-12))
                 stats.append("update_ratio")
             self._previous = None
-        kinds: list[str] = []
-        if self.histograms:
-            parts += [torch.stack([device_histogram(w, self.bins) for w in weights]).reshape(-1)]
-            parts += [torch.stack([device_histogram(g, self.bins) for g in grads]).reshape(-1)]
-            kinds += ["weights", "grads"]
+        # Histograms are heavy data: the writer's gate (its budget) decides, as for add_histogram. The
+        # norms are scalars, which go on past any budget.
+        gate = self.writer.gate
+        kinds = [
+            k
+            for k in ("weights", "grads")
+            if self.histograms and gate.admits("watch", "histogram", f"watch/{k}/*", step)
+        ]
+        for kind in kinds:
+            tensors = weights if kind == "weights" else grads
+            parts.append(torch.stack([device_histogram(t, self.bins) for t in tensors]).reshape(-1))
         if not parts:
             return
         packed = array("watch", torch.cat([p.reshape(-1).to(parts[0].device) for p in parts]))
@@ -172,10 +178,15 @@ class Watch:
             if not self.cadence.keeps(self.step) or not torch.is_grad_enabled():
                 return
             tensor = output[0] if isinstance(output, tuple | list) else output
-            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            tag = f"watch/activations/{name}"
+            if (
+                isinstance(tensor, torch.Tensor)
+                and tensor.is_floating_point()
+                and self.writer.gate.admits("watch", "histogram", tag, self.step)
+            ):
                 packed = array("watch", device_histogram(tensor, self.bins))
                 self.writer._put(
-                    "watch", "", self.step, None, histogram_value, (f"watch/activations/{name}", packed),
+                    "watch", "", self.step, None, histogram_value, (tag, packed),
                     isinstance(packed, Pending), 4 * (self.bins + 2),
                 )  # fmt: skip
 

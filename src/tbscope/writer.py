@@ -30,7 +30,7 @@ from tbscope.pipeline import (
     on_exit,
     warn_once,
 )
-from tbscope.policy import Budget, Cadence
+from tbscope.policy import Budget, Cadence, Gate
 from tbscope.snapshot import Pending
 from tbscope.summaries import (
     audio,
@@ -221,10 +221,8 @@ class Writer:
         self._max_pending_bytes = max_pending_bytes
         self.budget = budget
         self.cadence = cadence
-        self._policed = budget is not None or cadence is not None
+        self.gate = Gate(cadence, budget, self._used_bytes, self._budget_spent)
         self._max_side = budget.max_image_side if budget is not None else None
-        self._kept: dict[str, int] = {}
-        self._budget_spent = False
         self._bytes_before = 0
         self._on_flush = on_flush
         self._pipeline: Pipeline | None = None
@@ -249,50 +247,15 @@ class Writer:
         return self._pipeline
 
     def _skips(self, method: str, kind: str, tag: str, step: Any) -> bool:
-        """Whether the cadence or the budget drops this heavy call, decided before any work is done.
+        """Whether the gate (cadence and budget) drops this heavy call, decided before any work is done."""
+        return self.gate.skips(method, kind, tag, step if type(step) is int else snapshot.step(method, step))
 
-        ``kind`` is "image", "histogram", "embedding", "audio" (the cadence applies) or "other".
-        """
-        number = step if type(step) is int else snapshot.step(method, step)
-        if kind != "other" and self.cadence is not None and not self.cadence.keeps(number):
-            return True
-        budget = self.budget
-        if budget is None:
-            return False
-        cap = {"image": budget.max_images_per_tag, "histogram": budget.max_histograms_per_tag}.get(kind)
-        if cap is not None:
-            seen = self._kept.get(tag, 0)
-            if seen >= cap:
-                warn_once(
-                    (str(self.log_dir), "cap", tag),
-                    f"tbscope: {tag!r} has {cap} {kind}s, its budget (Budget.max_{kind}s_per_tag): later ones are "
-                    f"not logged, from step {number} on",
-                )
-                return True
-            self._kept[tag] = seen + 1
-        return self._over_budget(method, number)
+    def _used_bytes(self) -> int:
+        return self._bytes_before + (self._pipeline or self._open()).logged_bytes()
 
-    def _over_budget(self, method: str, step: int) -> bool:
-        """Whether the run's bytes are past ``max_run_bytes``; the first time, say so once, in a
-        warning and in a text note in the run."""
-        limit = self.budget.max_run_bytes if self.budget is not None else None
-        if limit is None:
-            return False
-        if self._budget_spent:
-            return True
-        used = self._bytes_before + (self._pipeline or self._open()).logged_bytes()
-        if used <= limit:
-            return False
-        self._budget_spent = True
-        message = (
-            f"tbscope: {self.log_dir} holds {used:,} bytes, over its budget of {limit:,} "
-            f"(Budget.max_run_bytes): from {method} at step {step} on, images, "
-            "histograms, embeddings, audio, video, meshes, PR curves and raw tensors are no longer logged. "
-            "Scalars and text go on."
-        )
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
+    def _budget_spent(self, method: str, step: int, message: str) -> None:
+        warnings.warn(message, RuntimeWarning, stacklevel=7)  # at the add_* call: through the gate
         self.add_text("tbscope/budget", message, step)
-        return True
 
     def scalar_summary(self) -> dict[str, dict[str, float | int | None]]:
         """Per scalar tag of this run, what has been encoded so far: last, min, max, last_step, count."""
@@ -402,7 +365,7 @@ class Writer:
     def add_tensor(self, tag: str, tensor: Any, global_step: int | None = None, walltime: float | None = None) -> None:
         """Log a raw tensor (no dashboard shows it; readers get the array back)."""
         _check_tag("add_tensor", tag)
-        if self._policed and self._skips("add_tensor", "other", tag, global_step):
+        if self._skips("add_tensor", "other", tag, global_step):
             return
         data = snapshot.array("add_tensor", tensor)
         self._put(
@@ -428,7 +391,7 @@ class Writer:
     ) -> None:
         """Log an image: uint8 (0-255), or float or bool (0-1); layout CHW, HWC, HW or any permutation."""
         _check_tag("add_image", tag)
-        if self._policed and self._skips("add_image", "image", tag, global_step):
+        if self._skips("add_image", "image", tag, global_step):
             return
         data = self._image("add_image", img_tensor, dataformats, batch_method="add_images")
         self._put(
@@ -447,7 +410,7 @@ class Writer:
     ) -> None:
         """Log a batch of images as one grid, 8 a row (layout NCHW, NHWC or any permutation)."""
         _check_tag("add_images", tag)
-        if self._policed and self._skips("add_images", "image", tag, global_step):
+        if self._skips("add_images", "image", tag, global_step):
             return
         data = self._image("add_images", img_tensor, dataformats)
         self._put(
@@ -469,7 +432,7 @@ class Writer:
     ) -> None:
         """Log an image with boxes drawn on it: ``box_tensor`` is (N, 4) pixel ``x1, y1, x2, y2``."""
         _check_tag("add_image_with_boxes", tag)
-        if self._policed and self._skips("add_image_with_boxes", "image", tag, global_step):
+        if self._skips("add_image_with_boxes", "image", tag, global_step):
             return
         data = self._image("add_image_with_boxes", img_tensor, dataformats)
         boxes = snapshot.array("add_image_with_boxes", box_tensor)
@@ -510,7 +473,7 @@ class Writer:
             ...     w.add_image_grid("val/batch", np.random.rand(16, 3, 32, 32), 0, nrow=4, captions=list("abcd" * 4))
         """
         _check_tag("add_image_grid", tag)
-        if self._policed and self._skips("add_image_grid", "image", tag, global_step):
+        if self._skips("add_image_grid", "image", tag, global_step):
             return
         data = snapshot.array("add_image_grid", images)
         layout = media.batch_layout(data.shape, dataformats)
@@ -552,7 +515,7 @@ class Writer:
         are not drawn. Boxes outside the image and unknown class ids are errors.
         """
         _check_tag("add_image_with_detections", tag)
-        if self._policed and self._skips("add_image_with_detections", "image", tag, global_step):
+        if self._skips("add_image_with_detections", "image", tag, global_step):
             return
         method = "add_image_with_detections"
         data = self._image(method, img_tensor, dataformats)
@@ -600,7 +563,7 @@ class Writer:
         """
         method = "add_image_with_mask"
         _check_tag(method, tag)
-        if self._policed and self._skips(method, "image", tag, global_step):
+        if self._skips(method, "image", tag, global_step):
             return
         data = self._image(method, img_tensor, dataformats)
         if not 0.0 <= alpha <= 1.0:
@@ -644,7 +607,7 @@ class Writer:
         """
         method = "add_confusion_matrix"
         _check_tag(method, tag)
-        if self._policed and self._skips(method, "image", tag, global_step):
+        if self._skips(method, "image", tag, global_step):
             return
         if normalize not in (None, "true", "pred"):
             raise ValueError(f"{method}: normalize must be None, 'true' or 'pred', got {normalize!r}")
@@ -676,7 +639,7 @@ class Writer:
         """Log one PR curve per class, ``<tag>/<class name>``, from class ids and (N, K) probabilities."""
         method = "add_pr_curves"
         _check_tag(method, tag)
-        if self._policed and self._skips(method, "other", tag, global_step):
+        if self._skips(method, "other", tag, global_step):
             return
         ids, scores = snapshot.array(method, labels), snapshot.array(method, probabilities)
         if len(scores.shape) != 2 or int(np.prod(ids.shape)) != scores.shape[0] or scores.shape[0] == 0:
@@ -710,7 +673,7 @@ class Writer:
         encoding happens in the background.
         """
         _check_tag("add_figure", tag)
-        if self._policed and self._skips("add_figure", "image", tag, global_step):
+        if self._skips("add_figure", "image", tag, global_step):
             if close:
                 for fig in figure if isinstance(figure, list) else [figure]:
                     close_figure(fig)
@@ -741,7 +704,7 @@ class Writer:
     ) -> None:
         """Log a batch of clips, (N, T, C, H, W) uint8 or float in [0, 1], as an animated GIF."""
         _check_tag("add_video", tag)
-        if self._policed and self._skips("add_video", "image", tag, global_step):
+        if self._skips("add_video", "image", tag, global_step):
             return
         data = snapshot.array("add_video", vid_tensor)
         video.check_shape(tuple(data.shape))
@@ -761,7 +724,7 @@ class Writer:
     ) -> None:
         """Log a sound clip: samples in [-1, 1], shape (L,) or (1, L) mono, or (C, L)."""
         _check_tag("add_audio", tag)
-        if self._policed and self._skips("add_audio", "audio", tag, global_step):
+        if self._skips("add_audio", "audio", tag, global_step):
             return
         data = snapshot.array("add_audio", snd_tensor)
         if len(data.shape) not in (1, 2) or 0 in data.shape:
@@ -789,7 +752,7 @@ class Writer:
         is binned on its device ("tensorflow" or a number of bins): only the bins reach the host.
         """
         _check_tag("add_histogram", tag)
-        if self._policed and self._skips("add_histogram", "histogram", tag, global_step):
+        if self._skips("add_histogram", "histogram", tag, global_step):
             return
         histogram.check_bins(bins)
         if snapshot.is_cuda(values) and (bins == "tensorflow" or type(bins) is int):
@@ -824,7 +787,7 @@ class Writer:
     ) -> None:
         """Log a histogram computed elsewhere: bucket right edges and the count in each bucket."""
         _check_tag("add_histogram_raw", tag)
-        if self._policed and self._skips("add_histogram_raw", "histogram", tag, global_step):
+        if self._skips("add_histogram_raw", "histogram", tag, global_step):
             return
         limits = [float(x) for x in np.asarray(bucket_limits).reshape(-1)]
         counts = [float(x) for x in np.asarray(bucket_counts).reshape(-1)]
@@ -851,7 +814,7 @@ class Writer:
     ) -> None:
         """Log a precision-recall curve of binary ``labels`` against ``predictions`` in [0, 1]."""
         _check_tag("add_pr_curve", tag)
-        if self._policed and self._skips("add_pr_curve", "other", tag, global_step):
+        if self._skips("add_pr_curve", "other", tag, global_step):
             return
         if not 2 <= num_thresholds <= 127:
             raise ValueError(f"add_pr_curve: num_thresholds must be in 2..127, got {num_thresholds}")
@@ -886,7 +849,7 @@ class Writer:
     ) -> None:
         """Log a PR curve from counts per threshold (each of length ``num_thresholds``)."""
         _check_tag("add_pr_curve_raw", tag)
-        if self._policed and self._skips("add_pr_curve_raw", "other", tag, global_step):
+        if self._skips("add_pr_curve_raw", "other", tag, global_step):
             return
         arrays = (true_positive_counts, false_positive_counts, true_negative_counts,
                   false_negative_counts, precision, recall)  # fmt: skip
@@ -928,7 +891,7 @@ class Writer:
     ) -> None:
         """Log a mesh or point cloud: vertices (B, N, 3) float, colors (B, N, 3) uint8, faces (B, F, 3) int."""
         _check_tag("add_mesh", tag)
-        if self._policed and self._skips("add_mesh", "other", tag, global_step):
+        if self._skips("add_mesh", "other", tag, global_step):
             return
         parts = [None if a is None else snapshot.array("add_mesh", a) for a in (vertices, colors, faces)]
         mesh.check_shapes(
@@ -959,7 +922,7 @@ class Writer:
         kept: this embedding is added to it.
         """
         _check_tag("add_embedding", tag)
-        if self._policed and self._skips("add_embedding", "embedding", tag, global_step):
+        if self._skips("add_embedding", "embedding", tag, global_step):
             return
         data = snapshot.array("add_embedding", mat)
         images = None if label_img is None else snapshot.array("add_embedding", label_img)
