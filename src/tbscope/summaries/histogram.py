@@ -150,8 +150,9 @@ def device_bins(values: Any, bins: int | str) -> Any:
     low = torch.where(finite, x, torch.inf).min()
     high = torch.where(finite, x, -torch.inf).max()
     if isinstance(bins, str):
-        edges = torch.as_tensor(tensorflow_edges(), device=x.device)
-        index = torch.bucketize(clean.clamp(edges[0], edges[-1]), edges, right=True) - 1
+        edges = _edges_on(x.device)
+        low_edge, high_edge = tensorflow_edges()[[0, -1]].tolist()  # host numbers: a device scalar could sync
+        index = torch.bucketize(clean.clamp(low_edge, high_edge), edges, right=True) - 1
         count = len(edges) - 1
     else:
         width = (high - low).clamp_min(1e-300)
@@ -163,6 +164,18 @@ def device_bins(values: Any, bins: int | str) -> Any:
         [low, high, finite.sum().double(), clean.sum(), (clean * clean).sum(), (~finite).sum().double()]
     )
     return torch.cat([stats, counts])
+
+
+@cache
+def _edges_on(device: Any) -> Any:
+    """``tensorflow_edges()`` on ``device``, copied there once: from pinned memory and asynchronously,
+    since a copy from pageable memory would synchronize with the device."""
+    import torch
+
+    host = torch.from_numpy(tensorflow_edges())
+    if device.type == "cuda":
+        host = host.pin_memory()  # the host allocator keeps it alive until the copy is done
+    return host.to(device, non_blocking=True)
 
 
 def from_device_bins(
