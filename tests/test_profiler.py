@@ -387,11 +387,39 @@ def test_a_span_is_one_steps_window() -> None:
         span(trace, 7)
 
 
-def test_the_profile_command_caches_its_analysis_beside_the_trace(tmp_path: Path) -> None:
+def test_the_profile_command_caches_its_analysis_in_tbscopes_cache_not_beside_the_trace(tmp_path: Path) -> None:
+    from tbscope.profiler import cache
+
     trace = tmp_path / "run" / "profile" / "cpu_only_rank34.pt.trace.json.gz"
     trace.parent.mkdir(parents=True)
     trace.write_bytes((TRACES / "cpu" / trace.name).read_bytes())
     first = json.loads(tbscope_profile(str(tmp_path), "--json").stdout)
-    beside = trace.with_name(f".{trace.name}.tbscope.json")
-    assert json.loads(beside.read_text())["overview"] == first["traces"][0]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "run",
+        "run/profile",
+        "run/profile/cpu_only_rank34.pt.trace.json.gz",
+    ]
+    assert json.loads(cache.entry(trace).read_text())["overview"] == first["traces"][0]
     assert json.loads(tbscope_profile(str(tmp_path), "--json").stdout) == first
+
+
+def test_a_changed_or_moved_trace_is_analyzed_again(tmp_path: Path) -> None:
+    from tbscope.profiler import cache
+
+    trace = tmp_path / "a" / "w.pt.trace.json.gz"
+    trace.parent.mkdir()
+    trace.write_bytes((TRACES / "cpu" / "cpu_only_rank34.pt.trace.json.gz").read_bytes())
+    computed: list[str] = []
+
+    def analysis() -> str:
+        computed.append("x")
+        return f"analysis {len(computed)}"
+
+    assert cache.cached(trace, "overview", analysis) == "analysis 1"
+    assert cache.cached(trace, "overview", analysis) == "analysis 1"  # unchanged: from the cache
+    trace.write_bytes(trace.read_bytes() + b"\n")  # changed: its size and time differ
+    assert cache.cached(trace, "overview", analysis) == "analysis 2"
+    moved = tmp_path / "b" / trace.name
+    moved.parent.mkdir()
+    trace.rename(moved)
+    assert cache.cached(moved, "overview", analysis) == "analysis 3"

@@ -247,8 +247,8 @@ def test_the_cache_parses_an_unchanged_file_never_again_and_a_grown_one_from_its
     again = tbscope.read_scalars(tmp_path)
     assert len(again) == 150 and again["value"].tolist()[-1] == 2.0
     assert parses == [0, size]  # only the new tail
-    assert list(own_cache.iterdir())
-    for cached in own_cache.iterdir():
+    assert list((own_cache / "scalars").iterdir())
+    for cached in (own_cache / "scalars").iterdir():
         cached.unlink()  # safe to delete
     assert len(tbscope.read_scalars(tmp_path)) == 150 and parses[-1] == 0
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
-from tbscope import record
+from tbscope import cache, record
 from tbscope.summaries import histogram, hparams, image, scalar, text
 
 COLUMNS = ["run", "tag", "step", "wall_time", "value"]
@@ -44,14 +44,8 @@ PROGRESS_AFTER_SECONDS = 1.0
 
 
 def cache_dir() -> Path:
-    """Where parsed files are cached: ``$TBSCOPE_CACHE_DIR``, else the user's cache directory."""
-    configured = os.environ.get("TBSCOPE_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or (
-        Path.home() / "Library" / "Caches" if sys.platform == "darwin" else Path.home() / ".cache"
-    )
-    return Path(base) / "tbscope" / "scalars"
+    """Where parsed event files are cached (see ``tbscope.cache``)."""
+    return cache.directory("scalars")
 
 
 def is_event_file(name: str) -> bool:

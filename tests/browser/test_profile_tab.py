@@ -14,6 +14,7 @@ import pytest
 
 import tbscope
 from conftest import free_port, serve, stop, wait_until
+from tbscope.profiler import cache
 
 TRACE = Path(__file__).resolve().parents[3] / "shared" / "traces" / "gpu" / "v100_rank0_steps101-104.pt.trace.json.gz"
 
@@ -99,8 +100,8 @@ def test_every_view_answers_small_and_is_cached_beside_the_trace(served: Any) ->
     assert get_json(f"{api}/distributed?run={served.run}")["workers"][0]["worker"] == "rank0"
     one_step = get_json(f"{api}/kernels?{query}&step=103")
     assert sum(k["calls"] for k in one_step) < sum(k["calls"] for k in get_json(f"{api}/kernels?{query}"))
-    cached = json.loads((served.root / served.run / "profile" / f".{TRACE.name}.tbscope.json").read_text())
-    assert cached["overview"] == get_json(f"{api}/overview?{query}")
+    (trace,) = (served.root / served.run / "profile").iterdir()  # nothing written beside the trace
+    assert json.loads(cache.entry(trace).read_text())["overview"] == get_json(f"{api}/overview?{query}")
     with pytest.raises(urllib.error.HTTPError) as missing:
         get_json(f"{api}/overview?run=nope&worker=x")
     assert missing.value.code == 404 and json.loads(missing.value.read()) == {"error": "no such run and worker"}

@@ -1,45 +1,47 @@
-"""Analyses cached beside their trace (``.<trace name>.tbscope.json``): a second look, from the Profile tab
-or ``tbscope profile``, even after a restart, is instant. A trace that changed is analyzed again."""
+"""Trace analyses cached in tbscope's cache directory (see ``tbscope.cache``): a second look, from the Profile
+tab or ``tbscope profile``, even after a restart, is instant. Entries are keyed on the trace's resolved path,
+size and modification time, so a trace that changed or moved is analyzed again; nothing is written beside
+the traces, in the user's folders."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
-import stat
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# Bumped whenever an analysis changes what it returns: a file cached by another version is recomputed.
-ANALYSIS_VERSION = 2
+from tbscope.cache import directory
+
+# Bumped whenever an analysis changes what it returns: an entry cached by another version is recomputed.
+ANALYSIS_VERSION = 3
+
+
+def entry(path: Path) -> Path:
+    """Where the analyses of the trace at ``path``, as it is now, are cached."""
+    stat = path.stat()
+    key = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{ANALYSIS_VERSION}"
+    return directory("profile") / f"{hashlib.sha1(key.encode()).hexdigest()}.json"
 
 
 def cached(path: Path, view: str, compute: Callable[[], Any]) -> Any:
-    """The ``view`` analysis of the trace at ``path``: from the file beside it if that is newer than
-    the trace and of this ``ANALYSIS_VERSION``, else ``compute()``, stored there for next time (a
-    read-only folder just goes uncached)."""
-    beside = path.with_name(f".{path.name}.tbscope.json")
+    """The ``view`` analysis of the trace at ``path``: from the cache when the trace has not changed,
+    else ``compute()``, stored for next time (a cache that cannot be written just goes unused)."""
+    target = entry(path)
     stored: dict[str, Any] = {}
-    if beside.exists() and beside.stat().st_mtime >= path.stat().st_mtime:
-        try:
-            stored = json.loads(beside.read_text())
-        except (OSError, ValueError):
-            stored = {}
-    if stored.get("version") != ANALYSIS_VERSION:
-        stored = {"version": ANALYSIS_VERSION}
+    with contextlib.suppress(OSError, ValueError):
+        stored = json.loads(target.read_text())
+    if not isinstance(stored, dict) or stored.get("trace") != str(path.resolve()):
+        stored = {"trace": str(path.resolve())}
     if view not in stored:
         stored[view] = compute()
-        if _writable(path.parent):
-            with contextlib.suppress(OSError):
-                beside.write_text(json.dumps(stored))
+        with contextlib.suppress(OSError):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump(stored, f)
+            os.replace(tmp, target)
     return stored[view]
-
-
-def _writable(folder: Path) -> bool:
-    """Whether ``folder`` is meant to be written: its owner's write bit set (root may write anywhere,
-    but a folder made read-only, like a shared copy of traces, is left as it is) and access granted."""
-    try:
-        return bool(folder.stat().st_mode & stat.S_IWUSR) and os.access(folder, os.W_OK)
-    except OSError:
-        return False

@@ -95,7 +95,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
 
     def _analysis(self, path: Path, view: str, step: str) -> Any:
         """One view of one trace (of one step's span when ``step`` is given), kept in memory and, through
-        ``cache.cached``, beside the trace."""
+        ``cache.cached``, in tbscope's cache directory."""
         from tbscope.profiler import cache, overview, tables, trace, views
 
         key = (str(path), path.stat().st_mtime, view, step)
