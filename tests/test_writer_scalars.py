@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +124,9 @@ def test_nan_and_inf_are_logged_as_is_with_one_warning_per_tag(tmp_path: Path) -
         ("t", np.ones(2), 0, ValueError, r"expected a one-element array, got shape \(2,\)"),
         ("t", 1.0, 1.5, TypeError, r"global_step must be an int, got float 1.5"),
         ("t", 1.0, "3", TypeError, r"global_step must be an int, got str"),
+        ("t", 1.0, 2**63, ValueError, r"add_scalar: global_step must fit in int64 \(an event file's step\)"),
+        ("t", 1.0, 1e30, ValueError, r"add_scalar: global_step must fit in int64"),
+        ("t", 1.0, np.uint64(2**64 - 1), ValueError, r"add_scalar: global_step must fit in int64"),
     ],
 )
 def test_bad_input_is_a_clear_error_and_writes_nothing(
@@ -152,3 +157,87 @@ def test_writer_logs_without_warnings_in_the_common_case(tmp_path: Path) -> None
         warnings.simplefilter("error")
         with Writer(tmp_path) as w:
             w.add_scalar("x", 1.0, 0)
+
+
+def test_every_value_reads_back_with_its_own_wall_time(tmp_path: Path) -> None:
+    before = time.time()
+    with Writer(tmp_path) as w:
+        w.add_scalar("given", 1.0, 0, walltime=1000)
+        w.add_scalar("called", 2.0, 0)
+        w.add_text("note", "hello", 0, walltime=2000.5)
+        w.add_scalar("after_text", 3.0, 0)
+        w.add_scalars("pair", {"a": 1.0}, 0, walltime=3000)
+        w.add_histogram("h", np.arange(5.0), 0, walltime=4000)
+    after = time.time()
+    acc = accumulate(tmp_path)
+    assert acc.Scalars("given")[0].wall_time == 1000.0
+    assert before <= acc.Scalars("called")[0].wall_time <= after
+    assert before <= acc.Scalars("after_text")[0].wall_time <= after
+    assert acc.Tensors("note")[0].wall_time == 2000.5
+    assert acc.Histograms("h")[0].wall_time == 4000.0
+    assert accumulate(tmp_path / "pair_a").Scalars("pair")[0].wall_time == 3000.0
+
+
+@pytest.mark.parametrize("walltime", ["yesterday", datetime.now(), None], ids=["str", "datetime", "none"])
+def test_a_walltime_that_is_no_number_is_refused_at_the_call(tmp_path: Path, walltime: object) -> None:
+    with Writer(tmp_path) as w:
+        if walltime is None:
+            w.add_scalar("t", 1.0, 0, walltime=walltime)
+        else:
+            for call in (
+                lambda: w.add_scalar("t", 1.0, 0, walltime=walltime),
+                lambda: w.add_text("x", "y", 0, walltime=walltime),
+            ):
+                with pytest.raises(TypeError, match=r"walltime must be seconds since the epoch"):
+                    call()
+        w.add_scalar("ok", 1.0, 1)
+    assert [e.step for e in accumulate(tmp_path).Scalars("ok")] == [1]
+
+
+def test_a_value_beyond_float32_reads_back_as_inf_and_stays_out_of_min_and_max(tmp_path: Path) -> None:
+    with pytest.warns(RuntimeWarning, match="'big' is inf"), Writer(tmp_path) as w:
+        w.add_scalar("big", 1.0, 0)
+        w.add_scalar("big", 1e39, 1)
+        w.add_scalar("big", -1e300, 2)
+        w.add_scalar("big", 2.0, 3)
+        summary = w.scalar_summary
+    assert [e.value for e in accumulate(tmp_path).Scalars("big")] == [1.0, math.inf, -math.inf, 2.0]
+    assert summary()["big"] == {"last": 2.0, "min": 1.0, "max": 2.0, "last_step": 3, "count": 4}
+
+
+@pytest.mark.filterwarnings("ignore:tbscope. scalar")
+def test_scalar_events_are_byte_for_byte_what_tensorboards_protos_serialize() -> None:
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    from tbscope.summaries import wire
+    from tbscope.writer import ScalarSummary
+
+    tags = ["a", "train/loss", "x" * 130, "métrique/é"]
+    values = [0.0, -0.0, 1.5, -2.25, 1e-45, 3.4e38, float("nan"), float("inf")]
+    steps = [0, 1, 127, 128, 2**31, -1, -(2**63), 2**63 - 1]
+    for wall_time in (0.0, 1.0, 1_800_000_000.123456):
+        for step in steps:
+            batch = [(tag, value, step, wall_time) for tag in tags for value in values]
+            (got_step, got_time, summary), *rest = ScalarSummary().events(batch)
+            assert not rest and (got_step, got_time) == (step, wall_time)
+            expected = Event(
+                wall_time=wall_time,
+                step=step,
+                summary=Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value, _, _ in batch]),
+            )
+            assert wire.event(wall_time, step, summary) == expected.SerializeToString()
+
+
+def test_a_steps_scalars_share_events_only_when_logged_together(tmp_path: Path) -> None:
+    """Values of one step logged back to back share an event (one header for the step); a value of
+    the same step logged later is an event of its own, with its own wall time."""
+    with Writer(tmp_path) as w:
+        for k in range(20):
+            w.add_scalar(f"m/{k}", float(k), 7)
+        time.sleep(0.01)
+        w.add_scalar("m/late", 1.0, 7)
+    events = [e for e in events_in(tmp_path) if e.summary.value]
+    assert [len(e.summary.value) for e in events][-1] == 1
+    assert sum(len(e.summary.value) for e in events) == 21 and len(events) <= 3
+    assert events[-1].wall_time - events[0].wall_time >= 0.01

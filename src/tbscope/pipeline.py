@@ -30,9 +30,29 @@ from tensorboard.compat.proto.event_pb2 import Event
 
 from tbscope import record
 from tbscope.snapshot import POOL, Pending
+from tbscope.summaries import wire
 
-# (run subdirectory, step, wall time, encode, args, args hold a Pending, bytes held in memory)
+# (run subdirectory, step, wall time, encode, args, args hold a Pending, bytes held in memory).
+# ``encode(*args)`` returns a Summary.Value, a list of them (one event), a serialized Summary entry
+# (bytes, see ``summaries.wire``), an Event, or None. Each item is an event of its own, with its wall time.
 Item = tuple[str, int, float, Callable[..., Any], tuple[Any, ...], bool, int]
+# (tag, value, step, time of the call): a scalar of the writer's own run, a float or a Pending. These
+# plain tuples are no objects the garbage collector tracks: a long queue of them costs no collection.
+Scalar = tuple[str, Any, int, float]
+# The writer's bulk scalar encoder: queued scalars in, ``(step, wall time, serialized Summary)`` out.
+ScalarEncoder = Callable[[list[Scalar]], Iterable[tuple[int, float, bytes]]]
+
+
+def given_time(method: str, walltime: Any) -> float:
+    """``walltime`` as a float; a TypeError naming ``method`` for what is not a number."""
+    try:
+        return float(walltime)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{method}: walltime must be seconds since the epoch, as time.time() gives, got "
+            f"{type(walltime).__name__} {walltime!r}"
+        ) from None
+
 
 # How long the thread sleeps between drains when nobody asks it to hurry.
 _DRAIN_SECONDS = 0.1
@@ -96,9 +116,11 @@ class Pipeline:
         filename_suffix: str,
         flush_secs: float,
         max_pending_bytes: int,
+        encode_scalars: ScalarEncoder,
         on_flush: Callable[[], None] | None = None,
     ):
         self.log_dir = log_dir
+        self.encode_scalars = encode_scalars
         self.on_flush = on_flush
         self.suffix = filename_suffix
         self.flush_secs = flush_secs
@@ -107,8 +129,9 @@ class Pipeline:
         self.lost = 0
         self.dropped = 0
         self._files = {"": open_event_file(log_dir, filename_suffix)}
-        # The writer appends here directly on its hot path (see Writer.add_scalar).
         self.items: collections.deque[Item | threading.Event] = collections.deque()
+        # The writer appends its plain scalars here directly, on its hot path (see Writer.add_scalar).
+        self.scalars: collections.deque[Scalar] = collections.deque()
         # Two counters, each written by one side only, so no lock is needed to bound memory.
         self._enqueued_bytes = 0
         self._consumed_bytes = 0
@@ -177,7 +200,7 @@ class Pipeline:
                         self._fail("could not update the run's metadata", err, lost=0)
             for marker in markers:
                 marker.set()
-            if self._stopping and not self.items:
+            if self._stopping and not self.items and not self.scalars:
                 break
         for out in self._files.values():
             out.close()
@@ -191,26 +214,23 @@ class Pipeline:
         return files + max(0, self._enqueued_bytes - self._consumed_bytes)
 
     def _drain(self) -> list[threading.Event]:
-        """Encode everything queued; returns the flush markers met on the way."""
-        markers: list[threading.Event] = []
-        items = self.items
-        batch: list[Item] = []
-        while items:
-            item = items.popleft()
-            if isinstance(item, threading.Event):
-                self._encode(batch)
-                batch = []
-                markers.append(item)
-            else:
-                batch.append(item)
-        self._encode(batch)
+        """Encode what is queued now; returns the flush markers among it, to be set once it is written.
+        Items are taken before scalars, so a marker's flush covers every scalar logged before it."""
+        take_item, take_scalar = self.items.popleft, self.scalars.popleft
+        batch: list[Any] = [take_item() for _ in range(len(self.items))]
+        scalars = [take_scalar() for _ in range(len(self.scalars))]
+        markers = [item for item in batch if type(item) is not tuple]
+        self._encode([item for item in batch if type(item) is tuple] if markers else batch)
+        if scalars:
+            try:
+                for step, wall_time, summary in self.encode_scalars(scalars):
+                    self._append("", wire.event(wall_time, step, summary))
+            except Exception as err:  # values were checked at the call: this is a bug, counted all the same
+                self._fail("could not log scalars", err, lost=len(scalars))
         return markers
 
     def _encode(self, batch: Iterable[Item]) -> None:
-        """Encode items in order; consecutive values of one run and step share one event."""
-        event: Event | None = None
-        add_value: Any = None
-        event_run, event_step = "", -1
+        """Encode items in order, each an event of its own."""
         consumed = 0
         for run, step, wall_time, encode, args, pending, nbytes in batch:
             consumed += nbytes
@@ -225,27 +245,18 @@ class Pipeline:
                 what = repr(args[0]) if args and isinstance(args[0], str) else encode.__name__
                 self._fail(f"could not log {what} at step {step}", err, lost=1)
                 continue
-            if encoded is None:
-                continue
             if type(encoded) is Event:
                 encoded.step, encoded.wall_time = step, wall_time
-                self._append(run, encoded)
-                continue
-            if step != event_step or run != event_run or event is None:
-                if event is not None:
-                    self._append(event_run, event)
-                event = Event(step=step, wall_time=wall_time)
-                add_value = event.summary.value.append
-                event_run, event_step = run, step
-            if type(encoded) is list:
-                event.summary.value.extend(encoded)
-            else:
-                add_value(encoded)
-        if event is not None:
-            self._append(event_run, event)
+                self._append(run, encoded.SerializeToString())
+            elif encoded is not None:
+                if type(encoded) is list:
+                    summary = b"".join(wire.field_of(value) for value in encoded)
+                else:
+                    summary = encoded if type(encoded) is bytes else wire.field_of(encoded)
+                self._append(run, wire.event(wall_time, step, summary))
         self._consumed_bytes += consumed
 
-    def _append(self, run: str, event: Event) -> None:
+    def _append(self, run: str, event: bytes) -> None:
         out = self._files.get(run)
         if out is None:
             try:
@@ -253,7 +264,7 @@ class Pipeline:
             except OSError as err:
                 self._fail(f"could not create the event file for run {run!r}", err, lost=1)
                 return
-        out.append(event.SerializeToString())
+        out.append(event)
 
     def _write_out(self) -> None:
         for run, out in self._files.items():

@@ -177,16 +177,21 @@ def array(method: str, value: Any) -> np.ndarray | Pending:
 
 
 def step(method: str, value: Any) -> int:
-    """A step as an int; None means 0, as in torch."""
+    """A step as an int; None means 0, as in torch. An event file holds int64 steps: a step outside
+    that range is a ValueError naming ``method``."""
     if value is None:
         return 0
+    number: int | None = None
     try:
-        return operator.index(value)
+        number = operator.index(value)
     except TypeError:
-        pass
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    tensor_cls = tensor_type()
-    if tensor_cls is not None and isinstance(value, tensor_cls) and value.numel() == 1:
-        return int(value.item())
-    raise TypeError(f"{method}: global_step must be an int, got {type(value).__name__} {value!r}")
+        if isinstance(value, float) and value.is_integer():
+            number = int(value)
+        tensor_cls = tensor_type()
+        if tensor_cls is not None and isinstance(value, tensor_cls) and value.numel() == 1:
+            number = int(value.item())
+    if number is None:
+        raise TypeError(f"{method}: global_step must be an int, got {type(value).__name__} {value!r}")
+    if not -(1 << 63) <= number < 1 << 63:
+        raise ValueError(f"{method}: global_step must fit in int64 (an event file's step), got {value!r}")
+    return number

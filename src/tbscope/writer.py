@@ -11,7 +11,7 @@ import socket
 import time
 import urllib.parse
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +25,9 @@ from tbscope.pipeline import (
     MAX_ITEMS,
     LoggingError,
     Pipeline,
+    Scalar,
     end_status,
+    given_time,
     install_exit_handlers,
     on_exit,
     warn_once,
@@ -52,62 +54,117 @@ from tbscope.summaries.figure import render as render_figure
 
 # Bytes a small item (a scalar, a short text) holds in memory, for the pending-memory bound.
 _SCALAR_BYTES = 120
+_STEPS = 1 << 63  # steps are int64 in an event file
+# Scalars of one step logged this close together share an event (see ScalarSummary.events).
+SHARED_EVENT_SECONDS = 1e-3
+_pack_simple = scalar.pack_simple
 _now = time.time
 
 
 class ScalarSummary:
-    """Per run and scalar tag, kept as values are encoded: ``[last, min, max, last_step, count]``.
+    """Per scalar tag of the run, kept as values are encoded: last, min, max, last step and count.
 
     Lives on the pipeline thread: its methods are the scalar encoders. NaN and Inf are logged as
-    they are, with one warning per tag, and left out of min and max.
+    they are, with one warning per tag, and left out of min and max. Values are kept as given and
+    rounded to float32, as a reader sees them, when asked for (rounding keeps their order).
     """
 
     def __init__(self) -> None:
-        self.series: dict[tuple[str, str], list[float]] = {}
+        # tag -> [last, min, max, last_step, count, the tag's simple_head]
+        self.series: dict[str, list[Any]] = {}
+        self._double: set[str] = set()  # tags logged with double_precision: not rounded to float32
+        self._heads: dict[str, bytes] = {}  # of add_scalars' sub-runs, which have no summary
 
-    def _observe(self, run: str, tag: str, value: float, step: int) -> None:
-        stats = self.series.get((run, tag))
-        finite = math.isfinite(value)
-        if not finite:
-            warn_once(
-                ("nonfinite", tag),
-                f"tbscope: scalar {tag!r} is {value}; it is logged as is and TensorBoard plots it as {value}",
-            )
-        if stats is None:
-            self.series[run, tag] = [value, value if finite else math.inf, value if finite else -math.inf, step, 1]
-            return
-        stats[0], stats[3], stats[4] = value, step, stats[4] + 1
-        if finite:
-            if value < stats[1]:
-                stats[1] = value
-            if value > stats[2]:
-                stats[2] = value
+    def _start(self, tag: str) -> list[Any]:
+        stats = self.series[tag] = [math.nan, math.inf, -math.inf, 0, 0, scalar.simple_head(tag)]
+        return stats
 
-    def simple(self, tag: str, value: float, step: int, run: str = "") -> Any:
-        encoded = scalar.simple_value(tag, value)
-        self._observe(run, tag, encoded.simple_value, step)  # float32, as a reader will see it
+    def events(self, batch: list[Scalar]) -> Iterator[tuple[int, float, bytes]]:
+        """Queued scalars of the run, encoded in bulk: ``(step, wall time, serialized Summary)`` per
+        event. Consecutive values of one step whose calls lie ``SHARED_EVENT_SECONDS`` apart at most
+        share one event, stamped with the first one's time: a difference no reader shows. The hot
+        path of every training loop: what a value costs here, every logged scalar costs."""
+        parts: list[bytes] = []
+        add, series = parts.append, self.series
+        event_step, event_time = 0, 0.0
+        for tag, value, step, wall_time in batch:
+            if step != event_step or not 0.0 <= wall_time - event_time <= SHARED_EVENT_SECONDS or not parts:
+                if parts:
+                    yield event_step, event_time, b"".join(parts)
+                    parts.clear()
+                event_step, event_time = step, wall_time
+            if type(value) is not float:
+                value = value.result() if type(value) is Pending else float(value)  # Pending: a CUDA copy
+            stats = series.get(tag) or self._start(tag)
+            try:
+                add(stats[5] + _pack_simple(value))
+            except OverflowError:
+                encoded, value = scalar.simple_value_field(stats[5], value)
+                add(encoded)
+            stats[0] = value
+            stats[3] = step
+            stats[4] += 1
+            if value - value == 0.0:  # finite: NaN and Inf stay out of min and max
+                if value < stats[1]:
+                    stats[1] = value
+                if value > stats[2]:
+                    stats[2] = value
+            else:
+                self._nonfinite(tag, value)
+        if parts:
+            yield event_step, event_time, b"".join(parts)
+
+    def simple(self, tag: str, value: float, step: int) -> bytes:
+        """One ``simple_value`` of the run as its serialized summary entry (see ``events``)."""
+        return next(self.events([(tag, value, step, 0.0)]))[2]
+
+    def in_sub_run(self, tag: str, value: float) -> bytes:
+        """A ``simple_value`` of another run than the writer's own (``add_scalars``, ``add_hparams``)."""
+        head = self._heads.get(tag) or self._heads.setdefault(tag, scalar.simple_head(tag))
+        encoded, value = scalar.simple_value_field(head, value)
+        if value - value != 0.0:
+            self._nonfinite(tag, value)
         return encoded
 
     def tensor(self, tag: str, value: float, step: int, double_precision: bool) -> Any:
         encoded = scalar.tensor_value(tag, value, double_precision)
         stored = encoded.tensor.double_val[0] if double_precision else encoded.tensor.float_val[0]
-        self._observe("", tag, stored, step)
+        stats = self.series.get(tag) or self._start(tag)
+        if double_precision:
+            self._double.add(tag)
+        stats[0], stats[3], stats[4] = stored, step, stats[4] + 1
+        if math.isfinite(stored):
+            stats[1], stats[2] = min(stats[1], stored), max(stats[2], stored)
+        else:
+            self._nonfinite(tag, stored)
         return encoded
 
+    @staticmethod
+    def _nonfinite(tag: str, value: float) -> None:
+        warn_once(
+            ("nonfinite", tag),
+            f"tbscope: scalar {tag!r} is {value}; it is logged as is and TensorBoard plots it as {value}",
+        )
+
     def as_dict(self) -> dict[str, dict[str, float | int | None]]:
-        """The run's own tags (not ``add_scalars`` sub-runs) as ``{tag: {last, min, max, last_step,
-        count}}``; min and max are None when no value was finite."""
-        return {
-            tag: {
-                "last": last,
-                "min": low if math.isfinite(low) else None,
-                "max": high if math.isfinite(high) else None,
+        """The run's own tags as ``{tag: {last, min, max, last_step, count}}``, as a reader sees them;
+        min and max are None when no value was finite."""
+        summary: dict[str, dict[str, float | int | None]] = {}
+        for tag, (last, low, high, step, count, _) in list(self.series.items()):
+            read = float if tag in self._double else _float32
+            summary[tag] = {
+                "last": read(last),
+                "min": read(low) if math.isfinite(low) else None,
+                "max": read(high) if math.isfinite(high) else None,
                 "last_step": int(step),
                 "count": int(count),
             }
-            for (run, tag), (last, low, high, step, count) in list(self.series.items())
-            if not run
-        }
+        return summary
+
+
+def _float32(value: float) -> float:
+    """``value`` as a reader of a float32 field sees it."""
+    return float(np.float32(value)) if math.isfinite(value) else value
 
 
 def _histogram(
@@ -231,7 +288,6 @@ class Writer:
         self._watches: list[Any] = []
         self._tensor_type = snapshot.tensor_type()  # for add_scalar's fast path; None without torch
         self._scalars = ScalarSummary()
-        self._encode_scalar = self._scalars.simple
         self._open()
         install_exit_handlers()
         on_exit(self.close)
@@ -243,7 +299,9 @@ class Writer:
     def _open(self) -> Pipeline:
         if self.budget is not None and self.budget.max_run_bytes is not None and self.log_dir.is_dir():
             self._bytes_before = sum(p.stat().st_size for p in self.log_dir.rglob("*") if p.is_file())
-        self._pipeline = Pipeline(self.log_dir, self._suffix, self._flush_secs, self._max_pending_bytes, self._on_flush)
+        self._pipeline = Pipeline(
+            self.log_dir, self._suffix, self._flush_secs, self._max_pending_bytes, self._scalars.events, self._on_flush
+        )
         return self._pipeline
 
     def _skips(self, method: str, kind: str, tag: str, step: Any) -> bool:
@@ -279,8 +337,8 @@ class Writer:
         pipeline.put(
             (
                 run,
-                step if type(step) is int else snapshot.step(method, step),
-                time.time() if walltime is None else walltime,
+                step if type(step) is int and -_STEPS <= step < _STEPS else snapshot.step(method, step),
+                time.time() if walltime is None else given_time(method, walltime),
                 encode,
                 args,
                 pending,
@@ -326,22 +384,22 @@ class Writer:
         else:
             value = snapshot.scalar("add_scalar", scalar_value)
             pending = type(value) is Pending
-        if type(global_step) is not int:
+        if type(global_step) is not int or not -_STEPS <= global_step < _STEPS:
             global_step = snapshot.step("add_scalar", global_step)
+        # The hot path of every training loop: append straight to the scalar queue when nothing is
+        # unusual, else take the general path (reopen, strict errors, the memory bound).
+        pipeline = self._pipeline
+        if not (new_style or double_precision or walltime is not None) and pipeline is not None:
+            scalars = pipeline.scalars
+            if pipeline.error is None and len(scalars) < MAX_ITEMS:
+                scalars.append((tag, value, global_step, _now()))
+                return
         if new_style or double_precision:
             encode: Any = self._scalars.tensor
             args: tuple[Any, ...] = (tag, value, global_step, double_precision)
         else:
-            encode, args = self._encode_scalar, (tag, value, global_step)
-        # The hot path of every training loop: append straight to the queue when nothing is
-        # unusual, else take the general path (reopen, strict errors, the memory bound).
-        pipeline = self._pipeline
-        if pipeline is not None and pipeline.error is None:
-            items = pipeline.items
-            if len(items) < MAX_ITEMS:
-                items.append(("", global_step, _now() if walltime is None else walltime, encode, args, pending, 0))
-                return
-        self._put("add_scalar", "", global_step, walltime, encode, args, pending, 0)
+            encode, args = self._scalars.simple, (tag, value, global_step)
+        self._put("add_scalar", "", global_step, walltime, encode, args, pending, _SCALAR_BYTES)
 
     def add_scalars(
         self,
@@ -352,14 +410,14 @@ class Writer:
     ) -> None:
         """Log several numbers in one chart: each key becomes a sub-run ``<main_tag>_<key>`` (torch's layout)."""
         _check_tag("add_scalars", main_tag)
-        walltime = time.time() if walltime is None else walltime
+        walltime = time.time() if walltime is None else given_time("add_scalars", walltime)
         step = snapshot.step("add_scalars", global_step)
         for key, raw in tag_scalar_dict.items():
             value = snapshot.scalar("add_scalars", raw)
             run = f"{main_tag.replace('/', '_')}_{key}"
             self._put(
-                "add_scalars", run, step, walltime, self._scalars.simple,
-                (main_tag, value, step, run), type(value) is Pending, _SCALAR_BYTES,
+                "add_scalars", run, step, walltime, self._scalars.in_sub_run,
+                (main_tag, value), type(value) is Pending, _SCALAR_BYTES,
             )  # fmt: skip
 
     def add_tensor(self, tag: str, tensor: Any, global_step: int | None = None, walltime: float | None = None) -> None:
@@ -1066,10 +1124,10 @@ class Writer:
         step = snapshot.step("add_hparams", global_step)
         for key, raw in metric_dict.items():
             value = snapshot.scalar("add_hparams", raw)
-            self._put(
-                "add_hparams", run, step, None, self._scalars.simple, (key, value, step, run),
-                type(value) is Pending, _SCALAR_BYTES,
-            )  # fmt: skip
+            encode, args = (
+                (self._scalars.in_sub_run, (key, value)) if run else (self._scalars.simple, (key, value, step))
+            )
+            self._put("add_hparams", run, step, None, encode, args, type(value) is Pending, _SCALAR_BYTES)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@ and back again, one value at a time or, for plain ``simple_value`` events, a who
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,12 +14,36 @@ from tensorboard.compat.proto.tensor_pb2 import TensorProto
 from tensorboard.plugins.scalar import metadata
 from tensorboard.util import tensor_util
 
+from tbscope.summaries import wire
+
 _METADATA = metadata.create_summary_metadata(display_name="", description="")
 
 
 def simple_value(tag: str, value: float) -> Summary.Value:
     """A float32 scalar in the classic ``simple_value`` field, the most compact encoding."""
     return Summary.Value(tag=tag, simple_value=value)
+
+
+# The four bytes after a tag's ``simple_head``: ``simple_head(tag) + pack_simple(value)`` is the value's
+# entry in a serialized Summary. Raises OverflowError for a value beyond float32 (see ``simple_value_field``).
+pack_simple = struct.Struct("<f").pack
+
+
+def simple_head(tag: str) -> bytes:
+    """What every ``simple_value_field`` of ``tag`` starts with: computed once per tag by the caller."""
+    encoded = tag.encode()
+    tag_field = b"\x0a" + wire.varint(len(encoded)) + encoded
+    return b"\x0a" + wire.varint(len(tag_field) + 5) + tag_field + b"\x15"
+
+
+def simple_value_field(head: bytes, value: float) -> tuple[bytes, float]:
+    """``simple_value(tag, value)`` as its entry in a serialized ``Summary`` (see ``wire``), from the
+    tag's ``simple_head``; and the value as a reader will see it (float32: too large a value is Inf)."""
+    try:
+        return head + pack_simple(value), value
+    except OverflowError:
+        value = math.copysign(math.inf, value)
+        return head + pack_simple(value), value
 
 
 def tensor_value(tag: str, value: float, double_precision: bool = False) -> Summary.Value:
