@@ -56,6 +56,63 @@ def session_infos(log_dir: Path) -> tuple[object, object]:
     return start, end
 
 
+def hparams_table(logdir: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """What TensorBoard's HParams dashboard shows for ``logdir``, from the plugin's own handlers
+    (``get_experiment`` and ``list_session_groups``, behind its HTTP routes): ``{session: {"hparams":
+    {name: value}, "metrics": {tag: value}}}``, and the experiment's hparam and metric columns under
+    the key ``""``."""
+    import json
+
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import hparams_plugin
+    from werkzeug.test import Client
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(size_guidance=ALL)
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    context = base_plugin.TBContext(
+        logdir=str(logdir),
+        multiplexer=multiplexer,
+        data_provider=data_provider.MultiplexerDataProvider(multiplexer, str(logdir)),
+        plugin_name_to_instance={},
+    )
+    apps = hparams_plugin.HParamsPlugin(context).get_plugin_apps()
+
+    def post(route: str, body: dict[str, Any]) -> Any:
+        response = Client(apps[route]).post(route, data=json.dumps(body), content_type="application/json")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return json.loads(response.get_data(as_text=True))
+
+    experiment = post("/experiment", {"experimentName": ""})
+    metric_names = [m["name"] for m in experiment.get("metricInfos", [])]
+    request = {
+        "startIndex": 0,
+        "sliceSize": 1000,
+        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+        "colParams": [{"hparam": h["name"]} for h in experiment.get("hparamInfos", [])]
+        + [{"metric": name} for name in metric_names],
+    }
+    table: dict[str, dict[str, dict[str, Any]]] = {
+        "": {
+            "hparams": {h["name"]: h.get("type") for h in experiment.get("hparamInfos", [])},
+            "metrics": {f"{m['group']}/{m['tag']}" if m.get("group") else m["tag"]: None for m in metric_names},
+        }
+    }
+    for group in post("/session_groups", request).get("sessionGroups", []):
+        for session in group["sessions"]:
+            table[session["name"]] = {
+                "hparams": dict(group.get("hparams", {})),
+                "metrics": {
+                    (f"{m['name']['group']}/{m['name']['tag']}" if m["name"].get("group") else m["name"]["tag"]): m[
+                        "value"
+                    ]
+                    for m in session.get("metricValues", [])
+                },
+            }
+    return table
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

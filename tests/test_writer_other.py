@@ -17,7 +17,7 @@ from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.util import tensor_util
 
-from conftest import accumulate, session_infos
+from conftest import accumulate, hparams_table, session_infos
 from tbscope import GraphError, Writer
 
 
@@ -88,6 +88,46 @@ def test_hparams_go_into_the_run_itself_flattened_with_types_kept(tmp_path: Path
     assert "resume" not in hp
     assert end.status == api_pb2.STATUS_SUCCESS  # type: ignore[attr-defined]
     assert [e.value for e in accumulate(tmp_path).Scalars("val/acc")] == pytest.approx([0.5, 0.9])
+
+
+@pytest.mark.parametrize("layout", ["writer at the logdir", "writer below it", "one writer per trial"])
+def test_hparams_logged_in_a_loop_show_one_row_per_trial_with_its_own_metrics(tmp_path: Path, layout: str) -> None:
+    """torch's own add_hparams example: five trials from one writer, read by the HParams plugin's handlers."""
+    trials = [({"lr": 0.1 * i, "bsize": i}, {"hparam/accuracy": 10.0 * i, "hparam/loss": -1.0 * i}) for i in range(5)]
+    if layout == "one writer per trial":
+        for i, (hparam_dict, metric_dict) in enumerate(trials):
+            with Writer(tmp_path / f"trial{i}") as w:
+                w.add_hparams(hparam_dict, metric_dict)
+    else:
+        with Writer(tmp_path if layout == "writer at the logdir" else tmp_path / "run1") as w:
+            for hparam_dict, metric_dict in trials:
+                w.add_hparams(hparam_dict, metric_dict)
+    table = hparams_table(tmp_path)
+    rows = {
+        (round(row["hparams"]["lr"], 6), row["hparams"]["bsize"]): row["metrics"] for name, row in table.items() if name
+    }
+    assert rows == {
+        (round(0.1 * i, 6), float(i)): {"hparam/accuracy": 10.0 * i, "hparam/loss": -1.0 * i} for i in range(5)
+    }
+
+
+def test_hparams_called_again_with_the_same_values_update_one_session(tmp_path: Path) -> None:
+    with Writer(tmp_path / "run") as w:
+        w.add_hparams({"lr": 0.1}, {"hparam/accuracy": 0.5})
+        w.add_hparams({"lr": 0.1}, {"hparam/accuracy": 0.9}, global_step=1)
+    table = hparams_table(tmp_path)
+    assert [name for name in table if name] == ["run"]
+    assert table["run"]["metrics"] == {"hparam/accuracy": pytest.approx(0.9)}
+
+
+@pytest.mark.parametrize(("run_name", "key"), [("../outside", "/../../x"), ("/tmp/elsewhere", "a/../../b")])
+def test_sub_run_names_that_leave_the_log_dir_are_refused(tmp_path: Path, run_name: str, key: str) -> None:
+    with Writer(tmp_path / "run") as w:
+        with pytest.raises(ValueError, match=r"add_hparams: run_name .* would write outside log_dir"):
+            w.add_hparams({"lr": 0.1}, {"m": 1.0}, run_name=run_name)
+        with pytest.raises(ValueError, match=r"add_scalars: key .* would write outside log_dir"):
+            w.add_scalars("loss", {key: 1.0}, 0)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_dir()) == ["run"]
 
 
 def test_hparams_status_is_failure_when_the_writer_closes_on_an_exception(tmp_path: Path) -> None:

@@ -191,6 +191,14 @@ def _nbytes(data: Any) -> int:
     return int(data.host.nbytes if isinstance(data, Pending) else getattr(data, "nbytes", _SCALAR_BYTES))
 
 
+def _sub_run(method: str, what: str, name: str) -> str:
+    """``name`` as a sub-run of the log_dir; a ValueError for one that would leave it."""
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or ".." in parts or "\\" in name:
+        raise ValueError(f"{method}: {what} {name!r} would write outside log_dir; use a plain relative name")
+    return name
+
+
 def _check_tag(method: str, tag: Any) -> None:
     if type(tag) is not str:
         raise TypeError(f"{method}: tag must be a str, got {type(tag).__name__} {tag!r}")
@@ -283,7 +291,7 @@ class Writer:
         self._bytes_before = 0
         self._on_flush = on_flush
         self._pipeline: Pipeline | None = None
-        self._hparams_runs: set[str] = set()
+        self._hparams_runs: dict[str, tuple[Any, ...]] = {}  # session run -> its hyperparameters
         self._layout: dict[str, dict[str, Sequence[Any]]] = {}
         self._watches: list[Any] = []
         self._tensor_type = snapshot.tensor_type()  # for add_scalar's fast path; None without torch
@@ -414,7 +422,7 @@ class Writer:
         step = snapshot.step("add_scalars", global_step)
         for key, raw in tag_scalar_dict.items():
             value = snapshot.scalar("add_scalars", raw)
-            run = f"{main_tag.replace('/', '_')}_{key}"
+            run = _sub_run("add_scalars", "key", f"{main_tag.replace('/', '_')}_{key}")
             self._put(
                 "add_scalars", run, step, walltime, self._scalars.in_sub_run,
                 (main_tag, value), type(value) is Pending, _SCALAR_BYTES,
@@ -1104,9 +1112,11 @@ class Writer:
     ) -> None:
         """Record this run's hyperparameters and metrics for the HParams dashboard.
 
-        Unlike torch, they go into this run's own event file (``run_name`` names a sub-run
-        instead), nested dicts are flattened with "/", bools stay bools, lists and other values
-        are shown as text and None is left out. The metrics are logged as scalars at
+        Unlike torch, the first call goes into this run's own event file, so that the metrics the
+        run logs as it trains show beside its hyperparameters; a later call with other
+        hyperparameters (torch's loop over trials) is a session of its own in a sub-run named as
+        torch names it, and ``run_name`` names one. Nested dicts are flattened with "/", bools stay
+        bools, lists and other values are shown as text and None is left out. The metrics are logged as scalars at
         ``global_step`` and may be logged again later: the dashboard shows their last value. The
         session's status is recorded when the writer closes: a failure if it is closed by an
         exception (or the process dies of one or of SIGTERM), a success otherwise. ``hparam_domain_discrete`` is
@@ -1114,13 +1124,20 @@ class Writer:
         """
         if not isinstance(hparam_dict, Mapping) or not isinstance(metric_dict, Mapping):
             raise TypeError("add_hparams: hparam_dict and metric_dict must be dicts")
-        run = run_name or ""
         flat = hparams.flatten(hparam_dict)
-        self._put(
-            "add_hparams", run, 0, None, hparams.session_start_value, (flat, time.time()),
-            False, _SCALAR_BYTES * (1 + len(flat)),
-        )  # fmt: skip
-        self._hparams_runs.add(run)
+        trial = tuple(sorted(flat.items(), key=lambda item: item[0]))
+        if run_name:
+            run = _sub_run("add_hparams", "run_name", run_name)
+        elif self._hparams_runs.get("", trial) == trial:
+            run = ""  # the run's own session
+        else:  # another trial logged from this writer (torch's loop): a session of its own, as torch names it
+            run = next((r for r, t in self._hparams_runs.items() if t == trial and r), None) or str(time.time())
+        if self._hparams_runs.get(run) != trial:
+            self._put(
+                "add_hparams", run, 0, None, hparams.session_start_value, (flat, time.time()),
+                False, _SCALAR_BYTES * (1 + len(flat)),
+            )  # fmt: skip
+            self._hparams_runs[run] = trial
         step = snapshot.step("add_hparams", global_step)
         for key, raw in metric_dict.items():
             value = snapshot.scalar("add_hparams", raw)
