@@ -84,8 +84,6 @@ def test_image_logged_is_the_one_at_call_time(tmp_path: Path) -> None:
         (lambda w: w.add_image("i", "not an image"), TypeError, r"add_image: expected"),
         (lambda w: w.add_image_with_boxes("i", np.zeros((3, 8, 8)), np.zeros((2, 3))), ValueError,
          r"box_tensor must have shape \(N, 4\), got \(2, 3\)"),
-        (lambda w: w.add_image_with_boxes("i", np.zeros((3, 8, 8)), np.zeros((2, 4)), labels=["a"]),
-         ValueError, r"got 1 labels for 2 boxes"),
         (lambda w: w.add_video("v", np.zeros((2, 3, 8, 8))), ValueError, r"expected shape \(N, T, C, H, W\)"),
         (lambda w: w.add_audio("a", np.zeros((1, 2, 3))), ValueError, r"expected shape \(L,\) or \(C, L\)"),
         (lambda w: w.add_histogram("h", np.zeros(0)), ValueError, r"values is empty"),
@@ -113,6 +111,22 @@ def test_boxes_are_drawn_where_they_are(tmp_path: Path) -> None:
     assert tuple(img[21, 12]) == (0, 0, 0)  # inside, below the label
     scaled = decoded(tmp_path, "scaled")
     assert scaled.shape == (32, 32, 3) and tuple(scaled[6, 12]) == (255, 0, 0)
+
+
+def test_box_labels_are_taken_as_torch_takes_them(tmp_path: Path) -> None:
+    """A single string is one label; a label count that does not match the boxes draws the boxes
+    without labels, with one warning."""
+    image, boxes = np.zeros((3, 32, 32)), np.array([[4, 6, 20, 24], [2, 2, 8, 8]])
+    with Writer(tmp_path) as w:
+        w.add_image_with_boxes("list", image, boxes[:1], 0, labels=["cat"])
+        w.add_image_with_boxes("string", image, boxes[:1], 0, labels="cat")
+        w.add_image_with_boxes("plain", image, boxes[:1], 0)
+        w.add_image_with_boxes("none", image, boxes, 0)
+        with pytest.warns(RuntimeWarning, match=r"'mismatch' got 1 labels for 2 boxes; the boxes are drawn without"):
+            w.add_image_with_boxes("mismatch", image, boxes, 0, labels=["cat"])
+    assert np.array_equal(decoded(tmp_path, "string"), decoded(tmp_path, "list"))
+    assert np.array_equal(decoded(tmp_path, "mismatch"), decoded(tmp_path, "none"))
+    assert not np.array_equal(decoded(tmp_path, "list"), decoded(tmp_path, "plain"))  # the label is drawn
 
 
 def test_figure_is_rendered_headless_and_closed(tmp_path: Path) -> None:

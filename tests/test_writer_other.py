@@ -56,12 +56,18 @@ def test_pr_curve_counts_match_an_independent_computation(tmp_path: Path) -> Non
 def test_pr_curve_raw_and_its_errors(tmp_path: Path) -> None:
     with Writer(tmp_path) as w:
         w.add_pr_curve_raw("raw", [3, 1], [2, 0], [0, 2], [0, 2], [0.6, 1.0], [1.0, 0.33], 0, num_thresholds=2)
-        with pytest.raises(ValueError, match="num_thresholds=3 elements, got shape \\(2,\\)"):
-            w.add_pr_curve_raw("bad", [3, 1], [2, 0], [0, 2], [0, 2], [0.6, 1.0], [1.0, 0.3], 0, num_thresholds=3)
+        with pytest.warns(RuntimeWarning, match=r"'short' has arrays of 2 thresholds, not num_thresholds=127"):
+            w.add_pr_curve_raw("short", [3, 1], [2, 0], [0, 2], [0, 2], [0.6, 1.0], [1.0, 0.3], 0)
+        with pytest.raises(ValueError, match=r"must have one, non-zero number of elements, got \(2,\), \(3,\)"):
+            w.add_pr_curve_raw("bad", [3, 1], [2, 0, 1], [0, 2], [0, 2], [0.6, 1.0], [1.0, 0.3], 0)
         with pytest.raises(ValueError, match="same, non-zero number of elements"):
             w.add_pr_curve("bad", [1, 0, 1], [0.5, 0.2], 0)
-    data = tensor_util.make_ndarray(accumulate(tmp_path).Tensors("raw")[0].tensor_proto)
+    acc = accumulate(tmp_path)
+    data = tensor_util.make_ndarray(acc.Tensors("raw")[0].tensor_proto)
     assert data[:, 0].tolist() == pytest.approx([3, 2, 0, 0, 0.6, 1.0])
+    short = tensor_util.make_ndarray(acc.Tensors("short")[0].tensor_proto)
+    assert short.shape == (6, 2)
+    assert pr_metadata.parse_plugin_metadata(acc.SummaryMetadata("short").plugin_data.content).num_thresholds == 2
 
 
 def test_hparams_go_into_the_run_itself_flattened_with_types_kept(tmp_path: Path) -> None:

@@ -504,10 +504,15 @@ class Writer:
         boxes = snapshot.array("add_image_with_boxes", box_tensor)
         if len(boxes.shape) != 2 or boxes.shape[1] != 4:
             raise ValueError(f"add_image_with_boxes: box_tensor must have shape (N, 4), got {tuple(boxes.shape)}")
+        if isinstance(labels, str):
+            labels = [labels]  # one label, as torch takes it
         if labels is not None and len(labels) != boxes.shape[0]:
-            raise ValueError(
-                f"add_image_with_boxes: got {len(labels)} labels for {boxes.shape[0]} boxes; give one per box"
+            warn_once(
+                ("boxes-labels", tag),
+                f"add_image_with_boxes: {tag!r} got {len(labels)} labels for {boxes.shape[0]} boxes; the boxes "
+                "are drawn without labels (as torch does): give one label per box",
             )
+            labels = None
         self._put(
             "add_image_with_boxes", "", global_step, walltime, image.image_value,
             (tag, data, dataformats, boxes, None if labels is None else list(labels), float(rescale), self._max_side),
@@ -913,18 +918,28 @@ class Writer:
         weights: Any = None,
         walltime: float | None = None,
     ) -> None:
-        """Log a PR curve from counts per threshold (each of length ``num_thresholds``)."""
+        """Log a PR curve from counts per threshold (each of length ``num_thresholds``; arrays of
+        another, common length are taken as they are, with one warning, as torch takes them)."""
         _check_tag("add_pr_curve_raw", tag)
         if self._skips("add_pr_curve_raw", "other", tag, global_step):
             return
         arrays = (true_positive_counts, false_positive_counts, true_negative_counts,
                   false_negative_counts, precision, recall)  # fmt: skip
         parts = [snapshot.array("add_pr_curve_raw", a) for a in arrays]
-        bad = [tuple(p.shape) for p in parts if int(np.prod(p.shape)) != num_thresholds]
-        if bad:
+        sizes = {int(np.prod(p.shape)) for p in parts}
+        if len(sizes) != 1 or 0 in sizes:
+            shapes = ", ".join(str(tuple(p.shape)) for p in parts)
             raise ValueError(
-                f"add_pr_curve_raw: every array must have num_thresholds={num_thresholds} elements, got shape {bad[0]}"
+                f"add_pr_curve_raw: the six arrays must have one, non-zero number of elements, got {shapes}"
             )
+        (size,) = sizes
+        if size != num_thresholds:
+            warn_once(
+                ("pr-thresholds", tag),
+                f"add_pr_curve_raw: {tag!r} has arrays of {size} thresholds, not num_thresholds={num_thresholds}; "
+                f"it is logged with {size} (as torch does)",
+            )
+            num_thresholds = size
         self._put(
             "add_pr_curve_raw", "", global_step, walltime, pr_curve.pr_curve_raw_value,
             (tag, *parts, num_thresholds), any(isinstance(p, Pending) for p in parts),
