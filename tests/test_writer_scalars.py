@@ -118,7 +118,8 @@ def test_nan_and_inf_are_logged_as_is_with_one_warning_per_tag(tmp_path: Path) -
     [
         (5, 1.0, 0, TypeError, r"add_scalar: tag must be a str, got int 5"),
         ("", 1.0, 0, ValueError, r"add_scalar: tag must not be empty"),
-        ("t", "1.0", 0, TypeError, r"add_scalar: expected a number or a one-element tensor, got str"),
+        ("t", "abc", 0, TypeError, r"add_scalar: expected a number or a one-element tensor, got str 'abc'"),
+        ("t", 10**400, 0, ValueError, r"add_scalar: 1000.* is too large for a float"),
         ("t", None, 0, TypeError, r"got NoneType"),
         ("t", torch.ones(3), 0, ValueError, r"expected a one-element tensor, got shape \(3,\); reduce it"),
         ("t", np.ones(2), 0, ValueError, r"expected a one-element array, got shape \(2,\)"),

@@ -56,6 +56,10 @@ def given_time(method: str, walltime: Any) -> float:
 
 # How long the thread sleeps between drains when nobody asks it to hurry.
 _DRAIN_SECONDS = 0.1
+# Encoded events reach their file (an os.write) at least this often, whatever flush_secs says, as with
+# torch's writer: TensorBoard shows a value within about a second. ``flush_secs`` paces the rest
+# (run.json's summaries and heartbeat).
+WRITE_SECONDS = 1.0
 # Queued items beyond which new values are dropped: bounds the memory a flood of scalars can take
 # (about 100 MB) where ``max_pending_bytes`` bounds the heavy kinds.
 MAX_ITEMS = 500_000
@@ -183,16 +187,18 @@ class Pipeline:
 
     def _run(self) -> None:
         _thread_state.warned = set()
-        last_write = time.monotonic()
+        last_write = last_flush = time.monotonic()
         while True:
             self._wake.wait(_DRAIN_SECONDS)
             self._wake.clear()
             markers = self._drain()
             now = time.monotonic()
-            due = now - last_write >= self.flush_secs
-            if markers or self._stopping or due or self._buffered() > _WRITE_THRESHOLD:
+            flush = markers or self._stopping or now - last_flush >= self.flush_secs
+            if flush or now - last_write >= WRITE_SECONDS or self._buffered() > _WRITE_THRESHOLD:
                 self._write_out()
                 last_write = now
+            if flush:
+                last_flush = now
                 if self.on_flush is not None:
                     try:
                         self.on_flush()

@@ -145,7 +145,15 @@ def scalar(method: str, value: Any) -> float | Pending:
                 ) from None
             raise TypeError(f"{method}: cannot read a number from this tensor: {err}") from None
     if isinstance(value, float | int):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"{method}: {value} is too large for a float") from None
+    if isinstance(value, str):  # torch takes a string that holds a number
+        try:
+            return float(value)
+        except ValueError:
+            raise TypeError(f"{method}: expected a number or a one-element tensor, got str {value!r}") from None
     if isinstance(value, np.ndarray | np.generic):
         if value.size != 1:
             raise ValueError(f"{method}: expected a one-element array, got shape {value.shape}")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+from tensorboard.compat.proto.summary_pb2 import Summary
 
 from tbscope import media, snapshot
 from tbscope.pipeline import (
@@ -59,6 +60,45 @@ _STEPS = 1 << 63  # steps are int64 in an event file
 SHARED_EVENT_SECONDS = 1e-3
 _pack_simple = scalar.pack_simple
 _now = time.time
+
+
+class FileWriter:
+    """torch's ``FileWriter`` face of a ``Writer`` (``writer.file_writer``, ``writer._get_file_writer()``),
+    for code that writes protos itself, as Lightning's loggers do: events go through the writer's pipeline.
+
+    Example:
+        >>> import tempfile
+        >>> from tensorboard.compat.proto.summary_pb2 import Summary
+        >>> with Writer(tempfile.mkdtemp()) as w:
+        ...     w.file_writer.add_summary(Summary(value=[Summary.Value(tag="x", simple_value=1.0)]), 3)
+    """
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+
+    def get_logdir(self) -> str:
+        return self._writer.log_dir
+
+    def add_event(self, event: Event, step: int | None = None, walltime: float | None = None) -> None:
+        """Write ``event``, at ``step`` if given (else its own), stamped ``walltime`` or now, as torch does."""
+        if not isinstance(event, Event):
+            raise TypeError(f"add_event: expected a tensorboard Event, got {type(event).__name__}")
+        self._writer._put_event("", event.step if step is None else step, walltime, event)
+
+    def add_summary(self, summary: Summary, global_step: int | None = None, walltime: float | None = None) -> None:
+        """Write a ``Summary`` proto as an event."""
+        if not isinstance(summary, Summary):
+            raise TypeError(f"add_summary: expected a tensorboard Summary, got {type(summary).__name__}")
+        self.add_event(Event(summary=summary), global_step, walltime)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def reopen(self) -> None:
+        """Nothing to do: the writer reopens on its next value."""
 
 
 class ScalarSummary:
@@ -215,9 +255,9 @@ class Writer:
     never encodes, never touches the disk and never waits on the GPU (a CUDA tensor is copied
     asynchronously). A background thread encodes and writes.
 
-    Files go to ``log_dir`` (default ``runs/<date>_<host><comment>``, as torch does). Everything is
-    written within ``flush_secs`` seconds, on ``flush()`` and ``close()``, at interpreter exit and
-    on SIGTERM.
+    Files go to ``log_dir`` (default ``runs/<date>_<host><comment>``, as torch does), a local folder
+    (a URL such as ``s3://...`` is an error). Every value reaches its event file within about a
+    second, and on ``flush()`` and ``close()``, at interpreter exit and on SIGTERM.
 
     Args:
         log_dir: Directory of the run's event files; created if missing. An unwritable one is an
@@ -227,9 +267,9 @@ class Writer:
             run wrote, as TensorBoard's purge does (use it when resuming from a checkpoint).
         max_queue: Accepted for compatibility with torch; memory is bounded by
             ``max_pending_bytes`` instead.
-        flush_secs: Longest time a logged value waits before it is on disk. Default 5 seconds
-            rather than torch's 120, so TensorBoard shows a run as it happens; writes are batched,
-            so this costs nothing measurable.
+        flush_secs: How often ``on_flush`` runs (``run.json``'s summaries and heartbeat for
+            ``tbscope.init`` runs); default 5 seconds. Events reach the file within about a second
+            whatever it says, as with torch's writer.
         filename_suffix: Appended to event file names.
         strict: When False (the default) a failure to log (a full disk, a value that cannot be
             encoded) is warned about once, counted, and training goes on. When True the next call
@@ -243,8 +283,8 @@ class Writer:
         budget: A ``Budget``: bytes per run, images and histograms per tag, the largest image side.
             Past a limit heavy data stops being logged; scalars and text go on. None (the default
             for a plain Writer, as in torch) means no limit; ``tbscope.init`` runs get ``Budget()``.
-        on_flush: Called on the background thread after each write to disk (at least every
-            ``flush_secs``); ``tbscope.init`` uses it to keep ``run.json`` current.
+        on_flush: Called on the background thread every ``flush_secs``, after a write to disk, and
+            on ``flush()`` and ``close()``; ``tbscope.init`` uses it to keep ``run.json`` current.
 
     Example:
         >>> import tempfile
@@ -277,10 +317,20 @@ class Writer:
         if log_dir is None:
             stamp = datetime.now().strftime("%b%d_%H-%M-%S")
             log_dir = Path("runs") / f"{stamp}_{socket.gethostname()}{comment}"
-        self.log_dir = Path(log_dir)
-        if self.log_dir.exists() and not self.log_dir.is_dir():
-            raise NotADirectoryError(f"Writer: log_dir {str(self.log_dir)!r} exists and is not a directory")
+        scheme = urllib.parse.urlsplit(str(log_dir)).scheme
+        if len(scheme) > 1:  # one letter is a Windows drive
+            raise ValueError(
+                f"Writer: log_dir {str(log_dir)!r} is a {scheme}:// URL; tbscope writes to local folders only. Log to "
+                "a local folder and copy it, or mount the bucket (e.g. with s3fs or gcsfuse)"
+            )
+        self._dir = Path(log_dir)
+        self.log_dir = str(log_dir)  # a str, as torch's
+        if self._dir.exists() and not self._dir.is_dir():
+            raise NotADirectoryError(f"Writer: log_dir {self.log_dir!r} exists and is not a directory")
         self.strict = strict
+        self.purge_step, self.max_queue, self.flush_secs = purge_step, max_queue, flush_secs
+        self.filename_suffix = filename_suffix
+        self.file_writer = FileWriter(self)
         self._flush_secs = flush_secs
         self._suffix = filename_suffix
         self._max_pending_bytes = max_pending_bytes
@@ -305,10 +355,10 @@ class Writer:
     # -- plumbing ------------------------------------------------------------------------------------
 
     def _open(self) -> Pipeline:
-        if self.budget is not None and self.budget.max_run_bytes is not None and self.log_dir.is_dir():
-            self._bytes_before = sum(p.stat().st_size for p in self.log_dir.rglob("*") if p.is_file())
+        if self.budget is not None and self.budget.max_run_bytes is not None and self._dir.is_dir():
+            self._bytes_before = sum(p.stat().st_size for p in self._dir.rglob("*") if p.is_file())
         self._pipeline = Pipeline(
-            self.log_dir, self._suffix, self._flush_secs, self._max_pending_bytes, self._scalars.events, self._on_flush
+            self._dir, self._suffix, self._flush_secs, self._max_pending_bytes, self._scalars.events, self._on_flush
         )
         return self._pipeline
 
@@ -359,7 +409,11 @@ class Writer:
 
     def get_logdir(self) -> str:
         """The directory this writer writes to."""
-        return str(self.log_dir)
+        return self.log_dir
+
+    def _get_file_writer(self) -> FileWriter:
+        """torch's name for ``file_writer`` (Lightning's loggers call it)."""
+        return self.file_writer
 
     # -- scalars -------------------------------------------------------------------------------------
 
@@ -1015,7 +1069,7 @@ class Writer:
         subdir = f"{step:05d}/{urllib.parse.quote(tag, safe='')}"
         self._put(
             "add_embedding", "", step, None, embedding.write_embedding,
-            (self.log_dir, subdir, f"{tag}:{step:05d}", data, rows,
+            (self._dir, subdir, f"{tag}:{step:05d}", data, rows,
              None if metadata_header is None else list(metadata_header), images),
             isinstance(data, Pending) or isinstance(images, Pending),
             _nbytes(data) + (0 if images is None else _nbytes(images)),

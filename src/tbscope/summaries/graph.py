@@ -20,8 +20,9 @@ from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 from tensorboard.compat.proto.versions_pb2 import VersionDef
 
 
-class GraphError(ValueError):
-    """A model could not be traced; the message names the model and the reason."""
+class GraphError(ValueError, RuntimeError):
+    """A model could not be traced; the message names the model and the reason. A RuntimeError too,
+    which is what torch's writer raises."""
 
 
 def trace(model: Any, inputs: Any, strict: bool) -> tuple[Any, dict[str, str]]:
