@@ -8,7 +8,7 @@ import pytest
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from conftest import accumulate, wait_until
+from conftest import accumulate, hparams_table, wait_until
 from tbscope import SummaryWriter
 
 
@@ -62,3 +62,19 @@ def test_values_reach_the_file_within_a_second_whatever_flush_secs_says(tmp_path
         wait_until(lambda: accumulate(tmp_path).Tags()["scalars"] == ["loss"], "the value on disk", timeout=30)
     finally:
         w.close()
+
+
+def test_the_file_writer_is_gone_after_close_and_back_on_the_next_value(tmp_path: Path) -> None:
+    with SummaryWriter(tmp_path) as w:
+        assert w.file_writer is not None
+    assert w.file_writer is None
+    w._get_file_writer().add_summary(Summary(value=[Summary.Value(tag="again", simple_value=1.0)]), 1)
+    w.close()
+    assert [e.step for e in accumulate(tmp_path).Scalars("again")] == [1]
+
+
+def test_tensorboardx_names_the_hparams_sub_run_name(tmp_path: Path) -> None:
+    with SummaryWriter(tmp_path / "run") as w:
+        w.add_hparams({"lr": 0.1}, {"hparam/accuracy": 0.5}, name="trial-a")
+    table = hparams_table(tmp_path)
+    assert table["run/trial-a"]["metrics"] == {"hparam/accuracy": 0.5}

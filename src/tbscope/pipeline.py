@@ -39,8 +39,9 @@ Item = tuple[str, int, float, Callable[..., Any], tuple[Any, ...], bool, int]
 # (tag, value, step, time of the call): a scalar of the writer's own run, a float or a Pending. These
 # plain tuples are no objects the garbage collector tracks: a long queue of them costs no collection.
 Scalar = tuple[str, Any, int, float]
-# The writer's bulk scalar encoder: queued scalars in, ``(step, wall time, serialized Summary)`` out.
-ScalarEncoder = Callable[[list[Scalar]], Iterable[tuple[int, float, bytes]]]
+# The writer's bulk scalar encoder: queued scalars in, ``(step, wall time, serialized Summary)`` out; a
+# value that cannot be encoded is left out and reported to the callable, as ``Pipeline._fail``.
+ScalarEncoder = Callable[[list[Scalar], Callable[..., None]], Iterable[tuple[int, float, bytes]]]
 
 
 def given_time(method: str, walltime: Any) -> float:
@@ -69,6 +70,10 @@ _WRITE_THRESHOLD = 4 << 20
 
 class LoggingError(RuntimeError):
     """Raised by a ``strict`` writer's next call after the pipeline failed to log something."""
+
+
+class ForkedError(RuntimeError):
+    """A pipeline inherited through ``fork``: its writer opens a new one in the child."""
 
 
 _warned: set[object] = set()
@@ -141,15 +146,21 @@ class Pipeline:
         self._consumed_bytes = 0
         self._wake = threading.Event()
         self._stopping = False
+        self._reported = False
+        self.forked = False  # set in a forked child, where this pipeline's thread does not exist
         self._thread = threading.Thread(target=self._run, name="tbscope-pipeline", daemon=True)
         self._thread.start()
         _live.add(self)
+        _close_at_child_exit()
 
     # -- caller side: O(1), never blocks ------------------------------------------------------------
 
-    def put(self, item: Item) -> None:
-        """Queue ``item``, or drop it when the queue already holds too much."""
-        if len(self.items) >= MAX_ITEMS or self._enqueued_bytes - self._consumed_bytes > self.max_pending_bytes:
+    def put(self, item: Item, bounded: bool = True) -> None:
+        """Queue ``item``, or drop it when the queue already holds too much (unless not ``bounded``:
+        the few items that end a run, which must not be lost to a flood before them)."""
+        if bounded and (
+            len(self.items) >= MAX_ITEMS or self._enqueued_bytes - self._consumed_bytes > self.max_pending_bytes
+        ):
             self.dropped += 1
             warn_once(
                 (self.log_dir, "dropped"),
@@ -171,13 +182,15 @@ class Pipeline:
                 return
 
     def close(self) -> None:
-        if self._stopping:
-            return
+        """Write everything queued, then stop the thread. Called again (by a SIGTERM handler that
+        interrupted a close), it waits for the same work rather than returning at once."""
         self._stopping = True
-        self.flush()
         self._wake.set()
         self._thread.join(timeout=60)
         _live.discard(self)
+        if self._reported:
+            return
+        self._reported = True
         losses = [f"{self.dropped} value(s) dropped while the disk was behind"] if self.dropped else []
         losses += [f"{self.lost} value(s) lost to errors (see the warnings above)"] if self.lost else []
         if losses:
@@ -191,25 +204,33 @@ class Pipeline:
         while True:
             self._wake.wait(_DRAIN_SECONDS)
             self._wake.clear()
-            markers = self._drain()
-            now = time.monotonic()
-            flush = markers or self._stopping or now - last_flush >= self.flush_secs
-            if flush or now - last_write >= WRITE_SECONDS or self._buffered() > _WRITE_THRESHOLD:
-                self._write_out()
-                last_write = now
-            if flush:
-                last_flush = now
-                if self.on_flush is not None:
-                    try:
-                        self.on_flush()
-                    except Exception as err:
-                        self._fail("could not update the run's metadata", err, lost=0)
+            markers: list[threading.Event] = []
+            try:
+                markers = self._drain()
+                now = time.monotonic()
+                flush = markers or self._stopping or now - last_flush >= self.flush_secs
+                written = False
+                if flush or now - last_write >= WRITE_SECONDS or self._buffered() > _WRITE_THRESHOLD:
+                    written = self._write_out()
+                    last_write = now
+                if flush:
+                    last_flush = now
+                    # run.json's summaries say what is on disk: not updated while the disk refuses writes
+                    if self.on_flush is not None and written:
+                        try:
+                            self.on_flush()
+                        except Exception as err:
+                            self._fail("could not update the run's metadata", err, lost=0)
+            except Exception as err:  # the thread never dies: what failed is counted, the rest goes on
+                self._fail("the background writer failed", err, lost=0)
             for marker in markers:
                 marker.set()
             if self._stopping and not self.items and not self.scalars:
                 break
-        for out in self._files.values():
-            out.close()
+        for run, out in self._files.items():
+            lost = out.close()
+            if lost:  # the disk still refuses: what it refused is lost now, and counted
+                self._fail(f"could not write to {out.path}", OSError("the disk refused the last write"), lost, run)
 
     def _buffered(self) -> int:
         return sum(out.pending_bytes for out in self._files.values())
@@ -228,11 +249,8 @@ class Pipeline:
         markers = [item for item in batch if type(item) is not tuple]
         self._encode([item for item in batch if type(item) is tuple] if markers else batch)
         if scalars:
-            try:
-                for step, wall_time, summary in self.encode_scalars(scalars):
-                    self._append("", wire.event(wall_time, step, summary))
-            except Exception as err:  # values were checked at the call: this is a bug, counted all the same
-                self._fail("could not log scalars", err, lost=len(scalars))
+            for step, wall_time, summary in self.encode_scalars(scalars, self._fail):
+                self._append("", wire.event(wall_time, step, summary))
         return markers
 
     def _encode(self, batch: Iterable[Item]) -> None:
@@ -272,12 +290,19 @@ class Pipeline:
                 return
         out.append(event)
 
-    def _write_out(self) -> None:
+    def _write_out(self) -> bool:
+        """Write every file's pending records; whether all of them are on disk now. What a full disk
+        refused stays pending for the next try, up to ``max_pending_bytes``; past that it is dropped
+        and counted."""
+        written = True
         for run, out in self._files.items():
             try:
                 out.write_out()
             except record.WriteError as err:
-                self._fail(f"could not write to {out.path}", err.__cause__ or err, lost=err.lost, key=run)
+                written = False
+                lost = out.discard() if out.pending_bytes > self.max_pending_bytes else 0
+                self._fail(f"could not write to {out.path}", err.__cause__ or err, lost=lost, key=run)
+        return written
 
     def _fail(self, what: str, err: BaseException, lost: int, key: object = None) -> None:
         self.lost += lost
@@ -306,6 +331,33 @@ def on_exit(hook: Callable[[str], None]) -> None:
     """
     _exit_hooks[:] = [ref for ref in _exit_hooks if ref() is not None]
     _exit_hooks.append(weakref.WeakMethod(hook))
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child (a DataLoader worker, ``os.fork()``): the parent's pipelines have no thread
+    here and their files are the parent's. Each writer makes a pipeline of its own on its next value;
+    a multiprocessing child, which exits without running atexit, writes it out at its exit."""
+    global _exit_in_child
+    for pipeline in list(_live):
+        pipeline.forked = True
+        pipeline.error = ForkedError("this pipeline belongs to the parent process")
+    _live.clear()
+    _exit_in_child = True
+
+
+# Whether this is a forked child whose exit must close its pipelines: a multiprocessing child ends
+# with os._exit, so atexit never runs there. Registered by the child's first pipeline, since
+# multiprocessing clears the finalizers a child inherits before its target runs.
+_exit_in_child = False
+
+
+def _close_at_child_exit() -> None:
+    global _exit_in_child
+    if _exit_in_child:
+        _exit_in_child = False
+        from multiprocessing import util
+
+        util.Finalize(None, _shutdown, args=("finished",), exitpriority=0)
 
 
 def _shutdown(status: str) -> None:
@@ -356,6 +408,7 @@ def install_exit_handlers() -> None:
         return
     _handlers_installed = True
     atexit.register(_at_exit)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
     if threading.current_thread() is threading.main_thread():
         previous = signal.getsignal(signal.SIGTERM)
         if previous is not signal.SIG_IGN and previous is not None:

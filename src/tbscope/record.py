@@ -40,7 +40,7 @@ def frame(data: bytes) -> bytes:
 
 
 class WriteError(OSError):
-    """Writing to an event file failed; ``lost`` records were dropped and the file was left whole."""
+    """Writing to an event file failed; the file was left whole, and ``lost`` records were dropped."""
 
     def __init__(self, path: str, lost: int, cause: OSError):
         super().__init__(cause.errno, cause.strerror or str(cause))
@@ -79,7 +79,9 @@ class RecordFile:
         self._pending_records += 1
 
     def write_out(self) -> None:
-        """Write the framed records to the file; raise WriteError (and drop them) if that fails."""
+        """Write the framed records to the file. If that fails (a full disk), the file is cut back
+        to its last whole record, the records stay pending for the next try (see ``discard``), and
+        WriteError is raised."""
         if not self._pending:
             return
         view = memoryview(self._pending)
@@ -93,23 +95,27 @@ class RecordFile:
         finally:
             view.release()
         if failure is not None:
-            lost = self._pending_records
             if written:
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._fd, self._size)
-            self._clear()
-            raise WriteError(self.path, lost, failure) from failure
+            raise WriteError(self.path, 0, failure) from failure
         self._size += written
-        self._clear()
+        self.discard()
 
-    def _clear(self) -> None:
+    def discard(self) -> int:
+        """Drop the pending records; returns how many there were."""
+        dropped = self._pending_records
         self._pending.clear()
         self._pending_records = 0
+        return dropped
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """Write what is pending and close the file; returns the records that could not be written."""
         with contextlib.suppress(OSError):
             self.write_out()
+        lost = self.discard()
         os.close(self._fd)
+        return lost
 
 
 @dataclass

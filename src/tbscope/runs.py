@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -279,6 +280,7 @@ class Run:
         self._meta = meta
         self._lock = threading.Lock()
         self._finished = False
+        self._pid = os.getpid()
         self.writer = Writer(run_dir, purge_step=purge_step, cadence=cadence, budget=budget, on_flush=self._update)
         self.writer.add_hparams(flat_config, {})
         self._save()
@@ -294,6 +296,8 @@ class Run:
         return dict(self._meta["config"])
 
     def _save(self) -> None:
+        if os.getpid() != self._pid:
+            return  # a forked child (a DataLoader worker): run.json is the parent's to write
         with self._lock:
             self._meta["heartbeat"] = _now()
             self._meta["summary"] = merge_summaries(self._earlier, self.writer.scalar_summary())
@@ -313,11 +317,18 @@ class Run:
             raise ValueError(f"finish: status must be one of {', '.join(END_STATUSES)}, got {status!r}")
         if self._finished:
             return
+        self._finished = True  # the close's own flush leaves run.json to the one write below
         self.writer.close(status)
-        self._finished = True
         self._meta["status"] = status
         self._meta["ended"] = _now()
-        self._save()
+        try:
+            self._save()
+        except OSError as err:  # a full disk, a deleted folder: the training script still ends cleanly
+            warnings.warn(
+                f"tbscope: could not record the end of run {self.dir} in {RUN_FILE}: {err}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def __enter__(self) -> Run:
         return self

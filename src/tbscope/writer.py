@@ -59,6 +59,12 @@ _STEPS = 1 << 63  # steps are int64 in an event file
 # Scalars of one step logged this close together share an event (see ScalarSummary.events).
 SHARED_EVENT_SECONDS = 1e-3
 _pack_simple = scalar.pack_simple
+
+
+def _raise(what: str, error: BaseException, lost: int) -> None:
+    raise error
+
+
 _now = time.time
 
 
@@ -119,11 +125,12 @@ class ScalarSummary:
         stats = self.series[tag] = [math.nan, math.inf, -math.inf, 0, 0, scalar.simple_head(tag)]
         return stats
 
-    def events(self, batch: list[Scalar]) -> Iterator[tuple[int, float, bytes]]:
+    def events(self, batch: list[Scalar], on_error: Callable[..., None] = _raise) -> Iterator[tuple[int, float, bytes]]:
         """Queued scalars of the run, encoded in bulk: ``(step, wall time, serialized Summary)`` per
         event. Consecutive values of one step whose calls lie ``SHARED_EVENT_SECONDS`` apart at most
         share one event, stamped with the first one's time: a difference no reader shows. The hot
-        path of every training loop: what a value costs here, every logged scalar costs."""
+        path of every training loop: what a value costs here, every logged scalar costs. A value
+        that cannot be encoded is left out and reported: ``on_error(what, error, lost=1)``."""
         parts: list[bytes] = []
         add, series = parts.append, self.series
         event_step, event_time = 0, 0.0
@@ -133,14 +140,18 @@ class ScalarSummary:
                     yield event_step, event_time, b"".join(parts)
                     parts.clear()
                 event_step, event_time = step, wall_time
-            if type(value) is not float:
-                value = value.result() if type(value) is Pending else float(value)  # Pending: a CUDA copy
-            stats = series.get(tag) or self._start(tag)
-            try:
-                add(stats[5] + _pack_simple(value))
-            except OverflowError:
-                encoded, value = scalar.simple_value_field(stats[5], value)
-                add(encoded)
+            try:  # free in Python 3.11 when nothing raises
+                if type(value) is not float:
+                    value = value.result() if type(value) is Pending else float(value)  # Pending: a CUDA copy
+                stats = series.get(tag) or self._start(tag)
+                try:
+                    add(stats[5] + _pack_simple(value))
+                except OverflowError:
+                    encoded, value = scalar.simple_value_field(stats[5], value)
+                    add(encoded)
+            except Exception as err:
+                on_error(f"could not log {tag!r} at step {step}", err, lost=1)
+                continue
             stats[0] = value
             stats[3] = step
             stats[4] += 1
@@ -330,7 +341,7 @@ class Writer:
         self.strict = strict
         self.purge_step, self.max_queue, self.flush_secs = purge_step, max_queue, flush_secs
         self.filename_suffix = filename_suffix
-        self.file_writer = FileWriter(self)
+        self.file_writer: FileWriter | None = None  # set while the writer is open, as torch's
         self._flush_secs = flush_secs
         self._suffix = filename_suffix
         self._max_pending_bytes = max_pending_bytes
@@ -360,6 +371,7 @@ class Writer:
         self._pipeline = Pipeline(
             self._dir, self._suffix, self._flush_secs, self._max_pending_bytes, self._scalars.events, self._on_flush
         )
+        self.file_writer = FileWriter(self)
         return self._pipeline
 
     def _skips(self, method: str, kind: str, tag: str, step: Any) -> bool:
@@ -389,6 +401,9 @@ class Writer:
         nbytes: int,
     ) -> None:
         pipeline = self._pipeline or self._open()
+        if pipeline.forked:  # the first value in a forked child: a pipeline and event file of its own
+            pipeline = self._open()
+            self._hparams_runs.clear()  # the parent's sessions: the parent ends them
         if pipeline.error is not None and self.strict:
             error, pipeline.error = pipeline.error, None
             raise LoggingError(f"{method}: an earlier value could not be logged: {error}") from error
@@ -412,7 +427,10 @@ class Writer:
         return self.log_dir
 
     def _get_file_writer(self) -> FileWriter:
-        """torch's name for ``file_writer`` (Lightning's loggers call it)."""
+        """torch's way to ``file_writer`` (Lightning's loggers call it): reopens a closed writer, as torch's does."""
+        if self.file_writer is None:
+            self._open()
+        assert self.file_writer is not None
         return self.file_writer
 
     # -- scalars -------------------------------------------------------------------------------------
@@ -1178,21 +1196,25 @@ class Writer:
         hparam_domain_discrete: Mapping[str, Sequence[Any]] | None = None,
         run_name: str | None = None,
         global_step: int | None = None,
+        *,
+        name: str | None = None,
     ) -> None:
         """Record this run's hyperparameters and metrics for the HParams dashboard.
 
         Unlike torch, the first call goes into this run's own event file, so that the metrics the
         run logs as it trains show beside its hyperparameters; a later call with other
         hyperparameters (torch's loop over trials) is a session of its own in a sub-run named as
-        torch names it, and ``run_name`` names one. Nested dicts are flattened with "/", bools stay
-        bools, lists and other values are shown as text and None is left out. The metrics are logged as scalars at
-        ``global_step`` and may be logged again later: the dashboard shows their last value. The
-        session's status is recorded when the writer closes: a failure if it is closed by an
-        exception (or the process dies of one or of SIGTERM), a success otherwise. ``hparam_domain_discrete`` is
-        accepted for compatibility: TensorBoard derives each domain from the values of all runs.
+        torch names it, and ``run_name`` (tensorboardX: ``name``) names one. Nested dicts are
+        flattened with "/", bools stay bools, lists and other values are shown as text and None is
+        left out. The metrics are logged as scalars at ``global_step`` and may be logged again
+        later: the dashboard shows their last value. The session's status is recorded when the
+        writer closes: a failure if it is closed by an exception (or the process dies of one or of
+        SIGTERM), a success otherwise. ``hparam_domain_discrete`` is accepted for compatibility:
+        TensorBoard derives each domain from the values of all runs.
         """
         if not isinstance(hparam_dict, Mapping) or not isinstance(metric_dict, Mapping):
             raise TypeError("add_hparams: hparam_dict and metric_dict must be dicts")
+        run_name = run_name or name  # ``name`` is tensorboardX's word for it
         flat = hparams.flatten(hparam_dict)
         trial = tuple(sorted(flat.items(), key=lambda item: item[0]))
         if run_name:
@@ -1230,10 +1252,12 @@ class Writer:
         pipeline = self._pipeline
         if pipeline is None:
             return
-        for run in sorted(self._hparams_runs):
-            self._put("close", run, 0, None, hparams.session_end_value, (status, time.time()), False, _SCALAR_BYTES)
+        self._pipeline = self.file_writer = None
+        if pipeline.forked:  # the parent's, in a forked child that logged nothing: the parent ends it
+            return
+        for run in sorted(self._hparams_runs):  # past the memory bound too: a run's end is never dropped
+            pipeline.put((run, 0, time.time(), hparams.session_end_value, (status, time.time()), False, 0), False)
         self._hparams_runs.clear()
-        self._pipeline = None
         pipeline.close()
 
     def __enter__(self) -> Writer:

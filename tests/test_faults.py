@@ -1,0 +1,171 @@
+"""Faults while logging: a SIGTERM during close, a forked child, a disk that fills and empties, a flood
+at close, a run.json that cannot be written. Nothing logged is lost without a count."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.plugins.hparams import api_pb2
+
+import tbscope
+from conftest import accumulate, session_infos
+
+
+def run_script(body: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(body), *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_a_sigterm_during_the_final_close_loses_nothing_queued(tmp_path: Path) -> None:
+    result = run_script(
+        """
+        import os, signal, sys, threading, tbscope
+        w = tbscope.Writer(sys.argv[1], flush_secs=3600)
+        for step in range(20_000):
+            w.add_scalar("loss", float(step), step)
+            w.add_text("note", "x", step) if step % 1000 == 0 else None
+        # The signal arrives while close() is writing the queue out.
+        threading.Timer(0.002, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        w.close()
+        threading.Event().wait(5)
+        """,
+        str(tmp_path),
+    )
+    assert result.returncode == -15, result.stderr  # the process dies of the SIGTERM, after writing
+    steps = [e.step for e in accumulate(tmp_path).Scalars("loss")]
+    assert steps == list(range(20_000))
+
+
+def test_a_forked_dataloader_style_child_logs_through_the_inherited_writer(tmp_path: Path) -> None:
+    result = run_script(
+        """
+        import json, multiprocessing, sys, tbscope
+        run = tbscope.init("fork", root=sys.argv[1])
+        run.writer.add_scalar("parent", 1.0, 0)
+
+        def worker(rank):
+            for step in range(50):
+                run.writer.add_scalar(f"child{rank}", float(step), step)
+            # no flush, no close: a DataLoader worker just returns
+
+        children = [multiprocessing.get_context("fork").Process(target=worker, args=(r,)) for r in range(2)]
+        [c.start() for c in children]
+        [c.join() for c in children]
+        print("children", [c.exitcode for c in children])
+        meta = json.loads((run.dir / "run.json").read_text())
+        print("status while the parent trains", meta["status"])
+        run.writer.add_scalar("parent", 2.0, 1)
+        run.finish()
+        print(run.dir)
+        """,
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "children [0, 0]" in lines and "status while the parent trains running" in lines
+    run_dir = Path(lines[-1])
+    acc = accumulate(run_dir)
+    assert [e.step for e in acc.Scalars("child0")] == list(range(50))
+    assert [e.step for e in acc.Scalars("child1")] == list(range(50))
+    assert [e.value for e in acc.Scalars("parent")] == [1.0, 2.0]
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "finished" and meta["summary"]["parent"]["count"] == 2
+    assert session_infos(run_dir)[1].status == api_pb2.STATUS_SUCCESS  # type: ignore[union-attr]
+
+
+def test_an_os_fork_child_that_exits_never_touches_the_parents_run(tmp_path: Path) -> None:
+    result = run_script(
+        """
+        import json, os, sys, tbscope
+        run = tbscope.init("fork", root=sys.argv[1])
+        run.writer.add_scalar("loss", 1.0, 0)
+        run.writer.flush()
+        pid = os.fork()
+        if pid == 0:
+            run.writer.add_scalar("from_child", 5.0, 0)
+            sys.exit(0)  # atexit runs in the child
+        os.waitpid(pid, 0)
+        print("after child", json.loads((run.dir / "run.json").read_text())["status"])
+        run.finish()
+        print(run.dir)
+        """,
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "after child running" in result.stdout.splitlines()
+    run_dir = Path(result.stdout.splitlines()[-1])
+    assert [e.value for e in accumulate(run_dir).Scalars("from_child")] == [5.0]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+
+def test_values_a_full_disk_refused_are_written_when_space_returns(tmp_path: Path) -> None:
+    # RLIMIT_FSIZE makes the kernel refuse writes past a size, as a full disk does; raising it back
+    # is the space coming back.
+    result = run_script(
+        """
+        import json, resource, signal, sys, warnings, numpy as np, tbscope
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        run = tbscope.init("disk", root=sys.argv[1], cadence=tbscope.Cadence(every=1))
+        w = run.writer
+        for step in range(50):
+            w.add_scalar("loss", float(step), step)
+        w.flush()
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, hard))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for step in range(50, 150):
+                w.add_image("big", np.random.rand(3, 64, 64), step)
+                w.add_scalar("loss", float(step), step)
+                w.flush()
+            summary = json.loads((run.dir / "run.json").read_text())["summary"]["loss"]
+            print("run.json while the disk is full", summary["count"], summary["last_step"])
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            run.finish()
+        for c in caught:
+            print("WARNING", c.message)
+        print(run.dir)
+        """,
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    run_dir = Path(lines[-1])
+    acc = accumulate(run_dir)
+    assert [e.step for e in acc.Scalars("loss")] == list(range(150))  # nothing lost
+    assert len(acc.Images("big")) == 100
+    full = next(line for line in lines if line.startswith("run.json while the disk is full"))
+    count = int(full.split()[-2])
+    assert 50 <= count < 150  # run.json said what was on disk then, not what was queued
+    assert not any("lost" in line for line in lines)
+    assert sum("could not write" in line for line in lines) == 1
+    assert json.loads((run_dir / "run.json").read_text())["summary"]["loss"]["count"] == 150
+
+
+def test_the_end_status_is_recorded_past_the_memory_bound(tmp_path: Path) -> None:
+    big = np.zeros((3, 256, 256), dtype=np.float32)
+    with (
+        pytest.warns(RuntimeWarning, match="behind the disk"),
+        tbscope.Writer(tmp_path, max_pending_bytes=2 * big.nbytes) as w,
+    ):
+        w.add_hparams({"lr": 0.1}, {"loss": 1.0})
+        for step in range(300):
+            w.add_image("img", big, step)
+    assert session_infos(tmp_path)[1].status == api_pb2.STATUS_SUCCESS  # type: ignore[union-attr]
+
+
+def test_finish_warns_and_returns_when_run_json_cannot_be_written(tmp_path: Path) -> None:
+    run = tbscope.init("gone", root=tmp_path)
+    run.writer.add_scalar("loss", 1.0, 0)
+    (run.dir / "run.json").unlink()
+    (run.dir / "run.json").mkdir()  # run.json can no longer be replaced
+    with pytest.warns(RuntimeWarning, match=r"could not record the end of run .* in run.json"):
+        run.finish()
+    assert accumulate(run.dir).Scalars("loss")[0].value == 1.0
