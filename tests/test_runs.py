@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,8 +20,17 @@ import pytest
 from tensorboard.plugins.hparams import api_pb2
 
 import tbscope
-from conftest import accumulate, session_infos
-from tbscope.runs import STALE_AFTER, effective_status, find_runs, read_meta
+from conftest import accumulate, session_infos, wait_until
+from tbscope.runs import (
+    STALE_AFTER,
+    apply_retention,
+    delete_run,
+    effective_status,
+    find_runs,
+    plan_retention,
+    process_identity,
+    read_meta,
+)
 
 
 def meta_of(run_dir: Path) -> dict:
@@ -145,6 +155,8 @@ def test_finish_with_an_explicit_status_and_bad_statuses(tmp_path: Path) -> None
         ("raise KeyboardInterrupt", "interrupted"),
         ("pass", "finished"),
         ("import os, signal; os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)", "interrupted"),
+        ("sys.exit(3)", "failed"),
+        ("sys.exit(0)", "finished"),
     ],
 )
 def test_a_process_that_ends_without_finishing_records_how_it_ended(tmp_path: Path, ending: str, status: str) -> None:
@@ -160,6 +172,26 @@ def test_a_process_that_ends_without_finishing_records_how_it_ended(tmp_path: Pa
     proc.communicate(timeout=60)
     (run,) = find_runs(tmp_path)
     assert run.status == status
+    assert accumulate(run.path).Scalars("x")[0].value == 1.0
+
+
+def test_a_script_whose_own_sigterm_handler_exits_is_recorded_interrupted(tmp_path: Path) -> None:
+    proc = spawn(
+        """
+        import os, signal, sys, time
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the script's own graceful stop
+        import tbscope
+        run = tbscope.init("cnn", root=sys.argv[1])
+        run.writer.add_scalar("x", 1.0, 0)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+        """,
+        str(tmp_path),
+    )
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    (run,) = find_runs(tmp_path)
+    assert run.status == "interrupted"
     assert accumulate(run.path).Scalars("x")[0].value == 1.0
 
 
@@ -184,14 +216,101 @@ def test_sigkill_leaves_a_run_that_readers_call_crashed(tmp_path: Path) -> None:
     assert run.meta["status"] == "running" and run.status == "crashed"
 
 
-def test_a_stale_heartbeat_from_another_host_means_crashed() -> None:
+def test_a_stale_heartbeat_where_the_process_cannot_be_checked_is_stale_never_crashed() -> None:
     now = datetime.now(timezone.utc)
-    meta = {"status": "running", "host": "elsewhere", "pid": 1}
     fresh = (now - timedelta(seconds=30)).isoformat()
     stale = (now - STALE_AFTER - timedelta(seconds=1)).isoformat()
-    assert effective_status({**meta, "heartbeat": fresh}) == "running"
-    assert effective_status({**meta, "heartbeat": stale}) == "crashed"
-    assert effective_status({**meta, "status": "finished", "heartbeat": stale}) == "finished"
+    elsewhere = {"status": "running", "host": "elsewhere", "pid": 1}
+    container = {**process_identity(), "status": "running", "pid": 2**22 + 12345, "pid_namespace": "pid:[1]"}
+    for meta in (elsewhere, container):  # another host; this host's name in another PID namespace
+        assert effective_status({**meta, "heartbeat": fresh}) == "running"
+        assert effective_status({**meta, "heartbeat": stale}) == "stale"
+        assert effective_status({**meta, "status": "finished", "heartbeat": stale}) == "finished"
+
+
+def test_a_stopped_process_with_an_old_heartbeat_is_running(tmp_path: Path) -> None:
+    """Ctrl-Z, or a scheduler's suspend, for longer than STALE_AFTER: the process is there."""
+    proc = spawn(
+        """
+        import sys, time, tbscope
+        run = tbscope.init("cnn", root=sys.argv[1])
+        print("ready", flush=True)
+        time.sleep(60)
+        """,
+        str(tmp_path),
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    try:
+        proc.send_signal(signal.SIGSTOP)
+        (run,) = find_runs(tmp_path)
+        old = (datetime.now(timezone.utc) - 3 * STALE_AFTER).isoformat()
+        (run.path / "run.json").write_text(json.dumps({**run.meta, "heartbeat": old}))
+        assert find_runs(tmp_path)[0].status == "running"
+        result = prune(str(tmp_path), "--older-than", "0s", "--yes")
+        assert result.returncode == 0 and run.path.exists()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_a_killed_process_not_yet_reaped_is_crashed(tmp_path: Path) -> None:
+    proc = spawn(
+        """
+        import sys, time, tbscope
+        run = tbscope.init("cnn", root=sys.argv[1])
+        print("ready", flush=True)
+        time.sleep(60)
+        """,
+        str(tmp_path),
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc.kill()
+    wait_until(lambda: Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", "a zombie")
+    try:
+        assert find_runs(tmp_path)[0].status == "crashed"  # a zombie: killed, its parent has not reaped it
+    finally:
+        proc.wait(timeout=30)
+
+
+def test_a_run_resumed_after_prune_planned_its_deletion_is_kept(tmp_path: Path) -> None:
+    now = datetime.now(timezone.utc)
+    ended = fake_run(tmp_path, "cnn", now - timedelta(days=9), "finished")
+    (planned,) = plan_retention(find_runs(tmp_path), tbscope.Retention(max_age=timedelta(days=1)))
+    resumed = tbscope.init("cnn", root=tmp_path, resume=planned.meta["id"])  # while prune asks [y/N]
+    try:
+        assert delete_run(tmp_path, planned) is False and ended.exists()
+    finally:
+        resumed.finish()
+
+
+def test_keep_last_counts_runs_by_their_folder_whatever_run_json_says(tmp_path: Path) -> None:
+    now = datetime.now(timezone.utc)
+    runs = [fake_run(tmp_path, "cnn", now - timedelta(days=d), "finished") for d in (3, 2, 1)]
+    meta = meta_of(runs[0])
+    (runs[0] / "run.json").write_text(json.dumps({**meta, "experiment": "something-else"}))
+    apply_retention(tmp_path, tbscope.Retention(keep_last=2), None)
+    assert [p.exists() for p in runs] == [False, True, True]
+
+
+def test_a_sweep_starting_with_retention_starts_every_run(tmp_path: Path) -> None:
+    now = datetime.now(timezone.utc)
+    for d in range(6):
+        fake_run(tmp_path, "sweep", now - timedelta(days=10 + d), "finished")
+    procs = [
+        spawn(
+            """
+            import sys, tbscope
+            with tbscope.init("sweep", root=sys.argv[1], retention=tbscope.Retention(keep_last=3)) as run:
+                run.writer.add_scalar("x", 1.0, 0)
+            print("started", run.id)
+            """,
+            str(tmp_path),
+        )
+        for _ in range(8)
+    ]
+    results = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 8, [err for _, err in results]
+    assert all("started" in out for out, _ in results)
 
 
 def test_run_json_is_whole_after_a_kill_in_the_middle_of_writing_it(tmp_path: Path) -> None:
@@ -327,9 +446,10 @@ def fake_run(root: Path, experiment: str, created: datetime, status: str, size: 
     (path / "events.out.tfevents.1.x").write_bytes(b"\0" * size)
     meta = {
         "schema": 1, "id": run_id, "experiment": experiment, "name": None, "status": status,
-        "created": created.isoformat(), "host": socket.gethostname(), "pid": pid or os.getpid(),
-        "heartbeat": datetime.now(timezone.utc).isoformat(),
+        "created": created.isoformat(), **process_identity(), "heartbeat": datetime.now(timezone.utc).isoformat(),
     }  # fmt: skip
+    if pid:
+        meta.update(pid=pid, pid_start=None)
     (path / "run.json").write_text(json.dumps(meta))
     return path
 

@@ -16,6 +16,7 @@ import errno
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -23,7 +24,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from tensorboard.compat.proto.event_pb2 import Event
@@ -379,17 +380,36 @@ def end_status(exc_type: type[BaseException] | None) -> str:
     return "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
 
 
+# What ends the process, as far as it can be seen from atexit: the code given to sys.exit, and
+# whether a SIGTERM came (a user's own handler may turn it into a clean-looking exit).
+_exit_code: Any = None
+_terminated = False
+
+
 def _at_exit() -> None:
-    import sys
+    status = end_status(getattr(sys, "last_type", None))
+    if _terminated:
+        status = "interrupted"
+    elif status == "finished" and _exit_code not in (None, 0):
+        status = "failed"  # sys.exit(3): the script said it failed
+    _shutdown(status)
 
-    _shutdown(end_status(getattr(sys, "last_type", None)))
+
+def _exit(code: Any = None) -> NoReturn:
+    """``sys.exit``, noting the code for the run's end status."""
+    global _exit_code
+    _exit_code = code
+    _system_exit(code)
 
 
+_system_exit = sys.exit
 _previous_sigterm: Any = signal.SIG_DFL
 _handlers_installed = False
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global _terminated
+    _terminated = True
     previous = _previous_sigterm
     if callable(previous):
         for pipeline in list(_live):
@@ -408,6 +428,7 @@ def install_exit_handlers() -> None:
         return
     _handlers_installed = True
     atexit.register(_at_exit)
+    sys.exit = _exit
     os.register_at_fork(after_in_child=_after_fork_in_child)
     if threading.current_thread() is threading.main_thread():
         previous = signal.getsignal(signal.SIGTERM)

@@ -40,6 +40,8 @@ from tbscope.writer import Writer
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 END_STATUSES = ("finished", "failed", "interrupted")
+# What retention and prune may delete: runs that ended, or whose process is proved gone.
+DELETABLE = (*END_STATUSES, "crashed")
 # A running run's heartbeat is rewritten at every flush (5 s by default). One this old means the
 # process is gone, or frozen, even where its pid cannot be checked (another host).
 STALE_AFTER = timedelta(minutes=10)
@@ -182,29 +184,92 @@ def read_meta(run_dir: Path) -> dict[str, Any] | None:
     return meta
 
 
-def _pid_alive(pid: int) -> bool:
+def _proc(path: str) -> str | None:
+    """A line of /proc (Linux); None where there is none."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot) and its state letter, from /proc."""
+    stat = _proc(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def process_identity() -> dict[str, Any]:
+    """What run.json records of the process that writes it, so that a reader on the same machine can
+    prove whether it is gone: host, pid, PID namespace, boot and the process's start time."""
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "pid_namespace": _pid_namespace(),
+        "boot_id": _proc("/proc/sys/kernel/random/boot_id"),
+        "pid_start": _process_start(os.getpid()),
+    }
+
+
+def _same_machine_and_namespace(meta: Mapping[str, Any]) -> bool:
+    """Whether the pid in ``meta`` means the same process here: same host, PID namespace and boot
+    (where /proc is missing on both sides, as on macOS, the host alone)."""
+    pid = meta.get("pid")
+    if type(pid) is not int or pid <= 0 or meta.get("host") != socket.gethostname():
         return False
-    except PermissionError:
-        return True
-    return True
+    here = (_pid_namespace(), _proc("/proc/sys/kernel/random/boot_id"))
+    return (meta.get("pid_namespace"), meta.get("boot_id")) == here
+
+
+def _proved_dead(meta: Mapping[str, Any]) -> bool:
+    """Whether the process that wrote ``meta`` is certainly gone: here (see above), its pid is free, a
+    zombie (killed, not yet reaped) or another process that started later. Anything that cannot be
+    checked (another host, a container, an older run.json) is no proof."""
+    if not _same_machine_and_namespace(meta):
+        return False
+    pid = int(meta["pid"])
+    stat = _proc(f"/proc/{pid}/stat")
+    if stat is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+    fields = stat.rsplit(")", 1)[-1].split()
+    recorded = meta.get("pid_start")
+    return fields[:1] in (["Z"], ["X"]) or (recorded is not None and fields[19:20] != [recorded])
 
 
 def effective_status(meta: Mapping[str, Any], now: datetime | None = None) -> str:
-    """The status a reader should believe: "crashed" for a "running" run whose process is gone
-    (a dead pid on this host) or silent (a heartbeat older than ``STALE_AFTER``)."""
-    status = str(meta.get("status", "crashed"))
+    """The status a reader should believe. A "running" run is "crashed" only when its process is proved
+    gone (see ``_proved_dead``). One whose process cannot be checked (another host, a container) and
+    whose heartbeat is older than ``STALE_AFTER`` is "stale": maybe gone, maybe stopped; prune keeps it."""
+    status = meta.get("status")
+    if not isinstance(status, str):
+        return "unknown"
     if status != "running":
         return status
-    if meta.get("host") == socket.gethostname() and not _pid_alive(int(meta.get("pid", -1))):
+    if _proved_dead(meta):
         return "crashed"
-    heartbeat = meta.get("heartbeat")
-    now = now or datetime.now(timezone.utc)
-    if heartbeat is None or now - parse_time(heartbeat) > STALE_AFTER:
-        return "crashed"
-    return "running"
+    if _same_machine_and_namespace(meta):
+        return "running"  # its process is there: training, or stopped (Ctrl-Z, a scheduler's suspend)
+    try:
+        silent = (now or datetime.now(timezone.utc)) - parse_time(str(meta.get("heartbeat"))) > STALE_AFTER
+    except (ValueError, TypeError):
+        silent = True
+    return "stale" if silent else "running"
 
 
 def dir_bytes(path: Path) -> int:
@@ -456,8 +521,7 @@ def init(
     meta.update(
         status="running",
         ended=None,
-        host=socket.gethostname(),
-        pid=os.getpid(),
+        **process_identity(),
         command=list(sys.argv),
         cwd=os.getcwd(),
         git=_git_state(Path.cwd()),
@@ -468,7 +532,11 @@ def init(
     )
     run = Run(run_dir, meta, budget, cadence, purge_step, flat, earlier)
     if retention is not None:  # after the new run exists, so that it counts among the newest
-        deleted = apply_retention(root_path, retention, None if retention.scope == "root" else experiment)
+        try:
+            deleted = apply_retention(root_path, retention, None if retention.scope == "root" else experiment)
+        except OSError as err:  # retention never stops a run from starting
+            warnings.warn(f"tbscope: retention could not delete old runs: {err}", RuntimeWarning, stacklevel=2)
+            deleted = []
         if deleted:
             freed = sum(size for _, size in deleted)
             print(
@@ -537,9 +605,9 @@ def plan_retention(runs: Iterable[RunDir], retention: Retention, now: datetime |
     now = now or datetime.now(timezone.utc)
     doomed: dict[Path, RunDir] = {}
     if retention.keep_last is not None:
-        by_experiment: dict[str, list[RunDir]] = {}
+        by_experiment: dict[Path, list[RunDir]] = {}  # by folder: run.json's "experiment" may say anything
         for run in runs:
-            by_experiment.setdefault(run.meta["experiment"], []).append(run)
+            by_experiment.setdefault(run.path.parent, []).append(run)
         for group in by_experiment.values():
             for run in group[: max(0, len(group) - retention.keep_last)]:
                 doomed[run.path] = run
@@ -547,24 +615,33 @@ def plan_retention(runs: Iterable[RunDir], retention: Retention, now: datetime |
         for run in runs:
             if now - run.created > retention.max_age:
                 doomed[run.path] = run
-    doomed = {path: run for path, run in doomed.items() if run.status != "running"}
+    doomed = {path: run for path, run in doomed.items() if run.status in DELETABLE}
     if retention.max_total_bytes is not None:
         total = sum(run.bytes for run in runs if run.path not in doomed)
         for run in runs:
             if total <= retention.max_total_bytes:
                 break
-            if run.path not in doomed and run.status != "running":
+            if run.path not in doomed and run.status in DELETABLE:
                 doomed[run.path] = run
                 total -= run.bytes
     return [run for run in runs if run.path in doomed]
 
 
-def delete_run(root: Path, run: RunDir) -> None:
-    """Delete one run's directory, after checking once more that it is a run inside ``root``."""
+def delete_run(root: Path, run: RunDir) -> bool:
+    """Delete one run's directory, if it still may be: checked again at this moment (a run resumed
+    since it was planned, or a process stopped and continued, is kept). Returns whether it was deleted;
+    a run gone already (another process pruned it) is not an error."""
     path = run.path
-    if path.is_symlink() or not path.resolve().is_relative_to(root.resolve()) or read_meta(path) is None:
-        raise ValueError(f"refusing to delete {path}: not a tbscope run inside {root}")
-    shutil.rmtree(path)
+    if path.is_symlink() or not path.resolve().is_relative_to(root.resolve()):
+        return False
+    meta = read_meta(path)
+    if meta is None or meta.get("id") != run.meta.get("id") or effective_status(meta) not in DELETABLE:
+        return False
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def apply_retention(root: Path, retention: Retention, experiment: str | None) -> list[tuple[Path, int]]:
@@ -573,8 +650,8 @@ def apply_retention(root: Path, retention: Retention, experiment: str | None) ->
         return []
     deleted = []
     for run in plan_retention(find_runs(root, experiment), retention):
-        delete_run(root, run)
-        deleted.append((run.path, run.bytes))
+        if delete_run(root, run):
+            deleted.append((run.path, run.bytes))
     return deleted
 
 
