@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tensorboard.util import tensor_util
 
 from conftest import accumulate
 from tbscope import Writer
@@ -222,3 +223,36 @@ def test_histogram_of_a_tensor_modified_later_is_the_original(tmp_path: Path) ->
         w.add_histogram("h", values, 0)
         values += 5
     assert accumulate(tmp_path).Histograms("h")[0].histogram_value.max == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (
+            lambda w: w.add_histogram("h", np.ones(3), 0, bins=10**9),
+            r"add_histogram: bins must be between 1 and 100,000",
+        ),
+        (lambda w: w.add_histogram("h", np.ones(3), 0, bins=0), r"add_histogram: bins must be between 1 and"),
+        (lambda w: w.add_histogram("h", np.ones(3), 0, max_bins=0), r"add_histogram: max_bins must be a positive int"),
+        (lambda w: w.add_video("v", np.zeros((1, 2, 3, 4, 4)), 0, fps=0), r"add_video: fps must be a positive number"),
+        (lambda w: w.add_audio("a", np.zeros(10), 0, sample_rate=0), r"add_audio: sample_rate must be a positive"),
+        (lambda w: w.add_graph(5), r"add_graph: model must be a torch.nn.Module, got int 5"),
+    ],
+)
+def test_arguments_that_would_fail_later_are_refused_at_the_call_naming_it(
+    tmp_path: Path, call: object, match: str
+) -> None:
+    with Writer(tmp_path) as w:
+        with pytest.raises((ValueError, TypeError), match=match):
+            call(w)  # type: ignore[operator]
+        w.add_scalar("after", 1.0, 0)
+    assert accumulate(tmp_path).Scalars("after")[0].value == 1.0
+
+
+def test_nan_predictions_are_left_out_of_a_pr_curve_with_a_warning(tmp_path: Path) -> None:
+    labels = np.array([1, 0, 1, 0])
+    with pytest.warns(RuntimeWarning, match=r"PR curve 'pr': 1 NaN prediction\(s\) left out"), Writer(tmp_path) as w:
+        w.add_pr_curve("pr", labels, np.array([0.9, 0.1, np.nan, 0.2]), 0, num_thresholds=3)
+        w.flush()
+    data = tensor_util.make_ndarray(accumulate(tmp_path).Tensors("pr")[0].tensor_proto)
+    assert data[0, 0] + data[3, 0] == 1  # true positives and false negatives at threshold 0: one positive left

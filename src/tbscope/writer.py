@@ -7,6 +7,7 @@ queues it. Encoding and disk I/O happen on the pipeline's thread.
 from __future__ import annotations
 
 import math
+import numbers
 import socket
 import time
 import urllib.parse
@@ -248,6 +249,11 @@ def _sub_run(method: str, what: str, name: str) -> str:
     if not name or Path(name).is_absolute() or ".." in parts or "\\" in name:
         raise ValueError(f"{method}: {what} {name!r} would write outside log_dir; use a plain relative name")
     return name
+
+
+def _check_positive(method: str, what: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        raise ValueError(f"{method}: {what} must be a positive number, got {value!r}")
 
 
 def _check_tag(method: str, tag: Any) -> None:
@@ -847,6 +853,7 @@ class Writer:
     ) -> None:
         """Log a batch of clips, (N, T, C, H, W) uint8 or float in [0, 1], as an animated GIF."""
         _check_tag("add_video", tag)
+        _check_positive("add_video", "fps", fps)
         if self._skips("add_video", "image", tag, global_step):
             return
         data = snapshot.array("add_video", vid_tensor)
@@ -867,6 +874,7 @@ class Writer:
     ) -> None:
         """Log a sound clip: samples in [-1, 1], shape (L,) or (1, L) mono, or (C, L)."""
         _check_tag("add_audio", tag)
+        _check_positive("add_audio", "sample_rate", sample_rate)
         if self._skips("add_audio", "audio", tag, global_step):
             return
         data = snapshot.array("add_audio", snd_tensor)
@@ -897,7 +905,7 @@ class Writer:
         _check_tag("add_histogram", tag)
         if self._skips("add_histogram", "histogram", tag, global_step):
             return
-        histogram.check_bins(bins)
+        histogram.check_bins(bins, max_bins)
         if snapshot.is_cuda(values) and (bins == "tensorflow" or type(bins) is int):
             if values.numel() == 0:
                 raise ValueError(f"add_histogram: values is empty, shape {tuple(values.shape)}")
@@ -1102,6 +1110,8 @@ class Writer:
         cannot be traced gets a warning naming the model and the reason, and training goes on
         (``strict`` writers raise ``GraphError``). ``verbose`` prints the traced graph.
         """
+        if not callable(model):
+            raise TypeError(f"add_graph: model must be a torch.nn.Module, got {type(model).__name__} {model!r}")
         try:
             traced, classes = graph.trace(model, input_to_model, use_strict_trace)
         except graph.GraphError as err:

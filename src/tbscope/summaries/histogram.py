@@ -28,13 +28,26 @@ def tensorflow_edges() -> np.ndarray:
 NUMPY_BIN_NAMES = ("auto", "fd", "doane", "scott", "stone", "rice", "sturges", "sqrt")
 
 
-def check_bins(bins: Bins) -> None:
-    """Raise a ValueError for a bins name that neither TensorFlow nor NumPy knows."""
-    if isinstance(bins, str) and bins != "tensorflow" and bins not in NUMPY_BIN_NAMES:
-        raise ValueError(
-            f"add_histogram: bins must be 'tensorflow', one of {', '.join(NUMPY_BIN_NAMES)}, "
-            f"a number of bins or the bin edges; got {bins!r}"
-        )
+# More buckets than a chart can show; past this a histogram is a memory hazard, not a picture.
+MAX_BINS = 100_000
+
+
+def check_bins(bins: Bins, max_bins: int | None = None) -> None:
+    """Raise a ValueError naming ``add_histogram`` for bins or max_bins it cannot use: an unknown bins
+    name, a count or edges outside 1..``MAX_BINS`` bins, a max_bins below 1."""
+    if isinstance(bins, str):
+        if bins != "tensorflow" and bins not in NUMPY_BIN_NAMES:
+            raise ValueError(
+                f"add_histogram: bins must be 'tensorflow', one of {', '.join(NUMPY_BIN_NAMES)}, "
+                f"a number of bins or the bin edges; got {bins!r}"
+            )
+    elif isinstance(bins, int | np.integer):
+        if not 1 <= bins <= MAX_BINS:
+            raise ValueError(f"add_histogram: bins must be between 1 and {MAX_BINS:,}, got {bins:,}")
+    elif not 2 <= len(bins) <= MAX_BINS + 1:
+        raise ValueError(f"add_histogram: bin edges must be 2 to {MAX_BINS + 1:,} numbers, got {len(bins):,}")
+    if max_bins is not None and (type(max_bins) is not int or max_bins < 1):
+        raise ValueError(f"add_histogram: max_bins must be a positive int or None, got {max_bins!r}")
 
 
 def histogram_value(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.pr_curve import metadata
@@ -21,11 +23,19 @@ def pr_curve_value(
     """The PR curve of binary ``labels`` against ``predictions`` in [0, 1].
 
     Threshold ``i`` of ``num_thresholds`` is ``i / (num_thresholds - 1)``; a prediction at or above
-    it counts as positive.
+    it counts as positive. NaN predictions are left out, with a warning.
     """
     truth = np.asarray(labels).reshape(-1).astype(bool)
     scores = np.clip(np.asarray(predictions, dtype=np.float64).reshape(-1), 0.0, 1.0)
     w = np.ones_like(scores) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    nan = np.isnan(scores)
+    if nan.any():  # no threshold can count them
+        warnings.warn(
+            f"tbscope: PR curve {tag!r}: {int(nan.sum())} NaN prediction(s) left out of the curve",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        truth, scores, w = truth[~nan], scores[~nan], w[~nan]
     bucket = np.floor(scores * (num_thresholds - 1)).astype(np.int64)
     # Counts of positives and negatives whose score reaches each threshold, from the top down.
     pos = np.bincount(bucket, weights=w * truth, minlength=num_thresholds)
