@@ -169,3 +169,12 @@ def test_finish_warns_and_returns_when_run_json_cannot_be_written(tmp_path: Path
     with pytest.warns(RuntimeWarning, match=r"could not record the end of run .* in run.json"):
         run.finish()
     assert accumulate(run.dir).Scalars("loss")[0].value == 1.0
+
+
+def test_run_files_are_readable_by_others_and_no_lock_file_is_left(tmp_path: Path) -> None:
+    """A shared TensorBoard, run by another user, reads run.json and the Projector config."""
+    with tbscope.init("shared", root=tmp_path) as run:
+        run.writer.add_embedding(np.random.default_rng(0).random((10, 3)), metadata=list(range(10)))
+    for name in ("run.json", "projector_config.pbtxt"):
+        assert (run.dir / name).stat().st_mode & 0o777 == 0o644, name
+    assert not [p.name for p in run.dir.iterdir() if p.name.startswith(".")]

@@ -22,7 +22,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +31,7 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
 
+from tbscope import atomic
 from tbscope.pipeline import end_status, on_exit
 from tbscope.policy import Budget, Cadence
 from tbscope.summaries.hparams import HParamValue, flatten
@@ -162,15 +162,7 @@ def _jsonable(value: Any, where: str) -> Any:
 
 def write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
     """Write ``data`` as JSON to ``path`` so that a reader, or a kill, never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic.write_text(path, json.dumps(data, indent=1, allow_nan=False))
 
 
 def read_meta(run_dir: Path) -> dict[str, Any] | None:

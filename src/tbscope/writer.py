@@ -252,7 +252,7 @@ def _sub_run(method: str, what: str, name: str) -> str:
 
 
 def _check_positive(method: str, what: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < float(value) < math.inf:
         raise ValueError(f"{method}: {what} must be a positive number, got {value!r}")
 
 

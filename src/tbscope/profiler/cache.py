@@ -8,12 +8,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tbscope import atomic
 from tbscope.cache import directory
 
 # Bumped whenever an analysis changes what it returns: an entry cached by another version is recomputed.
@@ -40,8 +39,5 @@ def cached(path: Path, view: str, compute: Callable[[], Any]) -> Any:
         stored[view] = compute()
         with contextlib.suppress(OSError):
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump(stored, f)
-            os.replace(tmp, target)
+            atomic.write_text(target, json.dumps(stored))
     return stored[view]

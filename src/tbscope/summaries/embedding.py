@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from google.protobuf import text_format
 from PIL import Image
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
+from tbscope import atomic
 from tbscope.summaries.image import to_uint8
 
 CONFIG_NAME = "projector_config.pbtxt"
@@ -124,15 +124,16 @@ def write_embedding(
 
 @contextlib.contextmanager
 def _locked(log_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``log_dir`` itself (a lock on the folder, not a file left in it)."""
     if fcntl is None:
         yield
         return
-    with open(log_dir / f".{CONFIG_NAME}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    fd = os.open(log_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def merge_config(log_dir: Path, entry: Any) -> None:
@@ -145,7 +146,4 @@ def merge_config(log_dir: Path, entry: Any) -> None:
         kept = [e for e in config.embeddings if e.tensor_name != entry.tensor_name]
         del config.embeddings[:]
         config.embeddings.extend([*kept, entry])
-        fd, tmp = tempfile.mkstemp(dir=log_dir, prefix=f".{CONFIG_NAME}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text_format.MessageToString(config))
-        os.replace(tmp, path)
+        atomic.write_text(path, text_format.MessageToString(config))
