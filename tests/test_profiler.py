@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import os
 import re
 import subprocess
 import sys
@@ -423,3 +424,33 @@ def test_a_changed_or_moved_trace_is_analyzed_again(tmp_path: Path) -> None:
     moved.parent.mkdir()
     trace.rename(moved)
     assert cache.cached(moved, "overview", analysis) == "analysis 3"
+
+
+def test_the_profile_tab_serves_only_regular_trace_files_inside_the_logdir(tmp_path: Path) -> None:
+    """A symlink named like a trace (to a file outside the logdir) or a FIFO is neither listed nor served."""
+    from tensorboard.plugins import base_plugin
+    from werkzeug.test import Client
+
+    from tbscope.profiler.plugin import ProfilePlugin
+
+    profile = tmp_path / "logs" / "run" / "profile"
+    profile.mkdir(parents=True)
+    real = profile / "cpu_only_rank34.pt.trace.json.gz"
+    real.write_bytes((TRACES / "cpu" / real.name).read_bytes())
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the logdir")
+    (profile / "evil.pt.trace.json").symlink_to(secret)
+    os.mkfifo(profile / "fifo.pt.trace.json")
+    apps = ProfilePlugin(base_plugin.TBContext(logdir=str(tmp_path / "logs"))).get_plugin_apps()
+
+    def get(route: str, query: str) -> tuple[int, bytes]:
+        response = Client(apps[route]).get(f"{route}?{query}")
+        return response.status_code, response.get_data()
+
+    status, body = get("/runs", "")
+    assert status == 200 and json.loads(body) == [{"run": "run", "workers": [real.name]}]
+    for worker in ("evil.pt.trace.json", "fifo.pt.trace.json"):
+        status, body = get("/trace", f"run=run&worker={worker}")
+        assert status == 404 and b"outside the logdir" not in body
+    assert get("/trace", f"run=run&worker={real.name}") == (200, real.read_bytes())
+    assert secret.read_text() == "outside the logdir"

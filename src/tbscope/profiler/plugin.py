@@ -19,8 +19,9 @@ from typing import Any
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
+from tbscope.profiler.trace import find_traces
+
 PLUGIN_NAME = "tbscope_profile"
-TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
 # Rows a table sends at most: every view stays far below 10 MB, whatever the trace's size.
 MAX_ROWS = 500
 _STATIC = Path(__file__).with_name("static")
@@ -80,12 +81,9 @@ class ProfilePlugin(base_plugin.TBPlugin):
             if time.monotonic() - self._walked < _WALK_SECONDS:
                 return self._traces
             found: dict[str, list[Path]] = {}
-            for folder, dirs, files in os.walk(self._logdir):
-                dirs.sort()
-                if os.path.basename(folder) == "profile":
-                    traces = sorted(Path(folder) / f for f in files if f.endswith(TRACE_SUFFIXES))
-                    if traces:
-                        found[os.path.relpath(os.path.dirname(folder), self._logdir)] = traces
+            for path in find_traces(self._logdir):  # regular files inside the logdir, never through a link
+                if path.parent.name == "profile":
+                    found.setdefault(os.path.relpath(path.parent.parent, self._logdir), []).append(path)
             self._traces, self._walked = found, time.monotonic()
             return found
 

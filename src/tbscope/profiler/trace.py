@@ -12,6 +12,7 @@ import gzip
 import json
 import os
 import re
+import stat
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ CATEGORIES = {
     "python_function": "python",
 }  # fmt: skip
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
+TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
 # The event arguments any analysis reads; the rest are dropped as events are read, so a large trace's
 # events take a fraction of the memory its JSON text would.
 KEPT_ARGS = frozenset({
@@ -281,9 +283,23 @@ def span(trace: Trace, step: int) -> Trace:
     return Trace(trace.path, events, trace.header, trace.unknown_categories, memory)
 
 
+def is_trace_file(name: str) -> bool:
+    """Whether a file name is a torch.profiler trace's: ``*.pt.trace.json`` or ``*.pt.trace.json.gz``."""
+    return name.endswith(TRACE_SUFFIXES)
+
+
 def find_traces(path: str | os.PathLike[str]) -> list[Path]:
-    """Trace files: ``path`` itself, or every ``*.pt.trace.json[.gz]`` under it."""
+    """Trace files: ``path`` itself, or every trace under it. Under a folder only regular files count,
+    found without following symbolic links: a link, or a FIFO, named like a trace could lead anywhere."""
     root = Path(path)
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.is_file() and re.search(r"\.pt\.trace\.json(\.gz)?$", p.name))
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                if is_trace_file(name) and stat.S_ISREG(os.lstat(full).st_mode):
+                    found.append(Path(full))
+    return found
