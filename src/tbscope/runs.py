@@ -339,7 +339,12 @@ class Run:
         self._finished = False
         self._pid = os.getpid()
         self.writer = Writer(run_dir, purge_step=purge_step, cadence=cadence, budget=budget, on_flush=self._update)
-        self.writer.add_hparams(flat_config, {})
+        # The run's HParams session: TensorBoard shows the first one a run writes, so without a config
+        # it waits for add_config (a Lightning logger learns the hyperparameters after the run starts),
+        # or, failing that, for the end of the run.
+        self._session = bool(flat_config)
+        if self._session:
+            self.writer.add_hparams(flat_config, {})
         self._save()
         on_exit(self.finish)
 
@@ -351,6 +356,37 @@ class Run:
     def config(self) -> dict[str, Any]:
         """The config as given (made JSON-safe), as stored in run.json."""
         return dict(self._meta["config"])
+
+    def add_config(self, config: Any) -> None:
+        """Add hyperparameters to the run's config (run.json, ``tbscope compare``) and, if the run has
+        not started its HParams session yet, to TensorBoard's HParams dashboard. Keys given again are
+        replaced. ``config`` is any of what ``init`` takes.
+
+        Example:
+            >>> import tempfile, tbscope
+            >>> with tbscope.init("cnn", root=tempfile.mkdtemp()) as run:
+            ...     run.add_config({"lr": 0.1, "model": {"width": 16}})
+            >>> run.config
+            {'lr': 0.1, 'model': {'width': 16}}
+        """
+        given = _jsonable(config_as_dict(config), "config")
+        merged = {**self._meta["config"], **given}
+        if self._session and merged == self._meta["config"]:
+            return  # nothing new (Lightning logs the same hyperparameters at every stage)
+        with self._lock:
+            self._meta["config"] = merged
+            self._meta["config_flat"] = flatten(merged)
+        if self._session:
+            warnings.warn(
+                "tbscope: add_config after the run's HParams session started: the new keys are in run.json and "
+                "tbscope compare, not in TensorBoard's HParams dashboard (it keeps a run's first session)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            self._session = True
+            self.writer.add_hparams(self._meta["config_flat"], {})
+        self._save()
 
     def _save(self) -> None:
         if os.getpid() != self._pid:
@@ -375,6 +411,9 @@ class Run:
         if self._finished:
             return
         self._finished = True  # the close's own flush leaves run.json to the one write below
+        if not self._session:  # every run shows in the HParams dashboard, with its status
+            self._session = True
+            self.writer.add_hparams({}, {})
         self.writer.close(status)
         self._meta["status"] = status
         self._meta["ended"] = _now()

@@ -1,0 +1,1 @@
+"""tbscope inside the frameworks people train with: PyTorch Lightning (``integrations.lightning``)."""
