@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from tbscope import atomic
+from tbscope.integrations.hydra import hydra_job, name_from_overrides
 from tbscope.pipeline import end_status, on_exit
 from tbscope.policy import Budget, Cadence
 from tbscope.summaries.hparams import HParamValue, flatten
@@ -502,7 +503,9 @@ def init(
     """Start a run of ``experiment``: its directory, its writer, its run.json and its hyperparameters.
 
     The run goes to ``root/experiment/<UTC time>-<id>[-<name>]``; any number of processes may start
-    runs of one experiment at once and each gets its own directory. ``config`` (a dict, dataclass,
+    runs of one experiment at once and each gets its own directory. Inside a Hydra app the name
+    defaults to the command line's overrides (``lr-0.01_model.width-16``) and run.json records
+    Hydra's output directory. ``config`` (a dict, dataclass,
     ``argparse.Namespace`` or OmegaConf config) is stored in run.json and becomes the run's HParams
     session, flattened with "/". ``metrics`` names the scalar tags that are the run's headline
     metrics (default: every tag under ``val/``, ``test/`` or ``metrics/``). ``budget`` bounds the
@@ -523,6 +526,9 @@ def init(
         ({'lr': 0.01, 'opt/name': 'sgd'}, 10)
     """
     check_name("experiment", experiment)
+    job = hydra_job()
+    if name is None and job is not None:
+        name = name_from_overrides(job["overrides"])
     if name is not None:
         check_name("name", name)
     root_path = Path(root)
@@ -559,6 +565,7 @@ def init(
         versions=_versions(),
         config=given,
         config_flat=flat,
+        hydra=job,
         metrics=list(metrics) if metrics is not None else None,
     )
     run = Run(run_dir, meta, budget, cadence, purge_step, flat, earlier)
