@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 # The characters a run's name may hold (see ``runs.check_name``); anything else becomes "-".
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._]+")
 MAX_NAME = 80
 
 
@@ -39,6 +39,6 @@ def name_from_overrides(overrides: Sequence[str]) -> str | None:
         >>> name_from_overrides(["lr=0.01", "model.width=16", "+tags=[a,b]"])
         'lr-0.01_model.width-16_tags-a-b'
     """
-    parts = [_UNSAFE.sub("-", o.lstrip("+~").replace("=", "-")).strip("-") for o in overrides]
+    parts = [_UNSAFE.sub("-", o.lstrip("+~")).strip("-") for o in overrides]
     name = "_".join(p for p in parts if p)[:MAX_NAME].strip("._-")
     return name or None
