@@ -32,11 +32,12 @@ from types import TracebackType
 from typing import Any
 
 from tbscope import atomic
+from tbscope.integrations import distributed
 from tbscope.integrations.hydra import hydra_job, name_from_overrides
 from tbscope.pipeline import end_status, on_exit
 from tbscope.policy import Budget, Cadence
 from tbscope.summaries.hparams import HParamValue, flatten
-from tbscope.writer import Writer
+from tbscope.writer import NullWriter, Writer
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
@@ -329,8 +330,11 @@ class Run:
         purge_step: int | None,
         flat_config: Mapping[str, HParamValue],
         earlier: Mapping[str, Mapping[str, Any]] | None = None,
+        rank: int = 0,
+        all_ranks: bool = False,
     ) -> None:
         self.dir = run_dir
+        self.rank = rank  # under torch.distributed: only rank 0 writes run.json and the run's own events
         self._earlier = dict(earlier or {})  # a resumed run's summary of what it logged before
         self.id: str = meta["id"]
         self.experiment: str = meta["experiment"]
@@ -339,6 +343,15 @@ class Run:
         self._lock = threading.Lock()
         self._finished = False
         self._pid = os.getpid()
+        self._note: Path | None = None  # rank 0's note for the other ranks, removed when the run ends
+        self.writer: Writer
+        if rank:
+            self.writer = (
+                Writer(run_dir / f"rank{rank}", cadence=cadence, budget=budget) if all_ranks else NullWriter(run_dir)
+            )
+            self._session, self._finished = True, False
+            on_exit(self.finish)
+            return
         self.writer = Writer(run_dir, purge_step=purge_step, cadence=cadence, budget=budget, on_flush=self._update)
         # The run's HParams session: TensorBoard shows the first one a run writes, so without a config
         # it waits for add_config (a Lightning logger learns the hyperparameters after the run starts),
@@ -390,8 +403,8 @@ class Run:
         self._save()
 
     def _save(self) -> None:
-        if os.getpid() != self._pid:
-            return  # a forked child (a DataLoader worker): run.json is the parent's to write
+        if os.getpid() != self._pid or self.rank:
+            return  # a forked child (a DataLoader worker), or another rank: run.json is not theirs to write
         with self._lock:
             self._meta["heartbeat"] = _now()
             self._meta["summary"] = merge_summaries(self._earlier, self.writer.scalar_summary())
@@ -412,6 +425,12 @@ class Run:
         if self._finished:
             return
         self._finished = True  # the close's own flush leaves run.json to the one write below
+        if self.rank:
+            self.writer.close()
+            return
+        if self._note is not None:
+            with contextlib.suppress(OSError):
+                self._note.unlink()
         if not self._session:  # every run shows in the HParams dashboard, with its status
             self._session = True
             self.writer.add_hparams({}, {})
@@ -499,6 +518,7 @@ def init(
     budget: Budget | None = None,
     resume: Resume | str | os.PathLike[str] | None = None,
     cadence: Cadence | None = None,
+    all_ranks: bool = False,
 ) -> Run:
     """Start a run of ``experiment``: its directory, its writer, its run.json and its hyperparameters.
 
@@ -542,6 +562,11 @@ def init(
     cadence = cadence if cadence is not None else Cadence()
     experiment_dir = root_path / experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
+    place = distributed.place()
+    if place is not None and place[0] != 0:  # another rank of a torchrun job: rank 0's run
+        run_dir = distributed.receive(experiment_dir, place[0])
+        seen = read_meta(run_dir) or {"id": run_dir.name, "experiment": experiment, "name": name, "status": "running"}
+        return Run(run_dir, seen, budget, cadence, None, {}, rank=place[0], all_ranks=all_ranks)
     resume_target = Resume(resume) if isinstance(resume, str | os.PathLike) else resume
     purge_step = None
     if resume_target is not None:
@@ -566,9 +591,12 @@ def init(
         config=given,
         config_flat=flat,
         hydra=job,
+        world_size=place[1] if place is not None else None,
         metrics=list(metrics) if metrics is not None else None,
     )
     run = Run(run_dir, meta, budget, cadence, purge_step, flat, earlier)
+    if place is not None:
+        run._note = distributed.announce(experiment_dir, run_dir)
     if retention is not None:  # after the new run exists, so that it counts among the newest
         try:
             deleted = apply_retention(root_path, retention, None if retention.scope == "root" else experiment)

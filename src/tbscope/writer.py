@@ -1279,6 +1279,23 @@ class Writer:
         self.close(end_status(exc_type))
 
 
+class NullWriter(Writer):
+    """What a rank other than 0 of a distributed job logs to by default (see ``tbscope.init``): every
+    public method of ``Writer``, doing nothing, so that the same training code runs on every rank for free."""
+
+    def __init__(self, log_dir: str | Path) -> None:  # no pipeline, no file: nothing to set up
+        self.log_dir, self.file_writer, self.budget, self.cadence = str(log_dir), None, None, None
+
+
+def _nothing(*args: Any, **kwargs: Any) -> None:
+    """A ``NullWriter`` method."""
+
+
+for _name in dir(Writer):
+    if not _name.startswith("_") and callable(getattr(Writer, _name)) and _name != "get_logdir":
+        setattr(NullWriter, _name, _nothing)
+
+
 def _same_size(images: list[np.ndarray]) -> list[np.ndarray]:
     """Pad images to the largest height and width (white), so figures of any size form a grid."""
     height = max(i.shape[0] for i in images)
