@@ -128,3 +128,73 @@ def test_resuming_from_a_checkpoint_continues_the_same_run(tmp_path: Path) -> No
     steps = [e.step for e in accumulate(run_dir).Scalars("train/loss")]
     assert steps == sorted(set(steps)) and steps[-1] == 31  # 4 epochs of 8 steps, no step twice
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+
+class ImageClassifier(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                       torch.nn.Linear(4, 3))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: Any, index: int) -> torch.Tensor:
+        loss = torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+        self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch: Any, index: int) -> None:
+        images = batch["images"] if isinstance(batch, dict) else batch[0]
+        labels = batch["labels"] if isinstance(batch, dict) else batch[1]
+        self.log("val/loss", torch.nn.functional.cross_entropy(self(images), labels))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def image_data(as_dict: bool = False) -> torch.utils.data.DataLoader:
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(32, 3, 16, 16, generator=generator), torch.randint(0, 3, (32,), generator=generator)
+    if not as_dict:
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=8)
+    boxes = torch.tensor([[2.0, 2.0, 10.0, 12.0]]).expand(32, 1, 4)
+    masks = (torch.rand(32, 16, 16, generator=generator) > 0.5).long()
+    items = [{"images": images[i], "labels": labels[i], "boxes": boxes[i], "masks": masks[i]} for i in range(32)]
+    return torch.utils.data.DataLoader(items, batch_size=8)
+
+
+@pytest.mark.parametrize("logger_kind", ["tbscope", "lightning's TensorBoardLogger"])
+def test_callbacks_log_predictions_watch_the_model_and_profile_steps(tmp_path: Path, logger_kind: str) -> None:
+    from tbscope.integrations.lightning import ProfileSteps, ValidationPredictions, WatchModel
+
+    if logger_kind == "tbscope":
+        logger: Any = TBScopeLogger("tiny", root=tmp_path)
+    else:
+        logger = L.pytorch.loggers.TensorBoardLogger(str(tmp_path), name="tb")
+    callbacks = [ValidationPredictions(class_names=["circle", "square", "triangle"]), WatchModel(),
+                 ProfileSteps(wait=0, warmup=1, active=2)]  # fmt: skip
+    model = ImageClassifier()
+    trainer(logger, callbacks=callbacks, log_every_n_steps=1).fit(model, image_data(), image_data())
+    log_dir = Path(logger.log_dir)
+    images = {}
+    for folder in {p.parent for p in log_dir.rglob("events.out.tfevents.*")}:
+        acc = accumulate(folder)
+        images.update({tag: acc.Images(tag) for tag in acc.Tags()["images"]})
+        if "watch/grad_norm/net.3.weight" in acc.Tags()["scalars"]:
+            assert acc.Scalars("watch/grad_norm/net.3.weight")
+    assert [e.step for e in images["val/predictions"]] == [4, 8]  # the first validation batch, each epoch
+    assert images["val/predictions"][0].width > 16 * 4  # a grid of the batch, captioned
+    assert len(list((log_dir / "profile").glob("*.pt.trace.json.gz"))) == 1
+    assert not any(p._post_accumulate_grad_hooks for p in model.parameters())  # unwatched at the end
+
+
+def test_predictions_draw_the_boxes_and_the_mask_a_batch_has(tmp_path: Path) -> None:
+    from tbscope.integrations.lightning import ValidationPredictions
+
+    logger = TBScopeLogger("tiny", root=tmp_path)
+    trainer(logger, callbacks=[ValidationPredictions()], max_epochs=1).fit(
+        ImageClassifier(), image_data(), image_data(as_dict=True)
+    )
+    tags = accumulate(logger.run.dir).Tags()["images"]
+    assert {"val/predictions", "val/boxes", "val/mask"} <= set(tags)
