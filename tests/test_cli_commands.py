@@ -154,3 +154,58 @@ def test_long_reads_show_progress_on_a_terminal_and_none_when_piped(root: Path) 
     proc.wait(timeout=120)
     os.close(leader)
     assert b"tbscope: reading [" in output and b"files" in output
+
+
+def test_export_to_a_folder_that_does_not_exist_says_so_in_one_line(root: Path, tmp_path: Path) -> None:
+    for name in ("x.parquet", "x.csv"):
+        out = tmp_path / "nonexistent" / "dir" / name
+        result = tbscope_cli("export", str(root), "-o", str(out))
+        assert result.returncode == 1 and not out.exists()
+        assert result.stderr.startswith(f"tbscope export: cannot write {out}: ") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [["compare", "--csv"], ["du", "--json"], ["ls"]])
+def test_output_into_a_closed_pipe_ends_quietly(root: Path, command: list[str]) -> None:
+    executable = Path(sys.executable).with_name("tbscope")
+    proc = subprocess.Popen([str(executable), command[0], str(root), *command[1:]],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as `| head` does once it has its lines
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=300) == 1 and stderr == b""
+
+
+def test_json_output_holds_no_nan(tmp_path: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    w = SummaryWriter(tmp_path / "diverged")
+    w.add_scalar("val/loss", 1.0, 0)
+    w.add_scalar("val/loss", float("nan"), 1)
+    w.close()
+    for command in (["compare", "--json"], ["ls", "--json"]):
+        result = tbscope_cli(command[0], str(tmp_path), *command[1:])
+        assert result.returncode == 0 and "NaN" not in result.stdout
+        json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    [row] = json.loads(tbscope_cli("compare", str(tmp_path), "--json").stdout)
+    assert row["val/loss (last)"] is None
+
+
+def test_a_filter_naming_an_unknown_name_is_refused_wherever_the_name_is(root: Path) -> None:
+    for expression in ("lr < 0.001 and lrr > 1", "lrr > 1 and lr < 0.001", "lr > 1 and lrr > 1", "not lrr"):
+        result = tbscope_cli("compare", str(root), "--filter", expression)
+        assert result.returncode == 2 and result.stdout == ""
+        assert "unknown name 'lrr'; the names are: epochs, lr, optimizer, train_loss, val_acc" in result.stderr
+
+
+def test_prune_refuses_an_experiment_outside_the_root(tmp_path: Path) -> None:
+    with tbscope.init("x", root=tmp_path) as old:
+        pass
+    with tbscope.init("x", root=tmp_path):
+        pass
+    runs_root = tmp_path / "runs"
+    runs_root.mkdir()
+    for name in ("../x", "x/..", "..", "/x"):
+        result = tbscope_cli("prune", str(runs_root), "--keep-last", "1", "--experiment", name, "--yes")
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.startswith("tbscope prune: --experiment is the name of an experiment folder in ")
+    assert old.dir.is_dir()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -234,9 +237,9 @@ def test_the_cache_parses_an_unchanged_file_never_again_and_a_grown_one_from_its
     parses: list[int] = []
     real_parse = reader.parse_file
 
-    def counting(p: Path, offset: int = 0, first_record: int = 0) -> reader.FileScalars:
+    def counting(p: Path, offset: int = 0, first_record: int = 0, file: Any = None) -> reader.FileScalars:
         parses.append(offset)
-        return real_parse(p, offset, first_record)
+        return real_parse(p, offset, first_record, file)
 
     monkeypatch.setattr(reader, "parse_file", counting)
     assert len(tbscope.read_scalars(tmp_path)) == 100 and parses == [0]
@@ -343,3 +346,90 @@ def test_resumed_run_json_summary_covers_both_parts(tmp_path: Path) -> None:
     summary = json.loads((first.dir / "run.json").read_text())["summary"]
     assert summary == summarize(tbscope.read_scalars(first.dir, runs=["."]))
     assert summary["loss"] == {"last": 107.0, "min": 0.0, "max": 107.0, "last_step": 7, "count": 8}
+
+
+def test_a_tensor_of_unknown_dtype_is_skipped_as_damage_and_the_rest_is_read(tmp_path: Path) -> None:
+    from tensorboard.plugins.histogram import metadata as histogram_metadata
+
+    unknown = TensorProto(dtype=99, tensor_content=b"abcd")  # checksums fine, but no dtype TensorBoard knows
+    histogram = Summary.Value(tag="h", tensor=unknown)
+    histogram.metadata.CopyFrom(histogram_metadata.create_summary_metadata(display_name="", description=""))
+    path = tmp_path / "run" / "events.out.tfevents.1.a"
+    write_events(path, [scalar_event("x", 0, 1.0), tensor_event("t", 1, unknown, with_metadata=True),
+                        Event(step=2, summary=Summary(value=[histogram])), scalar_event("x", 3, 3.0)])  # fmt: skip
+    with pytest.warns(RuntimeWarning, match=r"skipped 1 damaged record\(s\) in .*events.out.tfevents.1.a"):
+        scalars = tbscope.read_scalars(tmp_path)
+    assert scalars[["tag", "step", "value"]].values.tolist() == [["x", 0, 1.0], ["x", 3, 3.0]]
+    with pytest.warns(RuntimeWarning, match=r"skipped .*tfevents.1.a: 1 value\(s\) that could not be decoded .*'h'"):
+        assert tbscope.read_events(tmp_path, "histograms").empty
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "meta of other types", "codes out of range", "fifo"])
+def test_a_damaged_cache_entry_is_parsed_again(tmp_path: Path, own_cache: Path, damage: str) -> None:
+    path = tmp_path / "run" / "events.out.tfevents.1.a"
+    write_events(path, [scalar_event("x", s, float(s)) for s in range(20)])
+    assert tbscope.read_scalars(tmp_path)["value"].tolist() == [float(s) for s in range(20)]
+    [entry] = (own_cache / "scalars").glob("*.scalars")
+    whole = entry.read_bytes()
+    meta_line, arrays = whole.split(b"\n", 1)
+    meta = json.loads(meta_line)
+    entry.unlink()
+    if damage == "truncated":
+        entry.write_bytes(whole[: len(whole) // 2])
+    elif damage == "garbage":
+        entry.write_bytes(os.urandom(len(whole)))
+    elif damage == "meta of other types":
+        entry.write_bytes(json.dumps({**meta, "tags": 5, "restarts": "no", "records": -1}).encode() + b"\n" + arrays)
+    elif damage == "codes out of range":
+        entry.write_bytes(json.dumps({**meta, "tags": []}).encode() + b"\n" + arrays)
+    else:
+        os.mkfifo(entry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tbscope.read_scalars(tmp_path)["value"].tolist() == [float(s) for s in range(20)]
+
+
+def test_another_file_written_over_a_cached_one_is_read_anew(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "events.out.tfevents.1.a"
+    write_events(path, [scalar_event("x", s, 1.0, wall=1.0) for s in range(50)])
+    assert set(tbscope.read_scalars(tmp_path)["tag"]) == {"x"}
+    time.sleep(0.01)
+    path.unlink()
+    write_events(path, [scalar_event("y", s, 2.0, wall=5.0) for s in range(80)])  # larger: no append, though
+    again = tbscope.read_scalars(tmp_path)
+    assert set(again["tag"]) == {"y"} and again["step"].tolist() == list(range(80))
+    time.sleep(0.01)
+    path.unlink()
+    write_events(path, [scalar_event("z", s, 3.0, wall=5.0) for s in range(80)])  # the same size
+    assert set(tbscope.read_scalars(tmp_path)["tag"]) == {"z"}
+
+
+def test_the_cache_forgets_files_that_are_gone_and_keeps_under_its_size_the_entries_used_last(
+    tmp_path: Path, own_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for run in ("a", "b", "c"):
+        write_events(tmp_path / run / "events.out.tfevents.1.a", [scalar_event("x", s, 1.0) for s in range(30)])
+    tbscope.read_scalars(tmp_path)
+    entries = own_cache / "scalars"
+    assert len(list(entries.glob("*.scalars"))) == 3
+    shutil.rmtree(tmp_path / "a")
+    tbscope.read_scalars(tmp_path)
+    assert len(list(entries.glob("*.scalars"))) == 3  # pruned at most once an hour
+    os.utime(entries / ".pruned", (0, 0))  # the last pruning was long ago
+    tbscope.read_scalars(tmp_path)
+    assert len(list(entries.glob("*.scalars"))) == 2  # a's entry went with a
+    for entry in entries.glob("*.scalars"):
+        os.utime(entry, (1, 1))
+    tbscope.read_scalars(tmp_path, runs=["c"])  # c's entry is now the one used last
+    one_entry = max(e.stat().st_size for e in entries.glob("*.scalars"))
+    assert reader.prune_cache(max_bytes=one_entry) > 0
+    parses: list[str] = []
+    real_parse = reader.parse_file
+
+    def counting(p: Path, offset: int = 0, first_record: int = 0, file: Any = None) -> reader.FileScalars:
+        parses.append(p.parent.name)
+        return real_parse(p, offset, first_record, file)
+
+    monkeypatch.setattr(reader, "parse_file", counting)
+    tbscope.read_scalars(tmp_path)
+    assert parses == ["b"]  # c came from the cache

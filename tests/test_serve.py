@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,17 +108,85 @@ def test_hparams_dashboard_lists_every_run_with_its_hyperparameters_and_metrics(
         assert by_trial[f"trial{i}"]["sessions"][0]["status"] == "STATUS_SUCCESS"
 
 
-def test_a_taken_port_moves_to_a_free_one(root: Path) -> None:
+def tbscope_serve(*args: str) -> subprocess.CompletedProcess[str]:
+    """``tbscope serve`` where it is expected to stop at once, by itself."""
+    command = Path(sys.executable).with_name("tbscope")
+    return subprocess.run([str(command), "serve", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_a_taken_port_stops_serve_with_a_message_that_says_how_to_choose_another(root: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        served = serve(root, "--port", str(port))
-        try:
-            assert f"port {port} is taken" in "".join(served.lines)
-            assert not served.url.endswith(f":{port}")
-        finally:
-            stop(served)
+        result = tbscope_serve(str(root), "--port", str(port))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"tbscope serve: port {port} on 127.0.0.1 is in use (another TensorBoard?); choose another with --port N, "
+        "or --port 0 for any free port\n"
+    )
+
+
+def test_port_zero_serves_on_any_free_port_and_says_which(root: Path) -> None:
+    served = serve(root, "--port", "0")
+    try:
+        port = int(served.url.rsplit(":", 1)[1])
+        assert port > 0 and isinstance(get_json(f"{served.url}/data/runs"), list)
+    finally:
+        stop(served)
+    help_text = subprocess.run([str(Path(sys.executable).with_name("tbscope")), "serve", "--help"],
+                               capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+    assert "0 picks any free port" in " ".join(help_text.split())
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_a_port_that_is_no_port_is_a_usage_error(root: Path, port: str) -> None:
+    result = tbscope_serve(str(root), "--port", port)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "tbscope serve: error: argument --port:" in result.stderr.splitlines()[-1]
+
+
+def test_an_ipv6_host_is_bracketed_in_the_url(root: Path) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as err:
+        pytest.skip(f"no IPv6 loopback here: {err}")
+    served = serve(root, "--port", "0", "--host", "::1")
+    try:
+        assert served.url.startswith("http://[::1]:")
+        assert isinstance(get_json(f"{served.url}/data/runs"), list)
+    finally:
+        stop(served)
+
+
+def get_with_host(url: str, host: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_a_request_for_another_host_is_refused_against_dns_rebinding(served: Served) -> None:
+    port = served.url.rsplit(":", 1)[1]
+    for foreign in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}", f"localhost:{port}0"):
+        status, body = get_with_host(f"{served.url}/data/runs", foreign)
+        assert status == 403 and f"refused a request for host {foreign!r}" in body
+    for own in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"[::1]:{port}"):
+        status, body = get_with_host(f"{served.url}/data/runs", own)
+        assert status == 200 and len(json.loads(body)) == 3
+
+
+def test_allow_host_adds_a_name(root: Path) -> None:
+    served = serve(root, "--port", "0", "--allow-host", "box.internal")
+    try:
+        assert get_with_host(f"{served.url}/data/runs", "box.internal")[0] == 200
+        assert get_with_host(f"{served.url}/data/runs", "box.internal:8080")[0] == 200
+        assert get_with_host(f"{served.url}/data/runs", "other.internal")[0] == 403
+    finally:
+        stop(served)
 
 
 def test_listening_on_all_interfaces_is_warned_about(root: Path) -> None:

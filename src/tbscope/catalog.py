@@ -4,13 +4,17 @@ per-tag scalar summaries; what ``tbscope ls`` and ``tbscope compare`` show.
 A tbscope run is described by its ``run.json`` alone: no event file is opened. Any other run (torch's
 SummaryWriter, tensorboardX, Lightning's ``version_N``) is described from its event files, and from
 Lightning's ``hparams.yaml`` when there is one; the summaries are the same either way.
+
+A ``run.json`` is read with suspicion (``runs.run_meta``): one that cannot be read as a JSON object is no
+run.json, and its folder is shown from its event files; a field of another type than tbscope writes is
+left out. Either way one warning names the file, and the rest is shown.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tbscope import reader, runs
+from tbscope import reader, record, runs
 from tbscope.summaries.hparams import HParamValue, flatten
 
 Summary = dict[str, dict[str, float | int | None]]
@@ -67,18 +71,23 @@ def summarize(frame: pd.DataFrame) -> Summary:
     return out
 
 
+# -- entries ------------------------------------------------------------------------------------------
+
+
 def _tbscope_entry(root: Path, run_dir: Path, meta: dict[str, Any]) -> RunEntry:
-    created = runs.parse_time(meta["created"])
-    end = meta.get("ended") or meta.get("heartbeat")
+    """A run from its run.json as ``run_meta`` gives it (every field there has the right type)."""
+    created = runs.read_time(meta.get("created"))
+    end = runs.read_time(meta.get("ended") or meta.get("heartbeat"))
     summary: Summary = meta.get("summary", {})
     steps = [int(step) for s in summary.values() if (step := s.get("last_step")) is not None]
+    parent = os.path.relpath(run_dir.parent, root)
     return RunEntry(
         path=str(run_dir.relative_to(root)),
-        experiment=meta["experiment"],
+        experiment=meta.get("experiment", parent),
         run=run_dir.name,
-        status=runs.effective_status(meta),
+        status=runs.effective_status(meta) if "status" in meta else "unknown",
         started=created,
-        duration=(runs.parse_time(end) - created).total_seconds() if end else None,
+        duration=(end - created).total_seconds() if end and created else None,
         last_step=max(steps) if steps else None,
         bytes=int(meta.get("bytes") or runs.dir_bytes(run_dir)),
         hparams=dict(meta.get("config_flat", {})),
@@ -87,18 +96,37 @@ def _tbscope_entry(root: Path, run_dir: Path, meta: dict[str, Any]) -> RunEntry:
     )
 
 
-def _lightning_hparams(run_dir: Path) -> dict[str, HParamValue]:
+def _lightning_hparams(root: Path, run_dir: Path) -> dict[str, HParamValue]:
     path = run_dir / "hparams.yaml"
-    if not path.is_file():
+    if not os.path.lexists(path):
+        return {}
+    why = reader.why_unreadable(path, root.resolve())
+    if why is not None:
+        reader.warn_skipped(path, why)
         return {}
     import yaml
 
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        warnings.warn(f"tbscope: could not read {path}: {err}", RuntimeWarning, stacklevel=3)
+        with record.open_regular(path) as f:
+            loaded = yaml.safe_load(f.read(runs.MAX_RUN_JSON_BYTES).decode("utf-8"))
+        return flatten(loaded) if isinstance(loaded, dict) else {}
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as err:
+        reader.warn_skipped(path, f"could not read it: {err}")
         return {}
-    return flatten(loaded) if isinstance(loaded, dict) else {}
+
+
+def _files_bytes(folder: Path) -> int:
+    """Bytes of the files directly in ``folder`` (not following symlinks)."""
+    total = 0
+    try:
+        with os.scandir(folder) as items:
+            for item in items:
+                with contextlib.suppress(OSError):
+                    if item.is_file(follow_symlinks=False):
+                        total += item.stat(follow_symlinks=False).st_size
+    except OSError:
+        pass
+    return total
 
 
 def _foreign_entry(root: Path, run: str, frame: pd.DataFrame, hparams: dict[str, HParamValue],
@@ -115,8 +143,8 @@ def _foreign_entry(root: Path, run: str, frame: pd.DataFrame, hparams: dict[str,
         started=datetime.fromtimestamp(float(walls.min()), timezone.utc) if walls.size else None,
         duration=float(walls.max() - walls.min()) if walls.size else None,
         last_step=int(frame["step"].max()) if len(frame) else None,
-        bytes=sum(p.stat().st_size for p in run_dir.iterdir() if p.is_file()),
-        hparams=hparams or _lightning_hparams(run_dir),
+        bytes=_files_bytes(run_dir),
+        hparams=hparams or _lightning_hparams(root, run_dir),
         summary=summary,
         headline=[t for t in summary if t.startswith(runs.DEFAULT_METRIC_PREFIXES)] or list(summary)[:3],
     )
@@ -128,10 +156,11 @@ def catalog(root: str | os.PathLike[str]) -> list[RunEntry]:
     root_path = Path(root)
     entries: list[RunEntry] = []
     tbscope_dirs: list[Path] = []
+    logdir = root_path.resolve()
     for folder, dirs, files in os.walk(root_path):
         dirs.sort()
         if runs.RUN_FILE in files:
-            meta = runs.read_meta(Path(folder))
+            meta = runs.run_meta(Path(folder), logdir)
             if meta is not None:
                 tbscope_dirs.append(Path(folder))
                 entries.append(_tbscope_entry(root_path, Path(folder), meta))

@@ -1,9 +1,12 @@
 """Reader: any logdir's event files as pandas DataFrames, every scalar encoding, TensorBoard's purge, a cache.
 
 A run is a directory holding event files, named by its path relative to the logdir ("." for the
-logdir itself), as TensorBoard names runs. Each event file is parsed once: its scalars are cached
-under the user's cache directory keyed on the file's path, size and modification time, and a file
-that grew is parsed from where the last read stopped. Plain ``simple_value`` events (what torch,
+logdir itself), as TensorBoard names runs. Only regular files that resolve inside the logdir are read;
+anything else named like an event file (a dangling symlink, one pointing outside, a FIFO) and any file
+that cannot be read is skipped with one warning naming it, and the rest is read. Each event file is
+parsed once: its scalars are cached under the user's cache directory keyed on the file's path, size and
+modification time, and a file that grew is parsed from where the last read stopped, once a fingerprint
+of the part already parsed shows it is still the same file. Plain ``simple_value`` events (what torch,
 tensorboardX, Lightning and tbscope write) are decoded in bulk; every other record goes through
 TensorBoard's own protos. Nothing here imports torch.
 """
@@ -15,13 +18,15 @@ import hashlib
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -31,7 +36,15 @@ from tbscope import cache, record
 from tbscope.summaries import histogram, hparams, image, scalar, text
 
 COLUMNS = ["run", "tag", "step", "wall_time", "value"]
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+# The scalars cache is kept under this many bytes, the entries used least recently deleted first, and
+# entries of event files that no longer exist are deleted: ``read_scalars`` checks at most once an hour.
+CACHE_MAX_BYTES = 1 << 30
+PRUNE_EVERY_SECONDS = 3600.0
+_PRUNED_STAMP = ".pruned"
+# A cached file is the same file, grown, when these many bytes at the start and at the end of the
+# part already parsed are unchanged (the end holds the last records' wall times, the start the first's).
+_FINGERPRINT_BYTES = 4096
 # A row's kind: a simple_value (always a scalar), or a one-element tensor that is a scalar only if
 # its tag's plugin, told by the tag's first metadata anywhere in the run, is "scalars".
 _SIMPLE, _TENSOR = 0, 1
@@ -53,18 +66,65 @@ def is_event_file(name: str) -> bool:
     return "tfevents" in name
 
 
+def warn_skipped(what: str | os.PathLike[str], why: str) -> None:
+    """The one warning for something the reader left out: what it is, and why."""
+    # One place for every such warning: Python's default filter then shows each one once, however many
+    # readers (read_scalars, read_events, the catalog) meet the same damaged thing.
+    warnings.warn(f"tbscope: skipped {os.fspath(what)}: {why}", RuntimeWarning, stacklevel=1)
+
+
+def why_unreadable(path: Path, logdir: Path) -> str | None:
+    """Why the reader must not read ``path`` (named like a file it reads), or None when it is a regular
+    file that resolves inside ``logdir`` (itself resolved)."""
+    try:
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            try:
+                target = path.resolve(strict=True)
+            except (OSError, RuntimeError):  # RuntimeError: a symlink loop, before Python 3.13
+                return f"a symbolic link to {os.readlink(path)}, which does not exist"
+            if not target.is_relative_to(logdir):
+                return f"a symbolic link to {target}, outside {logdir}"
+            info = os.stat(target)
+    except OSError as err:
+        return err.strerror or str(err)
+    if not stat.S_ISREG(info.st_mode):
+        return f"{record.file_kind(info.st_mode)}, not a regular file"
+    return None
+
+
 def find_event_files(path: str | os.PathLike[str]) -> dict[str, list[Path]]:
-    """``{run: [event files in name order]}`` under ``path``, runs named as TensorBoard names them."""
+    """``{run: [event files in name order]}`` under ``path``, runs named as TensorBoard names them.
+
+    Only regular files that resolve inside ``path`` are listed: anything else named like an event file
+    (a dangling symlink, a symlink to a file outside ``path``, a FIFO) is left out with a warning naming
+    it, as is a folder that cannot be listed.
+    """
     root = Path(path)
     if root.is_file():
         return {".": [root]}
+    if not root.is_dir():
+        return {}
+    logdir = root.resolve()
     runs: dict[str, list[Path]] = {}
-    for folder, dirs, files in os.walk(root):
+
+    def unlisted(err: OSError) -> None:
+        warn_skipped(err.filename or root, f"cannot list this folder: {err.strerror or err}")
+
+    for folder, dirs, files in os.walk(root, onerror=unlisted):
         dirs.sort()
-        events = sorted(name for name in files if is_event_file(name))
+        events = []
+        for name in sorted(files):
+            if not is_event_file(name):
+                continue
+            file = Path(folder) / name
+            why = why_unreadable(file, logdir)
+            if why is None:
+                events.append(file)
+            else:
+                warn_skipped(file, why)
         if events:
-            run = os.path.relpath(folder, root)
-            runs[run] = [Path(folder) / name for name in events]
+            runs[os.path.relpath(folder, root)] = events
     return runs
 
 
@@ -98,6 +158,13 @@ class FileScalars:
     offset: int = 0
     skipped: int = 0
     first_bad_offset: int | None = None
+    fingerprint: str = ""  # of the bytes before ``offset``: see ``_fingerprint``
+
+    def damaged(self, offset: int) -> None:
+        """Count one damaged record, at byte ``offset`` of the file."""
+        self.skipped += 1
+        if self.first_bad_offset is None or offset < self.first_bad_offset:
+            self.first_bad_offset = offset
 
     def extend_rows(self, tags: list[str], tag: np.ndarray, step: np.ndarray, wall_time: np.ndarray,
                     value: np.ndarray, kind: np.ndarray, record: np.ndarray) -> None:  # fmt: skip
@@ -120,14 +187,31 @@ class FileScalars:
         self.restarts += other.restarts
         self.summary_steps = np.concatenate([self.summary_steps, other.summary_steps])
         self.file_version = self.file_version or other.file_version
-        self.records, self.offset = other.records, other.offset
+        self.records, self.offset, self.fingerprint = other.records, other.offset, other.fingerprint
         self.skipped += other.skipped
         self.first_bad_offset = self.first_bad_offset if self.first_bad_offset is not None else other.first_bad_offset
 
 
-def parse_file(path: Path, offset: int = 0, first_record: int = 0) -> FileScalars:
-    """The scalars of event file ``path`` from byte ``offset`` (a record boundary) on."""
-    buf = record.read_file(path, offset)
+def _fingerprint(file: BinaryIO, end: int) -> str:
+    """What tells the first ``end`` bytes of a file from any other file's: its length, and the first and
+    the last ``_FINGERPRINT_BYTES`` of them."""
+    digest = hashlib.sha1(str(end).encode())
+    file.seek(0)
+    digest.update(file.read(min(end, _FINGERPRINT_BYTES)))
+    tail = max(0, end - _FINGERPRINT_BYTES)
+    file.seek(tail)
+    digest.update(file.read(end - tail))
+    return digest.hexdigest()
+
+
+def parse_file(path: Path, offset: int = 0, first_record: int = 0, file: BinaryIO | None = None) -> FileScalars:
+    """The scalars of event file ``path`` from byte ``offset`` (a record boundary) on; ``file`` is
+    ``path`` already open, when it is."""
+    if file is None:
+        with record.open_regular(path) as opened:
+            return parse_file(path, offset, first_record, opened)
+    file.seek(offset)
+    buf = file.read()
     report = record.ReadReport(str(path))
     starts, lengths, consumed = record.scan(buf, offset, report)
     out = FileScalars(
@@ -156,10 +240,11 @@ def parse_file(path: Path, offset: int = 0, first_record: int = 0) -> FileScalar
     for i in np.concatenate(undecoded or [np.zeros(0, np.int64)]).tolist():
         start, length = starts[i], lengths[i]
         ordinal = first_record + int(i)
+        at = offset + start - record.HEADER_SIZE
         try:
             event = Event.FromString(buf[start : start + length])
         except Exception:  # a record that checksums but is no Event: written by something else
-            out.skipped += 1
+            out.damaged(at)
             continue
         kind = event.WhichOneof("what")
         if kind == "file_version":
@@ -176,7 +261,12 @@ def parse_file(path: Path, offset: int = 0, first_record: int = 0) -> FileScalar
                 if which == "simple_value":
                     number, row_kind = float(value.simple_value), _SIMPLE
                 elif which == "tensor":
-                    maybe = scalar.value_of(value, "scalars")  # kept only if the tag's plugin is scalars
+                    try:
+                        maybe = scalar.value_of(value, "scalars")  # kept only if the tag's plugin is scalars
+                    except Exception:  # an unknown dtype, contents that do not fit it: TensorBoard's own error
+                        if out.first_plugin.get(value.tag, "scalars") == "scalars":
+                            out.damaged(at)
+                        continue
                     if maybe is None:
                         continue
                     number, row_kind = maybe, _TENSOR
@@ -197,6 +287,7 @@ def parse_file(path: Path, offset: int = 0, first_record: int = 0) -> FileScalar
             setattr(out, name, getattr(out, name)[order])
     steps = np.concatenate(summary_steps or [np.zeros((0, 2), np.int64)])
     out.summary_steps = steps[np.argsort(steps[:, 0], kind="stable")]
+    out.fingerprint = _fingerprint(file, out.offset)
     return out
 
 
@@ -208,25 +299,54 @@ def _cache_path(path: Path) -> Path:
     return cache_dir() / f"{key}.scalars"
 
 
-_ARRAYS = ("tag", "step", "wall_time", "value", "kind", "record", "summary_steps")
+_ARRAYS = {"tag": np.int32, "step": np.int64, "wall_time": np.float64, "value": np.float64, "kind": np.int8,
+           "record": np.int64, "summary_steps": np.int64}  # fmt: skip
+# A cache entry's first line (its metadata) is never longer than this; a longer one is damage.
+_MAX_META_BYTES = 1 << 26
 
 
 def _load_cached(path: Path) -> tuple[FileScalars, dict[str, Any]] | None:
-    """A cache entry: one JSON line, then the arrays in ``.npy`` format one after another."""
+    """A cache entry: one JSON line, then the arrays in ``.npy`` format one after another. An entry
+    that is damaged in any way is no entry: the file is parsed again, and the entry rewritten."""
     try:
-        with open(_cache_path(path), "rb") as f:
-            meta = json.loads(f.readline())
+        with record.open_regular(_cache_path(path)) as f:
+            meta = json.loads(f.readline(_MAX_META_BYTES))
             if meta.get("version") != CACHE_VERSION or meta.get("path") != str(path.resolve()):
                 return None
             arrays = {name: np.load(f, allow_pickle=False) for name in _ARRAYS}
-    except (OSError, ValueError, KeyError, EOFError):
+        parsed = FileScalars(
+            tags=meta["tags"], first_plugin=meta["first_plugin"], restarts=[tuple(r) for r in meta["restarts"]],
+            file_version=meta["file_version"], records=meta["records"], offset=meta["offset"],
+            skipped=meta["skipped"], first_bad_offset=meta["first_bad_offset"], fingerprint=meta["fingerprint"],
+            **arrays,
+        )  # fmt: skip
+        if not _consistent(parsed, meta):
+            return None
+    except Exception:  # whatever is wrong with a cache entry (a cache is only an optimisation)
         return None
-    parsed = FileScalars(
-        tags=meta["tags"], first_plugin=meta["first_plugin"], restarts=[tuple(r) for r in meta["restarts"]],
-        file_version=meta["file_version"], records=meta["records"], offset=meta["offset"],
-        skipped=meta["skipped"], first_bad_offset=meta["first_bad_offset"], **arrays,
-    )  # fmt: skip
     return parsed, meta
+
+
+def _consistent(parsed: FileScalars, meta: dict[str, Any]) -> bool:
+    """Whether a loaded cache entry is one ``_store`` could have written: types, shapes and codes in range."""
+    rows = len(parsed.value)
+    ints = (parsed.records, parsed.offset, parsed.skipped, meta["size"], meta["mtime_ns"])
+    return (
+        all(type(n) is int and n >= 0 for n in ints)
+        and isinstance(parsed.fingerprint, str)
+        and isinstance(parsed.file_version, int | float)
+        and (parsed.first_bad_offset is None or type(parsed.first_bad_offset) is int)
+        and isinstance(parsed.tags, list) and all(isinstance(t, str) for t in parsed.tags)
+        and isinstance(parsed.first_plugin, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in parsed.first_plugin.items())
+        and all(len(r) == 2 and all(type(n) is int for n in r) for r in parsed.restarts)
+        and all(getattr(parsed, name).dtype == dtype for name, dtype in _ARRAYS.items())
+        and all(getattr(parsed, name).shape == (rows,) for name in _ARRAYS if name != "summary_steps")
+        and parsed.summary_steps.ndim == 2 and parsed.summary_steps.shape[1] == 2
+        and bool(np.all((parsed.tag >= 0) & (parsed.tag < len(parsed.tags))))
+        and bool(np.all((parsed.record >= 0) & (parsed.record < max(parsed.records, 1))))
+        and bool(np.all((parsed.kind == _SIMPLE) | (parsed.kind == _TENSOR)))
+    )  # fmt: skip
 
 
 def _store(path: Path, parsed: FileScalars, size: int, mtime_ns: int) -> None:
@@ -234,7 +354,7 @@ def _store(path: Path, parsed: FileScalars, size: int, mtime_ns: int) -> None:
         "version": CACHE_VERSION, "path": str(path.resolve()), "size": size, "mtime_ns": mtime_ns,
         "tags": parsed.tags, "first_plugin": parsed.first_plugin, "restarts": parsed.restarts,
         "file_version": parsed.file_version, "records": parsed.records, "offset": parsed.offset,
-        "skipped": parsed.skipped, "first_bad_offset": parsed.first_bad_offset,
+        "skipped": parsed.skipped, "first_bad_offset": parsed.first_bad_offset, "fingerprint": parsed.fingerprint,
     }  # fmt: skip
     target = _cache_path(path)
     with contextlib.suppress(OSError):  # the cache is an optimisation: never fail a read over it
@@ -249,22 +369,96 @@ def _store(path: Path, parsed: FileScalars, size: int, mtime_ns: int) -> None:
 
 def file_scalars(path: Path, use_cache: bool = True) -> FileScalars:
     """The scalars of one event file, from the cache when the file has not changed, parsing only the
-    new tail when it grew."""
-    stat = path.stat()
-    cached = _load_cached(path) if use_cache else None
-    if cached is not None:
-        parsed, meta = cached
-        if meta["size"] == stat.st_size and meta["mtime_ns"] == stat.st_mtime_ns:
-            return parsed
-        if stat.st_size >= meta["size"]:
-            parsed.extend(parse_file(path, parsed.offset, parsed.records))
+    new tail when it grew (the part already parsed unchanged), and all of it when it was replaced.
+    Raises OSError when the file cannot be read."""
+    with record.open_regular(path) as file:
+        info = os.fstat(file.fileno())
+        cached = _load_cached(path) if use_cache else None
+        if cached is None:
+            parsed = parse_file(path, file=file)
         else:
-            parsed = parse_file(path)
-    else:
-        parsed = parse_file(path)
+            parsed, meta = cached
+            if meta["size"] == info.st_size and meta["mtime_ns"] == info.st_mtime_ns:
+                with contextlib.suppress(OSError):
+                    os.utime(_cache_path(path))  # used now: the last to go when the cache is pruned
+                return parsed
+            if info.st_size >= parsed.offset and _fingerprint(file, parsed.offset) == parsed.fingerprint:
+                parsed.extend(parse_file(path, parsed.offset, parsed.records, file))
+            else:
+                parsed = parse_file(path, file=file)
     if use_cache:
-        _store(path, parsed, stat.st_size, stat.st_mtime_ns)
+        _store(path, parsed, info.st_size, info.st_mtime_ns)
     return parsed
+
+
+def _cached_source(entry: Path) -> str | None:
+    """The event file a cache entry is of, or None for an entry that is damaged."""
+    try:
+        with record.open_regular(entry) as f:
+            source = json.loads(f.readline(_MAX_META_BYTES)).get("path")
+    except Exception:  # a damaged entry: useless, and pruned
+        return None
+    return source if isinstance(source, str) else None
+
+
+def prune_cache(max_bytes: int | None = None) -> int:
+    """Delete the scalars cache's entries that are of no use: damaged ones, those of event files that no
+    longer exist, and then the least recently used until the cache holds at most ``max_bytes``
+    (default ``CACHE_MAX_BYTES``). Returns the bytes freed. ``read_scalars`` calls it at most once
+    every ``PRUNE_EVERY_SECONDS``.
+
+    Example:
+        >>> freed = prune_cache(max_bytes=100 * 2**20)  # keep at most 100 MB of parsed event files
+    """
+    limit = CACHE_MAX_BYTES if max_bytes is None else max_bytes
+    try:
+        listing = list(os.scandir(cache_dir()))
+    except OSError:
+        return 0
+    kept: list[tuple[float, int, str]] = []
+    freed = 0
+    now = time.time()
+    for item in listing:
+        try:
+            info = item.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        if item.name.endswith(".scalars"):
+            source = _cached_source(Path(item.path))
+            if source is not None and os.path.exists(source):
+                kept.append((info.st_mtime, info.st_size, item.path))
+                continue
+        elif not (item.name.endswith(".tmp") and now - info.st_mtime > PRUNE_EVERY_SECONDS):
+            continue  # not an entry, or one being written now
+        with contextlib.suppress(OSError):
+            os.unlink(item.path)
+            freed += info.st_size
+    total = sum(size for _, size, _ in kept)
+    for _, size, entry in sorted(kept):  # least recently used first
+        if total <= limit:
+            break
+        with contextlib.suppress(OSError):
+            os.unlink(entry)
+            freed += size
+            total -= size
+    return freed
+
+
+def _prune_cache_now_and_then() -> None:
+    stamp = cache_dir() / _PRUNED_STAMP
+    try:
+        if time.time() - stamp.stat().st_mtime < PRUNE_EVERY_SECONDS:
+            return
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        stamp.touch()
+        os.utime(stamp)
+        prune_cache()
 
 
 # -- a run --------------------------------------------------------------------------------------------
@@ -309,14 +503,22 @@ class RunScalars:
 
 def run_scalars(paths: list[Path], tags: Selection, purge: bool, use_cache: bool,
                 progress: Callable[[Path], None]) -> RunScalars:  # fmt: skip
-    """The scalars of one run, from its event files in name order."""
+    """The scalars of one run, from its event files in name order; a file that cannot be read is
+    skipped with a warning."""
     files = []
     for path in paths:
-        parsed = file_scalars(path, use_cache)
+        try:
+            parsed = file_scalars(path, use_cache)
+        except OSError as err:
+            warn_skipped(path, err.strerror or str(err))
+            continue
+        finally:
+            progress(path)
         if parsed.skipped:
             record.warn_skipped(record.ReadReport(str(path), parsed.skipped, parsed.first_bad_offset))
         files.append(parsed)
-        progress(path)
+    if not files:
+        return RunScalars([], np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
     names: dict[str, int] = {}
     plugin: dict[str, str] = {}
     parts = []
@@ -381,7 +583,9 @@ def read_scalars(
     ``tensor_content``) of tags whose plugin is "scalars", even when the plugin metadata came only
     with a tag's first value in an earlier file. Nothing is sampled away. With ``purge`` (the
     default, as in TensorBoard), a restart hides the points written before it at later steps.
-    Damaged records are skipped, with one warning per file; reading never fails on bad bytes.
+    Damaged records are skipped, with one warning per file; reading never fails on bad bytes. What
+    cannot be read (a file without permission, a dangling symlink, one that leads outside ``path``, a
+    FIFO named like an event file) is skipped with one warning naming it.
 
     Example:
         >>> import tempfile, tbscope
@@ -406,6 +610,8 @@ def read_scalars(
         per_run = {run: run_scalars(paths, tags, purge, cache, progress) for run, paths in sorted(found.items())}
     finally:
         progress.close()
+    if cache:
+        _prune_cache_now_and_then()
     tag_names: dict[str, int] = {}
     run_codes, tag_codes = [], []
     for i, part in enumerate(per_run.values()):
@@ -433,10 +639,34 @@ def read_scalars(
 
 def iter_events(path: Path) -> Iterator[Event]:
     """Every event of one event file, through TensorBoard's protos; damaged records are skipped
-    with one warning."""
-    for _, data in record.iter_records(path):
-        with contextlib.suppress(Exception):
-            yield Event.FromString(data)
+    with one warning. Raises OSError when the file cannot be read."""
+    report = record.ReadReport(str(path))
+    for offset, data in record.iter_records(path, report=report):
+        try:
+            event = Event.FromString(data)
+        except Exception:  # a record that checksums but is no Event: written by something else
+            report.skipped += 1
+            report.first_bad_offset = min(offset, report.first_bad_offset or offset)
+            continue
+        yield event
+    if report.skipped:
+        record.warn_skipped(report)
+
+
+class _Undecodable:
+    """Values of one file that could not be decoded (TensorBoard's own decoders refused them): counted,
+    and told in one warning naming the file and the first of them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.count, self.first = path, 0, ""
+
+    def add(self, tag: str, err: Exception) -> None:
+        self.count += 1
+        self.first = self.first or f"tag {tag!r}: {err}"
+
+    def warn(self) -> None:
+        if self.count:
+            warn_skipped(self.path, f"{self.count} value(s) that could not be decoded (first: {self.first})")
 
 
 KINDS = ("images", "histograms", "text", "hparams")
@@ -469,22 +699,10 @@ def read_events(
         plugin: dict[str, str] = {}
         session: dict[str, Any] = {}
         for file in paths:
-            for event in iter_events(file):
-                if not event.HasField("summary"):
-                    continue
-                for value in event.summary.value:
-                    if value.HasField("metadata") and value.tag not in plugin:
-                        plugin[value.tag] = value.metadata.plugin_data.plugin_name
-                    if kind == "hparams":
-                        said = hparams.session_of(value)
-                        if said is not None:
-                            session["hparams" if said[0] == "start" else "status"] = said[1]
-                            session.setdefault("wall_time", event.wall_time)
-                        continue
-                    if not _selected(value.tag, tags):
-                        continue
-                    base = {"run": run, "tag": value.tag, "step": event.step, "wall_time": event.wall_time}
-                    rows.extend(_decoded(kind, value, plugin.get(value.tag), base))
+            try:
+                rows += _file_rows(run, file, kind, tags, plugin, session)
+            except OSError as err:
+                warn_skipped(file, err.strerror or str(err))
         if kind == "hparams" and "hparams" in session:
             rows.append({"run": run, "hparams": session["hparams"], "status": session.get("status", "running"),
                          "wall_time": session["wall_time"]})  # fmt: skip
@@ -496,6 +714,33 @@ def read_events(
         "hparams": ["run", "hparams", "status", "wall_time"],
     }[kind]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
+
+
+def _file_rows(run: str, file: Path, kind: str, tags: Selection, plugin: dict[str, str],
+               session: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
+    """The rows of one event file for ``read_events``; ``plugin`` (each tag's first plugin) and ``session``
+    (the run's hparams and status) carry over from the run's earlier files."""
+    rows: list[dict[str, Any]] = []
+    undecodable = _Undecodable(file)
+    for event in iter_events(file):
+        if not event.HasField("summary"):
+            continue
+        for value in event.summary.value:
+            if value.HasField("metadata") and value.tag not in plugin:
+                plugin[value.tag] = value.metadata.plugin_data.plugin_name
+            try:
+                if kind == "hparams":
+                    said = hparams.session_of(value)
+                    if said is not None:
+                        session["hparams" if said[0] == "start" else "status"] = said[1]
+                        session.setdefault("wall_time", event.wall_time)
+                elif _selected(value.tag, tags):
+                    base = {"run": run, "tag": value.tag, "step": event.step, "wall_time": event.wall_time}
+                    rows.extend(_decoded(kind, value, plugin.get(value.tag), base))
+            except Exception as err:  # TensorBoard's decoders refuse damaged values in many ways
+                undecodable.add(value.tag, err)
+    undecodable.warn()
+    return rows
 
 
 def _decoded(kind: str, value: Any, plugin: str | None, base: dict[str, Any]) -> list[dict[str, Any]]:
@@ -543,11 +788,15 @@ def disk_usage(path: str | os.PathLike[str]) -> pd.DataFrame:
         rows[run, kind, tag] = rows.get((run, kind, tag), 0.0) + size
 
     all_files = [p for paths in found.values() for p in paths]
-    progress = _Progress(sum(p.stat().st_size for p in all_files), len(all_files))
+    progress = _Progress(sum(_size(p) for p in all_files), len(all_files))
     try:
         for run, paths in found.items():
             for file in paths:
-                _event_file_usage(run, file, add)
+                try:
+                    _event_file_usage(run, file, add)
+                except OSError as err:
+                    warn_skipped(file, err.strerror or str(err))
+                    add(run, "other files", file.name, _size(file))
                 progress(file)
     finally:
         progress.close()
@@ -565,9 +814,22 @@ def disk_usage(path: str | os.PathLike[str]) -> pd.DataFrame:
     return frame.sort_values("bytes", ascending=False, ignore_index=True)
 
 
+def _size(path: Path) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
+
+
 def _event_file_usage(run: str, file: Path, add: Callable[[str, str, str, float], None]) -> None:
     buf = record.read_file(file)
-    starts, lengths, _ = record.scan(buf, 0, record.ReadReport(str(file)))
+    report = record.ReadReport(str(file))
+    starts, lengths, _ = record.scan(buf, 0, report)
+    if report.skipped:
+        record.warn_skipped(report)
+    unread = len(buf) - sum(lengths) - len(starts) * (record.HEADER_SIZE + record.FOOTER_SIZE)
+    if unread:
+        add(run, "other", "(damaged or partly written records)", unread)
     bulk = scalar.decode_simple_events(np.frombuffer(buf, dtype=np.uint8), np.asarray(starts), np.asarray(lengths))
     if len(bulk.record):
         framed = np.asarray(lengths, dtype=np.float64)[bulk.record] + record.HEADER_SIZE + record.FOOTER_SIZE

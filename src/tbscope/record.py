@@ -9,14 +9,18 @@ in one warning per file naming the file and the offset of the first damage.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import struct
 import warnings
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import google_crc32c
+import numpy as np
 
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
@@ -138,6 +142,55 @@ def _header_is_valid(buf: bytes, pos: int) -> bool:
     return length < _MAX_RECORD_BYTES and masked_crc32c(buf[pos : pos + 8]) == crc
 
 
+def _crc32c_table() -> np.ndarray:
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> np.uint32(1)) ^ np.uint32(0x82F63B78), table >> np.uint32(1))
+    return table.astype(np.uint32)
+
+
+_CRC32C_TABLE = _crc32c_table()
+# Resynchronizing looks for the next valid header in windows that double in size: damage every few
+# records costs little, and a long stretch of garbage is crossed in a few NumPy passes.
+_FIRST_WINDOW = 1 << 12
+_MAX_WINDOW = 1 << 22
+
+
+def _next_header(buf: bytes, pos: int) -> int:
+    """The first offset at or after ``pos`` where a valid record header starts, else the first offset
+    where no header fits any more. Each candidate offset is checked at once with NumPy: its length
+    below ``_MAX_RECORD_BYTES``, then the CRC32C of its eight length bytes (computed for all the
+    candidates together) against the four bytes after them."""
+    data = np.frombuffer(buf, dtype=np.uint8)
+    last = len(buf) - HEADER_SIZE  # the last offset where a header fits
+    window = _FIRST_WINDOW
+    while pos <= last:
+        stop = min(last + 1, pos + window)
+        count = stop - pos
+        seg = data[pos : stop + HEADER_SIZE - 1]
+        plausible = (seg[3:count + 3] < 0x80) & (seg[4:count + 4] == 0) & (seg[5:count + 5] == 0)  # fmt: skip
+        plausible &= (seg[6:count + 6] == 0) & (seg[7:count + 7] == 0)  # fmt: skip
+        # Twelve zero bytes (a file's preallocated, never written tail) are no header: skip them unchecked.
+        plausible &= ((seg[0:count] | seg[1:count + 1] | seg[2:count + 2] | seg[8:count + 8] | seg[9:count + 9]
+                       | seg[10:count + 10] | seg[11:count + 11]) != 0)  # fmt: skip
+        candidates = np.flatnonzero(plausible)
+        if len(candidates):
+            crc = np.full(len(candidates), 0xFFFFFFFF, dtype=np.uint32)
+            for k in range(8):
+                crc = _CRC32C_TABLE[(crc ^ seg[candidates + k]) & np.uint32(0xFF)] ^ (crc >> np.uint32(8))
+            crc ^= np.uint32(0xFFFFFFFF)
+            masked = ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(0xA282EAD8)
+            stored = np.zeros(len(candidates), dtype=np.uint32)
+            for k in range(4):
+                stored |= seg[candidates + 8 + k].astype(np.uint32) << np.uint32(8 * k)
+            found = np.flatnonzero(masked == stored)
+            if len(found):
+                return pos + int(candidates[found[0]])
+        pos = stop
+        window = min(window * 2, _MAX_WINDOW)
+    return max(pos, last + 1)
+
+
 def scan(buf: bytes, base: int = 0, report: ReadReport | None = None) -> tuple[array, array, int]:
     """Find the good records in ``buf``: returns their data offsets, their lengths, and the offset
     after the last whole record (where an appending writer's next record will start).
@@ -165,9 +218,7 @@ def scan(buf: bytes, base: int = 0, report: ReadReport | None = None) -> tuple[a
                 continue
         if not _header_is_valid(buf, pos):
             rep.skip(base + pos)
-            pos += 1
-            while pos + HEADER_SIZE <= end and not _header_is_valid(buf, pos):
-                pos += 1
+            pos = _next_header(buf, pos + 1)
             continue
         if data_end + FOOTER_SIZE > end:
             break  # a partial last record: a writer may still be appending it
@@ -176,9 +227,32 @@ def scan(buf: bytes, base: int = 0, report: ReadReport | None = None) -> tuple[a
     return starts, lengths, min(pos, end)
 
 
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` (from ``os.stat``) is, in words."""
+    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISLNK, "a symbolic link"))  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """The file at ``path`` opened for reading, if it is a regular file. A FIFO, a device or a
+    directory raises OSError at once (opened without blocking, then checked on the open file, so
+    that nothing swapped in between can make a reader hang)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"not a regular file but {file_kind(mode)}", os.fspath(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_file(path: str | os.PathLike[str], start: int = 0) -> bytes:
-    """The bytes of the file at ``path`` from offset ``start``."""
-    with open(path, "rb") as f:
+    """The bytes of the regular file at ``path`` from offset ``start`` (see ``open_regular``)."""
+    with open_regular(path) as f:
         f.seek(start)
         return f.read()
 

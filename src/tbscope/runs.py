@@ -31,7 +31,7 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
 
-from tbscope import atomic
+from tbscope import atomic, reader, record
 from tbscope.integrations import distributed
 from tbscope.integrations.hydra import hydra_job, name_from_overrides
 from tbscope.pipeline import end_status, on_exit
@@ -259,10 +259,8 @@ def effective_status(meta: Mapping[str, Any], now: datetime | None = None) -> st
         return "crashed"
     if _same_machine_and_namespace(meta):
         return "running"  # its process is there: training, or stopped (Ctrl-Z, a scheduler's suspend)
-    try:
-        silent = (now or datetime.now(timezone.utc)) - parse_time(str(meta.get("heartbeat"))) > STALE_AFTER
-    except (ValueError, TypeError):
-        silent = True
+    beat = read_time(meta.get("heartbeat"))
+    silent = beat is None or (now or datetime.now(timezone.utc)) - beat > STALE_AFTER
     return "stale" if silent else "running"
 
 
@@ -648,20 +646,195 @@ class RunDir:
         return parse_time(self.meta["created"])
 
 
+# -- run.json, read with suspicion ------------------------------------------------------------------
+
+# A run.json is a few kilobytes; one larger than this is not one tbscope wrote.
+MAX_RUN_JSON_BYTES = 1 << 26
+# Fields a tbscope run.json always has: one missing is named in the warning.
+_REQUIRED = ("experiment", "created", "status")
+_PROBLEMS_SHOWN = 6
+
+
+def read_time(value: Any) -> datetime | None:
+    """A run.json timestamp as an aware datetime (UTC when it names no zone), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = parse_time(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if type(value) is not int:  # bool is no number here
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _is_count(value: Any, upper: int = 1 << 63) -> bool:
+    return type(value) is int and -upper <= value < upper
+
+
+def _stats_ok(stats: Any) -> bool:
+    """Whether one tag's summary has the shape ``summarize`` gives it."""
+    if not isinstance(stats, Mapping):
+        return False
+    numbers = all(stats.get(k) is None or _is_number(stats.get(k)) for k in ("last", "min", "max"))
+    return numbers and all(stats.get(k) is None or _is_count(stats.get(k)) for k in ("last_step", "count"))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _checked(meta: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The fields of a run.json that have the types tbscope writes (timestamps made aware ISO 8601),
+    and the names of those that were missing or had others."""
+    clean: dict[str, Any] = {"schema": meta["schema"], "id": meta["id"]}
+    problems: list[str] = [f"{key} (missing)" for key in _REQUIRED if meta.get(key) is None]
+
+    def check(key: str, ok: bool) -> bool:
+        if key in meta and meta[key] is not None and not ok:
+            problems.append(f"{key} ({_shown(meta[key])})")
+            return False
+        return key in meta and meta[key] is not None
+
+    for key in ("experiment", "status", "host", "name", "pid_namespace", "boot_id", "pid_start"):
+        if check(key, isinstance(meta.get(key), str)):
+            clean[key] = meta[key]
+    for key in ("created", "ended", "heartbeat"):
+        when = read_time(meta.get(key))
+        if check(key, when is not None) and when is not None:
+            clean[key] = when.isoformat()
+    if check("pid", _is_count(meta.get("pid"), 1 << 31) and meta["pid"] > 0):
+        clean["pid"] = meta["pid"]
+    else:
+        clean.pop("host", None)  # no pid to check on this host: the heartbeat alone tells a dead run
+    if check("bytes", _is_count(meta.get("bytes")) and meta["bytes"] >= 0):
+        clean["bytes"] = meta["bytes"]
+    if check("metrics", isinstance(meta.get("metrics"), list) and all(isinstance(m, str) for m in meta["metrics"])):
+        clean["metrics"] = meta["metrics"]
+    if check("config", isinstance(meta.get("config"), Mapping)):
+        clean["config"] = meta["config"]
+    if check("summary", isinstance(meta.get("summary"), Mapping)):
+        clean["summary"] = {}
+        for tag, stats in meta["summary"].items():
+            if _stats_ok(stats):
+                clean["summary"][tag] = dict(stats)
+            else:
+                problems.append(f"summary[{_shown(tag)}] ({_shown(stats)})")
+    if check("config_flat", isinstance(meta.get("config_flat"), Mapping)):
+        clean["config_flat"] = {}
+        for key, value in meta["config_flat"].items():
+            if isinstance(value, bool | str) or _is_number(value):
+                clean["config_flat"][key] = value
+            else:
+                problems.append(f"config_flat[{_shown(key)}] ({_shown(value)})")
+    return clean, problems
+
+
+def _read_run_json(run_dir: Path, logdir: Path, unusable: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """``run_meta``'s reading: the checked fields and the problems with the others, or None (told in a
+    warning that ends with ``unusable``, what becomes of the folder) when it is no tbscope run.json."""
+    path = run_dir / RUN_FILE
+    why = reader.why_unreadable(path, logdir)
+    if why is not None:
+        reader.warn_skipped(path, f"{why}; {unusable}")
+        return None, []
+    try:
+        with record.open_regular(path) as f:
+            raw = f.read(MAX_RUN_JSON_BYTES + 1)
+    except OSError as err:
+        reader.warn_skipped(path, f"{err.strerror or err}; {unusable}")
+        return None, []
+    if len(raw) > MAX_RUN_JSON_BYTES:
+        reader.warn_skipped(path, f"larger than {MAX_RUN_JSON_BYTES >> 20} MB, so no run.json of tbscope's; {unusable}")
+        return None, []
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        reader.warn_skipped(path, f"not JSON in UTF-8 ({err}); {unusable}")
+        return None, []
+    if not isinstance(meta, dict):
+        reader.warn_skipped(path, f"a JSON {type(meta).__name__}, not an object; {unusable}")
+        return None, []
+    if "schema" not in meta and "id" not in meta:
+        return None, []  # another tool's run.json
+    if meta.get("schema") != SCHEMA_VERSION or not isinstance(meta.get("id"), str) or not meta["id"]:
+        reader.warn_skipped(
+            path, f"not a run.json of schema {SCHEMA_VERSION} with an id (schema {_shown(meta.get('schema'))}, "
+            f"id {_shown(meta.get('id'))}); {unusable}",
+        )  # fmt: skip
+        return None, []
+    return _checked(meta)
+
+
+def _warn_fields(run_dir: Path, problems: list[str], consequence: str) -> None:
+    more = f" and {len(problems) - _PROBLEMS_SHOWN} more" if len(problems) > _PROBLEMS_SHOWN else ""
+    warnings.warn(
+        f"tbscope: {run_dir / RUN_FILE}: ignored what is missing or not of the type tbscope writes: "
+        f"{', '.join(problems[:_PROBLEMS_SHOWN])}{more}; {consequence}",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def run_meta(run_dir: Path, logdir: Path | None = None) -> dict[str, Any] | None:
+    """The ``run.json`` of ``run_dir`` with only the fields that have the types tbscope writes, or None
+    when the folder holds no tbscope run.json.
+
+    Nothing in it is trusted: a run.json that is not a regular file inside ``logdir`` (resolved; default
+    ``run_dir``), not UTF-8, not JSON, or not an object with tbscope's schema and an id, is none, with a
+    warning naming it; a field of another type (a pid that is text, a summary that is a list, a time
+    that is no time) is left out, and one warning names the file and the fields. A JSON object with
+    neither a schema nor an id is another tool's run.json: None, without a word.
+    """
+    meta, problems = _read_run_json(run_dir, logdir or run_dir.resolve(), "its folder is shown from its event files")
+    if problems:
+        _warn_fields(run_dir, problems, "the rest of the run is shown")
+    return meta
+
+
 def find_runs(root: Path, experiment: str | None = None) -> list[RunDir]:
-    """Every tbscope run directly under ``root/<experiment>/``, oldest first; symlinks are not followed."""
+    """Every tbscope run directly under ``root/<experiment>/``, oldest first, symlinks not followed, each
+    run.json read as ``run_meta`` reads it. A run whose run.json has no valid
+    created time, experiment or status is left out, so never deleted, with the warning that names it."""
+    logdir = root.resolve()
+
+    def folders(parent: Path) -> list[Path]:
+        try:
+            return sorted(p for p in parent.iterdir() if not p.is_symlink() and p.is_dir())
+        except OSError as err:
+            reader.warn_skipped(parent, f"cannot list this folder: {err.strerror or err}")
+            return []
+
     found = []
-    experiments = [root / experiment] if experiment else sorted(p for p in root.iterdir() if p.is_dir())
-    for experiment_dir in experiments:
+    for experiment_dir in [root / experiment] if experiment else folders(root):
         if experiment_dir.is_symlink() or not experiment_dir.is_dir():
             continue
-        for run_dir in sorted(experiment_dir.iterdir()):
-            if run_dir.is_symlink() or not run_dir.is_dir():
+        for run_dir in folders(experiment_dir):
+            if not os.path.lexists(run_dir / RUN_FILE):
                 continue
-            meta = read_meta(run_dir)
+            meta, problems = _read_run_json(run_dir, logdir, "prune leaves its folder alone")
             if meta is None or run_dir.name.split("-")[1:2] != [meta["id"]]:
                 continue  # not a tbscope run: never ours to touch
-            found.append(RunDir(run_dir, meta, effective_status(meta), dir_bytes(run_dir)))
+            complete = all(key in meta for key in _REQUIRED)
+            if problems:
+                _warn_fields(
+                    run_dir,
+                    problems,
+                    "prune judges the run by the rest" if complete else "prune never deletes this run",
+                )
+            if complete:
+                found.append(RunDir(run_dir, meta, effective_status(meta), dir_bytes(run_dir)))
     return sorted(found, key=lambda r: r.created)
 
 

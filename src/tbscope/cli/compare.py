@@ -48,13 +48,37 @@ def identifier(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
-def evaluate(expression: str, names: dict[str, Any], known: set[str]) -> bool:
-    """Evaluate a --filter expression: comparisons, and/or/not, numbers, strings and names only.
+_ALLOWED = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd, ast.Invert,
+            ast.Compare, ast.Constant, ast.Tuple, ast.List, ast.Name, ast.Load, *_COMPARE)  # fmt: skip
 
-    A name in ``known`` that this run lacks is missing: any comparison with it is false. A name
-    no run has is an error (a typo, most likely).
+
+def parse_filter(expression: str, known: set[str]) -> ast.Expression:
+    """A --filter expression, checked before any run is looked at: only comparisons, and/or/not,
+    numbers, strings and names; and every name one that some run has (else a typo, most likely),
+    whichever part of the expression a run would have reached.
+
+    Example:
+        >>> parse_filter("lrr < 1 or lr > 0.1", {"lr", "val_acc"})
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown name 'lrr'; the names are: lr, val_acc
     """
     tree = ast.parse(expression, mode="eval")
+    for node in ast.walk(tree):
+        unary = isinstance(node, ast.UnaryOp) and not isinstance(node.op, ast.Not | ast.USub)
+        if unary or not isinstance(node, _ALLOWED):
+            raise ValueError(f"not allowed in a filter: {ast.unparse(node)!r}")
+    unknown = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in known})
+    if unknown:
+        names = ", ".join(sorted(known)) if known else "none (no run has hyperparameters or metrics)"
+        listed = ", ".join(repr(n) for n in unknown)
+        raise ValueError(f"unknown name{'s' if len(unknown) > 1 else ''} {listed}; the names are: {names}")
+    return tree
+
+
+def evaluate(tree: ast.Expression, names: dict[str, Any]) -> bool:
+    """Whether a run whose values are ``names`` passes a filter from ``parse_filter``. A name this run
+    lacks is missing: any comparison with it is false."""
 
     def value(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
@@ -62,10 +86,8 @@ def evaluate(expression: str, names: dict[str, Any], known: set[str]) -> bool:
         if isinstance(node, ast.BoolOp):
             results = (value(v) for v in node.values)
             return all(results) if isinstance(node.op, ast.And) else any(results)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            return not value(node.operand)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -value(node.operand)
+        if isinstance(node, ast.UnaryOp):
+            return not value(node.operand) if isinstance(node.op, ast.Not) else -value(node.operand)
         if isinstance(node, ast.Compare):
             left = value(node.left)
             for op, right_node in zip(node.ops, node.comparators, strict=True):
@@ -79,8 +101,6 @@ def evaluate(expression: str, names: dict[str, Any], known: set[str]) -> bool:
         if isinstance(node, ast.Tuple | ast.List):
             return [value(e) for e in node.elts]
         if isinstance(node, ast.Name):
-            if node.id not in known:
-                raise ValueError(f"unknown name {node.id!r}; known: {', '.join(sorted(known))}")
             return names.get(node.id)
         raise ValueError(f"not allowed in a filter: {ast.unparse(node)!r}")
 
@@ -101,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
         names = {e.path: _known(e, args.agg) for e in entries}
         known = {name for per_run in names.values() for name in per_run}
         try:
-            entries = [e for e in entries if evaluate(args.filter, names[e.path], known)]
-        except (SyntaxError, ValueError, TypeError) as err:
+            tree = parse_filter(args.filter, known)
+            entries = [e for e in entries if evaluate(tree, names[e.path])]
+        except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as err:
             print(f"tbscope compare: bad --filter {args.filter!r}: {err}", file=sys.stderr)
             return 2
     params = sorted({k for e in entries for k in e.hparams})

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from tbscope.cli.arguments import directory
-from tbscope.cli.table import render
+from tbscope.cli.table import as_json, render
 from tbscope.reader import disk_usage
 from tbscope.runs import format_bytes
 
@@ -25,12 +24,12 @@ def run(args: argparse.Namespace) -> int:
     by_kind = usage.groupby("kind")["bytes"].sum().sort_values(ascending=False)
     by_tag = usage.groupby(["run", "kind", "tag"])["bytes"].sum().sort_values(ascending=False)
     if args.json:
-        print(json.dumps({
+        print(as_json({
             "total": int(usage["bytes"].sum()),
             "by_run": {k: int(v) for k, v in by_run.items()},
             "by_kind": {k: int(v) for k, v in by_kind.items()},
             "by_tag": [{"run": r, "kind": k, "tag": t, "bytes": int(v)} for (r, k, t), v in by_tag.items()],
-        }, indent=1))  # fmt: skip
+        }))  # fmt: skip
         return 0
     total = int(usage["bytes"].sum())
     print(f"{format_bytes(total)} under {args.root}\n")

@@ -32,10 +32,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"tbscope export: --{name} is not a regular expression: {err}", file=sys.stderr)
             return 2
     frame = read_scalars(args.root, runs=args.runs, tags=args.tags)
-    if suffix == ".parquet":
-        frame.to_parquet(args.output, index=False)
-    else:
-        frame.to_csv(args.output, index=False)
+    try:
+        if suffix == ".parquet":
+            frame.to_parquet(args.output, index=False)
+        else:
+            frame.to_csv(args.output, index=False)
+    except OSError as err:
+        print(f"tbscope export: cannot write {args.output}: {err.strerror or err}", file=sys.stderr)
+        return 1
     print(f"Wrote {len(frame):,} scalars of {frame['run'].nunique()} run(s), {frame['tag'].nunique()} tag(s) "
           f"to {args.output}")  # fmt: skip
     return 0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from tbscope.catalog import catalog, metric_value
 from tbscope.cli.arguments import directory
-from tbscope.cli.table import render
+from tbscope.cli.table import as_json, render
 from tbscope.runs import format_bytes, format_duration
 
 # Headline metrics shown as columns; more are in --json.
@@ -24,7 +23,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     entries = catalog(args.root)
     if args.json:
-        print(json.dumps([e.as_json() for e in entries], indent=1))
+        print(as_json([e.as_json() for e in entries]))
         return 0
     if not entries:
         print(f"No runs under {args.root}.")

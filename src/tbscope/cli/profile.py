@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from tbscope.cli.table import render
+from tbscope.cli.table import as_json, render
 from tbscope.profiler.cache import cached
 from tbscope.profiler.overview import CATEGORIES, analyze
 from tbscope.profiler.trace import TraceError, find_traces, load
@@ -49,11 +49,31 @@ def overview_of(path: Path) -> dict[str, Any]:
     return analyze(load(path)).as_json()
 
 
+def readable(root: Path, paths: list[Path]) -> list[Path]:
+    """The traces among ``paths`` (what ``find_traces`` found under ``root``) that are regular files inside
+    ``root``. Each other file named like a trace is told on stderr, once: a dangling symlink, a link to
+    outside ``root``, a FIFO."""
+    from tbscope.reader import why_unreadable
+
+    if root.is_file():
+        return [root]
+    inside = root.resolve()
+    kept = [path for path in paths if why_unreadable(path, inside) is None]
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(folder) / name
+            if ".pt.trace.json" in name and path not in kept:
+                why = why_unreadable(path, inside) or "not read"
+                print(f"tbscope profile: skipped {path}: {why}", file=sys.stderr)
+    return kept
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.path.exists():
         print(f"tbscope profile: {args.path} does not exist", file=sys.stderr)
         return 2
-    paths = find_traces(args.path)
+    paths = readable(args.path, find_traces(args.path))
     if not paths:
         print(f"tbscope profile: no *.pt.trace.json(.gz) under {args.path}", file=sys.stderr)
         return 2
@@ -64,8 +84,12 @@ def run(args: argparse.Namespace) -> int:
         except (TraceError, OSError) as err:
             print(f"tbscope profile: {err}", file=sys.stderr)
             failed += 1
+        except Exception as err:  # a trace that parses but holds what no profiler writes: the others still show
+            print(f"tbscope profile: {path}: skipped, it could not be analyzed ({type(err).__name__}: {err})",
+                  file=sys.stderr)  # fmt: skip
+            failed += 1
     if args.json:
-        print(json.dumps({"traces": overviews}, indent=1))
-    else:
+        print(as_json({"traces": overviews}))
+    elif overviews:
         print("\n\n".join(show(o) for o in overviews))
     return 1 if failed and not overviews else 0

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from tbscope.cli.arguments import directory, parsed_by
-from tbscope.runs import Retention, delete_run, find_runs, format_bytes, parse_bytes, parse_duration, plan_retention
+from tbscope.runs import (
+    Retention,
+    delete_run,
+    find_runs,
+    format_bytes,
+    parse_bytes,
+    parse_duration,
+    plan_retention,
+)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -41,9 +50,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"tbscope prune: {err}", file=sys.stderr)
         return 2
-    if args.experiment and not (root / args.experiment).is_dir():
-        print(f"tbscope prune: no experiment {args.experiment!r} in {root}", file=sys.stderr)
-        return 2
+    if args.experiment is not None:
+        name = args.experiment
+        if name in ("", ".", "..") or "/" in name or os.sep in name or (os.altsep and os.altsep in name):
+            print(f"tbscope prune: --experiment is the name of an experiment folder in {root} (no '/' or '..'), "
+                  f"got {name!r}", file=sys.stderr)  # fmt: skip
+            return 2
+        if not (root / name).is_dir():
+            print(f"tbscope prune: no experiment {name!r} in {root}", file=sys.stderr)
+            return 2
     doomed = plan_retention(find_runs(root, args.experiment), retention)
     if not doomed:
         print("Nothing to delete.")
@@ -62,7 +77,13 @@ def run(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("Nothing deleted.")
             return 1
+    failed = 0
     for run in doomed:
-        delete_run(root, run)
-    print(f"Deleted {len(doomed)} run(s), freed {format_bytes(total)}.")
-    return 0
+        try:
+            delete_run(root, run)
+        except (OSError, ValueError) as err:
+            print(f"tbscope prune: could not delete {run.path}: {err}", file=sys.stderr)
+            failed += 1
+            total -= run.bytes
+    print(f"Deleted {len(doomed) - failed} run(s), freed {format_bytes(total)}.")
+    return 1 if failed else 0

@@ -19,10 +19,32 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN and infinity made None: JSON has no NaN (``json.dumps`` would write one
+    anyway, and no other JSON reader would take it).
+
+    Example:
+        >>> json_safe({"acc": float("nan"), "steps": [1, float("inf")]})
+        {'acc': None, 'steps': [1, None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def as_json(value: Any) -> str:
+    """``value`` as JSON for scripts: indented, NaN as null (see ``json_safe``)."""
+    return json.dumps(json_safe(value), indent=1, allow_nan=False, default=str)
+
+
 def render(headers: Sequence[str], rows: Sequence[Sequence[Any]], style: str = "text") -> str:
     """``rows`` under ``headers`` as "text" (aligned columns), "markdown", "csv" or "json"."""
     if style == "json":
-        return json.dumps([dict(zip(headers, row, strict=True)) for row in rows], indent=1, default=str)
+        return as_json([dict(zip(headers, row, strict=True)) for row in rows])
     if style == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
