@@ -59,12 +59,20 @@ def test_demo_logs_every_dashboard_kind(tmp_path: Path) -> None:
     assert tags["graph"]
     assert "_hparams_/session_start_info" in tags["tensors"] and "val/pr/circle" in tags["tensors"]
     assert (log_dir / "projector_config.pbtxt").exists()
+    assert "data/classes" in tags["tensors"]  # text
 
 
-def test_demo_command_prints_how_to_open_tensorboard(tmp_path: Path) -> None:
-    result = tbscope("demo", "--root", str(tmp_path), "--epochs", "1")
+def test_demo_command_sweeps_shows_progress_the_runs_and_how_to_open_tensorboard(tmp_path: Path) -> None:
+    result = tbscope("demo", "--root", str(tmp_path), "--epochs", "2")
     assert result.returncode == 0, result.stderr
-    assert "epoch 1/1" in result.stdout
-    assert f"tbscope serve {tmp_path}" in result.stdout
-    (run,) = (tmp_path / "shapes-cnn").iterdir()
-    assert accumulate(run).Scalars("val/acc")
+    lines = result.stdout.splitlines()
+    assert sum("epoch 2/2" in line for line in lines) == 3  # progress of each of the three runs
+    assert f"$ tbscope ls {tmp_path}" in lines and f"$ tbscope compare {tmp_path} --sort val/acc --desc" in lines
+    assert f"    tbscope serve {tmp_path}" in lines
+    runs = sorted((tmp_path / "shapes-cnn").iterdir())
+    assert sorted(run.name.split("-", 2)[2] for run in runs) == ["lr-0.003", "lr-0.01", "lr-0.03"]
+    assert all(len(accumulate(run).Scalars("val/acc")) == 2 for run in runs)  # every epoch validated
+    assert (
+        sum(len(list((run / "profile").glob("*.pt.trace.json.gz"))) for run in runs if (run / "profile").is_dir()) == 1
+    )
+    assert all(run.name in result.stdout for run in runs)  # listed by ls and compare

@@ -1,12 +1,14 @@
 """The demo's training script: a small CNN learns to tell shapes apart, and logs everything on the way.
 
-Run it with ``tbscope demo`` (or ``make demo``); it writes ``runs/shapes-cnn/<time>/``.
+Run it with ``tbscope demo`` (or ``make demo``): a sweep of three runs over the learning rate, in
+``runs/shapes-cnn/<time>-<id>-lr-<lr>/``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -21,16 +23,20 @@ from tbscope.demo.data import CLASS_NAMES, make_shapes
 class DemoConfig:
     """What the demo trains, and for how long: the run's hyperparameters."""
 
-    epochs: int = 14
-    max_seconds: float = 60.0
+    epochs: int = 6
+    max_seconds: float = 60.0  # a run stops after the epoch that passes this
     batch_size: int = 64
     lr: float = 0.01
     momentum: float = 0.9
-    width: int = 12
-    train_images: int = 8192
-    val_images: int = 512
-    image_size: int = 48
+    width: int = 8
+    train_images: int = 2048
+    val_images: int = 256
+    image_size: int = 32
     seed: int = 0
+
+
+# The learning rates of the demo's sweep: three runs to compare side by side.
+SWEEP = (0.003, 0.01, 0.03)
 
 
 def build_model(width: int, classes: int) -> nn.Module:
@@ -49,16 +55,28 @@ def build_model(width: int, classes: int) -> nn.Module:
     )
 
 
-def run_demo(root: str | Path = "runs", config: DemoConfig | None = None) -> Path:
-    """Train the demo model as a run of experiment "shapes-cnn" under ``root``; returns its directory."""
+def run_sweep(
+    root: str | Path = "runs", config: DemoConfig | None = None, lrs: tuple[float, ...] = SWEEP
+) -> list[Path]:
+    """The demo: one run of experiment "shapes-cnn" per learning rate in ``lrs`` (the first one profiles
+    a few steps, for the Profile tab); returns their directories."""
     cfg = config or DemoConfig()
+    return [run_demo(root, replace(cfg, lr=lr), name=f"lr-{lr:g}", profile=i == 0) for i, lr in enumerate(lrs)]
+
+
+def run_demo(root: str | Path = "runs", config: DemoConfig | None = None, name: str | None = None,
+             profile: bool = False) -> Path:  # fmt: skip
+    """Train the demo model as a run of experiment "shapes-cnn" under ``root``, on the GPU when there is
+    one; with ``profile``, a few steps go to the Profile tab. Returns the run's directory."""
+    cfg = config or DemoConfig()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
     train = make_shapes(cfg.train_images, cfg.image_size, seed=cfg.seed)
     val = make_shapes(cfg.val_images, cfg.image_size, seed=cfg.seed + 1)
-    x_train, y_train = torch.from_numpy(train.images), torch.from_numpy(train.labels)
-    x_val, y_val = torch.from_numpy(val.images), torch.from_numpy(val.labels)
+    x_train, y_train = torch.from_numpy(train.images).to(device), torch.from_numpy(train.labels).to(device)
+    x_val, y_val = torch.from_numpy(val.images).to(device), torch.from_numpy(val.labels).to(device)
 
-    model = build_model(cfg.width, len(CLASS_NAMES))
+    model = build_model(cfg.width, len(CLASS_NAMES)).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     steps_per_epoch = cfg.train_images // cfg.batch_size
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -70,7 +88,14 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None) -> Pat
     cadence = tbscope.Cadence(
         every=steps_per_epoch, dense_until=steps_per_epoch, dense_every=max(1, steps_per_epoch // 8)
     )
-    with tbscope.init("shapes-cnn", root=root, config=cfg, metrics=["val/acc", "val/loss"], cadence=cadence) as run:
+    with contextlib.ExitStack() as stack:
+        run = stack.enter_context(
+            tbscope.init(
+                "shapes-cnn", root=root, name=name, config=cfg, metrics=["val/acc", "val/loss"], cadence=cadence
+            )
+        )
+        prof = stack.enter_context(tbscope.profile(run, wait=1, warmup=1, active=2)) if profile else None
+        label = f"{run.dir.name}:"
         w = run.writer
         w.add_graph(model, x_val[:1])
         w.add_text("data/classes", ", ".join(f"`{i}` {name}" for i, name in enumerate(CLASS_NAMES)))
@@ -97,6 +122,8 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None) -> Pat
                 w.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                 w.add_image_grid("train/batch", x_train[idx][:32], step)  # the cadence keeps a few
                 step += 1
+                if prof is not None:
+                    prof.step()
             val_loss, val_acc, predictions = evaluate(model, x_val, y_val)
             w.add_scalar("val/loss", val_loss, step)
             w.add_scalar("val/acc", val_acc, step)
@@ -117,12 +144,12 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None) -> Pat
             w.add_pr_curves("val/pr", y_val, probabilities, step, class_names=CLASS_NAMES)
             elapsed = time.monotonic() - started
             print(
-                f"epoch {epoch + 1}/{cfg.epochs}  step {step}  val/loss {val_loss:.3f}  "
+                f"{label} epoch {epoch + 1}/{cfg.epochs}  step {step}  val/loss {val_loss:.3f}  "
                 f"val/acc {val_acc:.3f}  {elapsed:.0f}s",
                 flush=True,
             )
-            if elapsed > cfg.max_seconds:
-                print(f"stopping after {elapsed:.0f}s (max_seconds={cfg.max_seconds:g})", flush=True)
+            if elapsed > cfg.max_seconds and epoch + 1 < cfg.epochs:
+                print(f"{label} stopping after {elapsed:.0f}s (max_seconds={cfg.max_seconds:g})", flush=True)
                 break
         w.add_embedding(
             predictions_prob(model, x_val[:200]),
@@ -148,13 +175,3 @@ def predictions_prob(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
         return torch.softmax(model(x), dim=1)
-
-
-def summary_line(log_dir: Path) -> str:
-    """How to look at the run."""
-    root = log_dir.parent.parent
-    return (
-        f"\nLogged to {log_dir}\n"
-        f"Open it in TensorBoard:\n    tbscope serve {root}\n"
-        "then browse to http://localhost:6006 (Scalars, Images, Histograms, Graphs, HParams, PR Curves, Projector)."
-    )
