@@ -26,7 +26,7 @@ def _demo(args: argparse.Namespace) -> int:
     config = DemoConfig(epochs=args.epochs, max_seconds=args.max_seconds)
     print(
         f"tbscope demo: a small CNN on generated shapes, {len(SWEEP)} runs over the learning rate "
-        f"({', '.join(f'{lr:g}' for lr in SWEEP)}), {config.epochs} epochs each; the first one profiles a few steps",
+        f"({', '.join(f'{lr:g}' for lr in SWEEP)}), {config.epochs} epochs each, a few steps of each profiled",
         flush=True,
     )
     run_sweep(args.root, config)

@@ -58,10 +58,10 @@ def build_model(width: int, classes: int) -> nn.Module:
 def run_sweep(
     root: str | Path = "runs", config: DemoConfig | None = None, lrs: tuple[float, ...] = SWEEP
 ) -> list[Path]:
-    """The demo: one run of experiment "shapes-cnn" per learning rate in ``lrs`` (the first one profiles
-    a few steps, for the Profile tab); returns their directories."""
+    """The demo: one run of experiment "shapes-cnn" per learning rate in ``lrs``, each profiling a few
+    steps for the Profile tab (and its Diff view); returns their directories."""
     cfg = config or DemoConfig()
-    return [run_demo(root, replace(cfg, lr=lr), name=f"lr-{lr:g}", profile=i == 0) for i, lr in enumerate(lrs)]
+    return [run_demo(root, replace(cfg, lr=lr), name=f"lr-{lr:g}", profile=True) for lr in lrs]
 
 
 def run_demo(root: str | Path = "runs", config: DemoConfig | None = None, name: str | None = None,
