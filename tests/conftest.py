@@ -157,6 +157,17 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0
         time.sleep(0.3)
 
 
+def frame_of(page: Any, url_part: str) -> Any:
+    """The frame of ``page`` whose URL holds ``url_part`` (a plugin's page, the Projector's inner one),
+    once it is there: the page's own event loop must turn for frames to attach, so wait through it."""
+    page.wait_for_function("() => true", timeout=1000)
+    for _ in range(240):
+        if any(url_part in f.url for f in page.frames):
+            break
+        page.wait_for_timeout(250)
+    return next(f for f in page.frames if url_part in f.url)
+
+
 # -- browser: real Chromium, driven by Playwright; missing Chromium skips, except under CI (CI=true) --
 
 CHROMIUM = "/usr/bin/chromium"

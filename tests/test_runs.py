@@ -228,8 +228,8 @@ def test_a_stale_heartbeat_where_the_process_cannot_be_checked_is_stale_never_cr
         assert effective_status({**meta, "status": "finished", "heartbeat": stale}) == "finished"
 
 
-def test_a_stopped_process_with_an_old_heartbeat_is_running(tmp_path: Path) -> None:
-    """Ctrl-Z, or a scheduler's suspend, for longer than STALE_AFTER: the process is there."""
+def training(root: Path) -> subprocess.Popen[str]:
+    """A process that has started a run under ``root`` and trains on (sleeps) for a minute."""
     proc = spawn(
         """
         import sys, time, tbscope
@@ -237,9 +237,15 @@ def test_a_stopped_process_with_an_old_heartbeat_is_running(tmp_path: Path) -> N
         print("ready", flush=True)
         time.sleep(60)
         """,
-        str(tmp_path),
+        str(root),
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_stopped_process_with_an_old_heartbeat_is_running(tmp_path: Path) -> None:
+    """Ctrl-Z, or a scheduler's suspend, for longer than STALE_AFTER: the process is there."""
+    proc = training(tmp_path)
     try:
         proc.send_signal(signal.SIGSTOP)
         (run,) = find_runs(tmp_path)
@@ -254,16 +260,7 @@ def test_a_stopped_process_with_an_old_heartbeat_is_running(tmp_path: Path) -> N
 
 
 def test_a_killed_process_not_yet_reaped_is_crashed(tmp_path: Path) -> None:
-    proc = spawn(
-        """
-        import sys, time, tbscope
-        run = tbscope.init("cnn", root=sys.argv[1])
-        print("ready", flush=True)
-        time.sleep(60)
-        """,
-        str(tmp_path),
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc = training(tmp_path)
     proc.kill()
     wait_until(lambda: Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", "a zombie")
     try:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import tbscope
-from conftest import free_port, serve, stop
+from conftest import frame_of, free_port, serve, stop
 from tbscope.demo.data import CLASS_NAMES, make_shapes
 
 
@@ -63,12 +63,7 @@ def test_pr_curves_dashboard_draws_a_curve_per_class(page: Any, served: Any, tmp
 def test_projector_loads_the_embedding_with_its_points(page: Any, served: Any, tmp_path: Path) -> None:
     page.goto(f"{served.url}/#projector", wait_until="domcontentloaded")
     # The Projector lives in nested frames: plugin_entry.html, then projector_binary.html.
-    page.wait_for_function("() => true", timeout=1000)  # one task, so the frames start loading
-    for _ in range(240):
-        if any("projector_binary" in f.url for f in page.frames):
-            break
-        page.wait_for_timeout(250)
-    frame = next(f for f in page.frames if "projector_binary" in f.url)
+    frame = frame_of(page, "projector_binary")
     frame.get_by_text(re.compile(r"Points:\s*64")).first.wait_for(state="visible", timeout=60_000)
     page.screenshot(path=str(tmp_path / "projector.png"))
     assert frame.get_by_text("val/probabilities").count() >= 1

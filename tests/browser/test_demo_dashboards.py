@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import free_port, serve, stop
+from conftest import frame_of, free_port, serve, stop
 from tbscope.demo.train import DemoConfig, run_sweep
 
 # Where the screenshots go, to be looked at: an ignored folder of the checkout, or $TBSCOPE_SCREENSHOTS.
@@ -87,23 +87,14 @@ def test_hparams_show_every_run_in_the_table_and_as_lines(page: Any, served: Any
 
 def test_the_projector_loads_the_embedding(page: Any, served: Any) -> None:
     page.goto(f"{served.url}/#projector", wait_until="domcontentloaded")
-    page.wait_for_function("() => true", timeout=1000)
-    for _ in range(240):
-        if any("projector_binary" in f.url for f in page.frames):
-            break
-        page.wait_for_timeout(250)
-    frame = next(f for f in page.frames if "projector_binary" in f.url)
+    frame = frame_of(page, "projector_binary")
     frame.get_by_text(re.compile(r"Points:\s*64")).first.wait_for(state="visible", timeout=60_000)
     shot(page, "projector")
 
 
 def test_the_profile_tab_shows_the_profiled_run(page: Any, served: Any) -> None:
     page.goto(f"{served.url}/#tbscope_profile", wait_until="domcontentloaded")
-    for _ in range(240):  # the tab's page lives in a frame of its own
-        if any("plugin_entry" in f.url for f in page.frames):
-            break
-        page.wait_for_timeout(250)
-    frame = next(f for f in page.frames if "plugin_entry" in f.url)
+    frame = frame_of(page, "plugin_entry")
     frame.locator("#step-chart rect.segment").first.wait_for(state="attached", timeout=60_000)
     shot(page, "profile")
     assert frame.get_by_text(re.compile(r"\d+ steps · average [\d.]+ ms")).count() >= 1

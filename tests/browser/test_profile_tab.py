@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import tbscope
-from conftest import free_port, serve, stop, wait_until
+from conftest import frame_of, free_port, serve, stop, wait_until
 from tbscope.profiler import cache
 
 TRACE = Path(__file__).resolve().parents[3] / "shared" / "traces" / "gpu" / "v100_rank0_steps101-104.pt.trace.json.gz"
@@ -65,11 +65,7 @@ def test_step_chart_and_operator_table_equal_the_json_api_and_nothing_leaves_the
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
     page.goto(f"{served.url}/#tbscope_profile", wait_until="domcontentloaded")
-    for _ in range(240):  # the page's own event loop must turn for frames to attach: wait through it
-        if any("plugin_entry" in f.url for f in page.frames):
-            break
-        page.wait_for_timeout(250)
-    frame = next(f for f in page.frames if "plugin_entry" in f.url)
+    frame = frame_of(page, "plugin_entry")
     frame.locator("#step-chart").wait_for(state="visible", timeout=60_000)
     segments = frame.locator("#step-chart rect.segment")
     assert segments.count() == 8 * len(overview["steps"])
@@ -109,11 +105,7 @@ def test_every_view_answers_small_and_is_cached_beside_the_trace(served: Any) ->
 
 def test_memory_timeline_distributed_and_diff_tabs_draw(served: Any, page: Any) -> None:
     page.goto(f"{served.url}/#tbscope_profile", wait_until="domcontentloaded")
-    for _ in range(240):
-        if any("plugin_entry" in f.url for f in page.frames):
-            break
-        page.wait_for_timeout(250)
-    frame = next(f for f in page.frames if "plugin_entry" in f.url)
+    frame = frame_of(page, "plugin_entry")
     frame.locator("#step-chart").wait_for(state="visible", timeout=60_000)
     for tab, selector in (("Timeline", "#timeline rect.span"), ("Distributed", "#distributed tbody tr"),
                           ("Memory", "#allocators"), ("Kernels", "#kernels tbody tr")):  # fmt: skip
