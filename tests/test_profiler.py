@@ -454,3 +454,24 @@ def test_the_profile_tab_serves_only_regular_trace_files_inside_the_logdir(tmp_p
         assert status == 404 and b"outside the logdir" not in body
     assert get("/trace", f"run=run&worker={real.name}") == (200, real.read_bytes())
     assert secret.read_text() == "outside the logdir"
+
+
+def test_a_trace_with_fields_of_unexpected_types_still_analyzes(tmp_path: Path) -> None:
+    """A header or event arguments of other types than torch writes: every view still answers."""
+    from tbscope.profiler import tables, views
+
+    path = tmp_path / "odd.pt.trace.json"
+    path.write_text(json.dumps({
+        "deviceProperties": 7, "distributedInfo": "rank zero",
+        "traceEvents": [
+            {"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#1", "ts": 0, "dur": 100, "args": []},
+            {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 10, "dur": 20, "args": "none"},
+            {"ph": "X", "cat": "kernel", "name": "gemm", "ts": 40, "dur": 30, "args": {"device": [0]}},
+            {"ph": "i", "name": "[memory]", "ts": 15, "args": 3},
+        ],
+    }))  # fmt: skip
+    trace = load(path)
+    overview = analyze(trace)
+    assert [s.step for s in overview.steps] == [1] and overview.devices == []
+    assert tables.operators(trace)[0]["name"] == "aten::mm"
+    assert views.memory(trace)["devices"] is not None and views.timeline(trace)

@@ -237,7 +237,12 @@ def load(path: str | os.PathLike[str]) -> Trace:
         thread = f"{raw.get('pid', '')}:{raw.get('tid', '')}"
         if phase == "i" and raw.get("name") == "[memory]":
             with contextlib.suppress(TypeError, ValueError):
-                memory.append(MemoryEvent(float(raw["ts"]), raw.get("args") or {}, shared.setdefault(thread, thread)))
+                args = raw.get("args")
+                memory.append(
+                    MemoryEvent(
+                        float(raw["ts"]), args if isinstance(args, dict) else {}, shared.setdefault(thread, thread)
+                    )
+                )
             return
         if phase != "X":
             return
@@ -252,11 +257,13 @@ def load(path: str | os.PathLike[str]) -> Trace:
         except (TypeError, ValueError):
             return
         name = str(raw.get("name", ""))
-        args = raw.get("args") or {}
-        kept_args = {k: v for k, v in args.items() if k in KEPT_ARGS}
+        args = raw.get("args")
+        kept_args = {k: v for k, v in args.items() if k in KEPT_ARGS} if isinstance(args, dict) else {}
         events.append(Event(kind, shared.setdefault(name, name), ts, dur, kept_args, shared.setdefault(thread, thread)))
 
     header = _read(trace_path, keep)
+    devices = header.get("deviceProperties")  # what the analyses read of the header, of the types they read
+    header["deviceProperties"] = [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
     # Offsets from the first event, durations added after: an absolute timestamp (about 1e15 us) has
     # a quarter-microsecond resolution as a float, which a sum with a duration would lose.
     origin = min((e.start for e in events), default=0.0)
