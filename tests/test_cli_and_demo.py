@@ -72,7 +72,5 @@ def test_demo_command_sweeps_shows_progress_the_runs_and_how_to_open_tensorboard
     runs = sorted((tmp_path / "shapes-cnn").iterdir())
     assert sorted(run.name.split("-", 2)[2] for run in runs) == ["lr-0.003", "lr-0.01", "lr-0.03"]
     assert all(len(accumulate(run).Scalars("val/acc")) == 2 for run in runs)  # every epoch validated
-    assert (
-        sum(len(list((run / "profile").glob("*.pt.trace.json.gz"))) for run in runs if (run / "profile").is_dir()) == 1
-    )
+    assert all(len(list((run / "profile").glob("*.pt.trace.json.gz"))) == 1 for run in runs)  # each run profiled
     assert all(run.name in result.stdout for run in runs)  # listed by ls and compare
