@@ -1,5 +1,8 @@
 """tbscope: TensorBoard as the best local training dashboard for PyTorch computer-vision and ML work.
 
+The public names are handed out on first use (PEP 562): ``import tbscope`` loads neither torch, pandas,
+PIL nor the writer, so that the command line and TensorBoard's plugin loader start at once.
+
 Example:
     >>> import tempfile
     >>> import tbscope
@@ -7,18 +10,44 @@ Example:
     ...     w.add_scalar("train/loss", 0.25, 1)
 """
 
-from tbscope.pipeline import LoggingError
-from tbscope.policy import Budget, Cadence
-from tbscope.profiler.capture import profile
-from tbscope.reader import read_events, read_scalars
-from tbscope.runs import Resume, Retention, Run, init
-from tbscope.summaries.graph import GraphError
-from tbscope.writer import Writer
+from __future__ import annotations
 
-SummaryWriter = Writer
-"""The name torch uses: ``from tbscope import SummaryWriter`` is a one-line switch."""
+import importlib
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from tbscope.pipeline import LoggingError
+    from tbscope.policy import Budget, Cadence
+    from tbscope.profiler.capture import profile
+    from tbscope.reader import read_events, read_scalars
+    from tbscope.runs import Resume, Retention, Run, init
+    from tbscope.summaries.graph import GraphError
+    from tbscope.writer import Writer
+
+    SummaryWriter = Writer
+
+# Each public name, and the module that holds it (SummaryWriter is torch's name for Writer).
+_HOMES = {
+    "Budget": ("tbscope.policy", "Budget"),
+    "Cadence": ("tbscope.policy", "Cadence"),
+    "GraphError": ("tbscope.summaries.graph", "GraphError"),
+    "LoggingError": ("tbscope.pipeline", "LoggingError"),
+    "Resume": ("tbscope.runs", "Resume"),
+    "Retention": ("tbscope.runs", "Retention"),
+    "Run": ("tbscope.runs", "Run"),
+    "SummaryWriter": ("tbscope.writer", "Writer"),
+    "Writer": ("tbscope.writer", "Writer"),
+    "init": ("tbscope.runs", "init"),
+    "profile": ("tbscope.profiler.capture", "profile"),
+    "read_events": ("tbscope.reader", "read_events"),
+    "read_scalars": ("tbscope.reader", "read_scalars"),
+}
+
+try:
+    __version__ = metadata.version("tbscope")
+except metadata.PackageNotFoundError:  # a checkout that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Budget",
@@ -36,3 +65,16 @@ __all__ = [
     "read_events",
     "read_scalars",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'tbscope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home[0]), home[1])
+    globals()[name] = value  # the next use is a plain lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
