@@ -148,11 +148,15 @@ class Pipeline:
         self._wake = threading.Event()
         self._stopping = False
         self._reported = False
-        self.forked = False  # set in a forked child, where this pipeline's thread does not exist
         self._thread = threading.Thread(target=self._run, name="tbscope-pipeline", daemon=True)
         self._thread.start()
         _live.add(self)
         _close_at_child_exit()
+
+    @property
+    def forked(self) -> bool:
+        """Whether this is a forked child's copy of the pipeline, whose thread does not exist here."""
+        return isinstance(self.error, ForkedError)
 
     # -- caller side: O(1), never blocks ------------------------------------------------------------
 
@@ -340,7 +344,6 @@ def _after_fork_in_child() -> None:
     a multiprocessing child, which exits without running atexit, writes it out at its exit."""
     global _exit_in_child
     for pipeline in list(_live):
-        pipeline.forked = True
         pipeline.error = ForkedError("this pipeline belongs to the parent process")
     _live.clear()
     _exit_in_child = True

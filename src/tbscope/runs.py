@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import dataclasses
 import enum
+import functools
 import json
 import math
 import os
@@ -187,11 +188,15 @@ def _proc(path: str) -> str | None:
         return None
 
 
-def _pid_namespace() -> str | None:
+@functools.cache
+def _here() -> tuple[str | None, str | None]:
+    """This process's PID namespace and boot, from /proc (None each where there is none). They never
+    change while it runs: read once, not once a run for every run ``ls`` looks at."""
     try:
-        return os.readlink("/proc/self/ns/pid")
+        namespace: str | None = os.readlink("/proc/self/ns/pid")
     except OSError:
-        return None
+        namespace = None
+    return namespace, _proc("/proc/sys/kernel/random/boot_id")
 
 
 def _process_start(pid: int) -> str | None:
@@ -209,8 +214,8 @@ def process_identity() -> dict[str, Any]:
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "pid_namespace": _pid_namespace(),
-        "boot_id": _proc("/proc/sys/kernel/random/boot_id"),
+        "pid_namespace": _here()[0],
+        "boot_id": _here()[1],
         "pid_start": _process_start(os.getpid()),
     }
 
@@ -221,8 +226,7 @@ def _same_machine_and_namespace(meta: Mapping[str, Any]) -> bool:
     pid = meta.get("pid")
     if type(pid) is not int or pid <= 0 or meta.get("host") != socket.gethostname():
         return False
-    here = (_pid_namespace(), _proc("/proc/sys/kernel/random/boot_id"))
-    return (meta.get("pid_namespace"), meta.get("boot_id")) == here
+    return (meta.get("pid_namespace"), meta.get("boot_id")) == _here()
 
 
 def _proved_dead(meta: Mapping[str, Any]) -> bool:

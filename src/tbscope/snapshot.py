@@ -184,6 +184,9 @@ def array(method: str, value: Any) -> np.ndarray | Pending:
     return result
 
 
+STEPS = 1 << 63  # steps are int64 in an event file: -STEPS <= step < STEPS
+
+
 def step(method: str, value: Any) -> int:
     """A step as an int; None means 0, as in torch. An event file holds int64 steps: a step outside
     that range is a ValueError naming ``method``."""
@@ -200,6 +203,6 @@ def step(method: str, value: Any) -> int:
             number = int(value.item())
     if number is None:
         raise TypeError(f"{method}: global_step must be an int, got {type(value).__name__} {value!r}")
-    if not -(1 << 63) <= number < 1 << 63:
+    if not -STEPS <= number < STEPS:
         raise ValueError(f"{method}: global_step must fit in int64 (an event file's step), got {value!r}")
     return number

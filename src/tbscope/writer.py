@@ -56,7 +56,7 @@ from tbscope.summaries.figure import render as render_figure
 
 # Bytes a small item (a scalar, a short text) holds in memory, for the pending-memory bound.
 _SCALAR_BYTES = 120
-_STEPS = 1 << 63  # steps are int64 in an event file
+_STEPS = snapshot.STEPS
 # Scalars of one step logged this close together share an event (see ScalarSummary.events).
 SHARED_EVENT_SECONDS = 1e-3
 _pack_simple = scalar.pack_simple
@@ -348,8 +348,6 @@ class Writer:
         self.purge_step, self.max_queue, self.flush_secs = purge_step, max_queue, flush_secs
         self.filename_suffix = filename_suffix
         self.file_writer: FileWriter | None = None  # set while the writer is open, as torch's
-        self._flush_secs = flush_secs
-        self._suffix = filename_suffix
         self._max_pending_bytes = max_pending_bytes
         self.budget = budget
         self.cadence = cadence
@@ -375,7 +373,12 @@ class Writer:
         if self.budget is not None and self.budget.max_run_bytes is not None and self._dir.is_dir():
             self._bytes_before = sum(p.stat().st_size for p in self._dir.rglob("*") if p.is_file())
         self._pipeline = Pipeline(
-            self._dir, self._suffix, self._flush_secs, self._max_pending_bytes, self._scalars.events, self._on_flush
+            self._dir,
+            self.filename_suffix,
+            self.flush_secs,
+            self._max_pending_bytes,
+            self._scalars.events,
+            self._on_flush,
         )
         self.file_writer = FileWriter(self)
         return self._pipeline
