@@ -319,7 +319,7 @@ def test_read_events_images_histograms_text_and_hparams(tmp_path: Path) -> None:
 
 
 def test_run_json_summaries_equal_what_the_event_files_say(tmp_path: Path) -> None:
-    from tbscope.catalog import summarize
+    from tbscope.tagstats import of_frame as summarize
 
     with tbscope.init("cnn", root=tmp_path) as run:
         for step in range(30):
@@ -334,7 +334,7 @@ def test_run_json_summaries_equal_what_the_event_files_say(tmp_path: Path) -> No
 def test_resumed_run_json_summary_covers_both_parts(tmp_path: Path) -> None:
     import json
 
-    from tbscope.catalog import summarize
+    from tbscope.tagstats import of_frame as summarize
 
     with tbscope.init("cnn", root=tmp_path) as first:
         for step in range(10):

@@ -21,16 +21,8 @@ from tensorboard.plugins.hparams import api_pb2
 
 import tbscope
 from conftest import accumulate, session_infos, wait_until
-from tbscope.runs import (
-    STALE_AFTER,
-    apply_retention,
-    delete_run,
-    effective_status,
-    find_runs,
-    plan_retention,
-    process_identity,
-    read_meta,
-)
+from tbscope.retention import apply_retention, delete_run, plan_retention
+from tbscope.rundir import STALE_AFTER, effective_status, find_runs, process_identity, read_meta
 
 
 def meta_of(run_dir: Path) -> dict:

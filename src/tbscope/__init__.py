@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from tbscope.policy import Budget, Cadence
     from tbscope.profiler.capture import profile
     from tbscope.reader import read_events, read_scalars
-    from tbscope.runs import Resume, Retention, Run, init
+    from tbscope.retention import Retention
+    from tbscope.run import Resume, Run, init
     from tbscope.summaries.graph import GraphError
     from tbscope.writer import Writer
 
@@ -33,12 +34,12 @@ _HOMES = {
     "Cadence": ("tbscope.policy", "Cadence"),
     "GraphError": ("tbscope.summaries.graph", "GraphError"),
     "LoggingError": ("tbscope.pipeline", "LoggingError"),
-    "Resume": ("tbscope.runs", "Resume"),
-    "Retention": ("tbscope.runs", "Retention"),
-    "Run": ("tbscope.runs", "Run"),
+    "Resume": ("tbscope.run", "Resume"),
+    "Retention": ("tbscope.retention", "Retention"),
+    "Run": ("tbscope.run", "Run"),
     "SummaryWriter": ("tbscope.writer", "Writer"),
     "Writer": ("tbscope.writer", "Writer"),
-    "init": ("tbscope.runs", "init"),
+    "init": ("tbscope.run", "init"),
     "profile": ("tbscope.profiler.capture", "profile"),
     "read_events": ("tbscope.reader", "read_events"),
     "read_scalars": ("tbscope.reader", "read_scalars"),

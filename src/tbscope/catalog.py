@@ -5,7 +5,7 @@ A tbscope run is described by its ``run.json`` alone: no event file is opened. A
 SummaryWriter, tensorboardX, Lightning's ``version_N``) is described from its event files, and from
 Lightning's ``hparams.yaml`` when there is one; the summaries are the same either way.
 
-A ``run.json`` is read with suspicion (``runs.run_meta``): one that cannot be read as a JSON object is no
+A ``run.json`` is read with suspicion (``rundir.run_meta``): one that cannot be read as a JSON object is no
 run.json, and its folder is shown from its event files; a field of another type than tbscope writes is
 left out. Either way one warning names the file, and the rest is shown.
 """
@@ -20,13 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from tbscope import reader, record, runs
+from tbscope import reader, record, rundir, tagstats
 from tbscope.summaries.hparams import HParamValue, flatten
-
-Summary = dict[str, dict[str, float | int | None]]
 
 
 @dataclass
@@ -42,7 +39,7 @@ class RunEntry:
     last_step: int | None
     bytes: int
     hparams: dict[str, HParamValue] = field(default_factory=dict)
-    summary: Summary = field(default_factory=dict)
+    summary: tagstats.RunStats = field(default_factory=dict)
     headline: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -54,45 +51,28 @@ class RunEntry:
         }  # fmt: skip
 
 
-def summarize(frame: pd.DataFrame) -> Summary:
-    """Per tag of one run's scalars: last (the last value written), min, max (NaN left out),
-    last_step and count, the same numbers a tbscope run keeps in its run.json."""
-    out: Summary = {}
-    for tag, rows in frame.groupby("tag", observed=True, sort=False):
-        values = rows["value"].to_numpy()
-        finite = values[np.isfinite(values)]
-        out[str(tag)] = {
-            "last": float(values[-1]),
-            "min": float(finite.min()) if finite.size else None,
-            "max": float(finite.max()) if finite.size else None,
-            "last_step": int(rows["step"].iloc[-1]),
-            "count": len(values),
-        }
-    return out
-
-
 # -- entries ------------------------------------------------------------------------------------------
 
 
 def _tbscope_entry(root: Path, run_dir: Path, meta: dict[str, Any]) -> RunEntry:
     """A run from its run.json as ``run_meta`` gives it (every field there has the right type)."""
-    created = runs.read_time(meta.get("created"))
-    end = runs.read_time(meta.get("ended") or meta.get("heartbeat"))
-    summary: Summary = meta.get("summary", {})
+    created = rundir.read_time(meta.get("created"))
+    end = rundir.read_time(meta.get("ended") or meta.get("heartbeat"))
+    summary: tagstats.RunStats = meta.get("summary", {})
     steps = [int(step) for s in summary.values() if (step := s.get("last_step")) is not None]
     parent = os.path.relpath(run_dir.parent, root)
     return RunEntry(
         path=str(run_dir.relative_to(root)),
         experiment=meta.get("experiment", parent),
         run=run_dir.name,
-        status=runs.effective_status(meta) if "status" in meta else "unknown",
+        status=rundir.effective_status(meta) if "status" in meta else "unknown",
         started=created,
         duration=(end - created).total_seconds() if end and created else None,
         last_step=max(steps) if steps else None,
-        bytes=int(meta.get("bytes") or runs.dir_bytes(run_dir)),
+        bytes=int(meta.get("bytes") or rundir.dir_bytes(run_dir)),
         hparams=dict(meta.get("config_flat", {})),
         summary=summary,
-        headline=runs.headline_metrics(meta),
+        headline=rundir.headline_metrics(meta),
     )
 
 
@@ -108,7 +88,7 @@ def _lightning_hparams(root: Path, run_dir: Path) -> dict[str, HParamValue]:
 
     try:
         with record.open_regular(path) as f:
-            loaded = yaml.safe_load(f.read(runs.MAX_RUN_JSON_BYTES).decode("utf-8"))
+            loaded = yaml.safe_load(f.read(rundir.MAX_RUN_JSON_BYTES).decode("utf-8"))
         return flatten(loaded) if isinstance(loaded, dict) else {}
     except (OSError, ValueError, RecursionError, yaml.YAMLError) as err:
         reader.warn_skipped(path, f"could not read it: {err}")
@@ -133,7 +113,7 @@ def _foreign_entry(root: Path, run: str, frame: pd.DataFrame, hparams: dict[str,
                    status: str | None) -> RunEntry:  # fmt: skip
     run_dir = root / run
     parent = os.path.dirname(run) if run != "." else ""
-    summary = summarize(frame)
+    summary = tagstats.of_frame(frame)
     walls = frame["wall_time"].to_numpy()
     return RunEntry(
         path=run,
@@ -146,7 +126,7 @@ def _foreign_entry(root: Path, run: str, frame: pd.DataFrame, hparams: dict[str,
         bytes=_files_bytes(run_dir),
         hparams=hparams or _lightning_hparams(root, run_dir),
         summary=summary,
-        headline=[t for t in summary if t.startswith(runs.DEFAULT_METRIC_PREFIXES)] or list(summary)[:3],
+        headline=[t for t in summary if t.startswith(rundir.DEFAULT_METRIC_PREFIXES)] or list(summary)[:3],
     )
 
 
@@ -159,8 +139,8 @@ def catalog(root: str | os.PathLike[str]) -> list[RunEntry]:
     logdir = root_path.resolve()
     for folder, dirs, files in os.walk(root_path):
         dirs.sort()
-        if runs.RUN_FILE in files:
-            meta = runs.run_meta(Path(folder), logdir)
+        if rundir.RUN_FILE in files:
+            meta = rundir.run_meta(Path(folder), logdir)
             if meta is not None:
                 tbscope_dirs.append(Path(folder))
                 entries.append(_tbscope_entry(root_path, Path(folder), meta))

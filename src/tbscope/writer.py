@@ -22,7 +22,7 @@ import numpy as np
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from tbscope import media, snapshot
+from tbscope import media, snapshot, tagstats
 from tbscope.pipeline import (
     MAX_ITEMS,
     LoggingError,
@@ -198,19 +198,12 @@ class ScalarSummary:
             f"tbscope: scalar {tag!r} is {value}; it is logged as is and TensorBoard plots it as {value}",
         )
 
-    def as_dict(self) -> dict[str, dict[str, float | int | None]]:
-        """The run's own tags as ``{tag: {last, min, max, last_step, count}}``, as a reader sees them;
-        min and max are None when no value was finite."""
-        summary: dict[str, dict[str, float | int | None]] = {}
+    def as_dict(self) -> tagstats.RunStats:
+        """The run's own tags' statistics (``tagstats``), as a reader sees the values."""
+        summary: tagstats.RunStats = {}
         for tag, (last, low, high, step, count, _) in list(self.series.items()):
             read = float if tag in self._double else _float32
-            summary[tag] = {
-                "last": read(last),
-                "min": read(low) if math.isfinite(low) else None,
-                "max": read(high) if math.isfinite(high) else None,
-                "last_step": int(step),
-                "count": int(count),
-            }
+            summary[tag] = tagstats.entry(read(last), read(low), read(high), step, count)
         return summary
 
 
@@ -394,8 +387,8 @@ class Writer:
         warnings.warn(message, RuntimeWarning, stacklevel=7)  # at the add_* call: through the gate
         self.add_text("tbscope/budget", message, step)
 
-    def scalar_summary(self) -> dict[str, dict[str, float | int | None]]:
-        """Per scalar tag of this run, what has been encoded so far: last, min, max, last_step, count."""
+    def scalar_summary(self) -> tagstats.RunStats:
+        """Per scalar tag of this run, the statistics (``tagstats``) of what has been encoded so far."""
         return self._scalars.as_dict()
 
     def _put(

@@ -6,8 +6,8 @@ import argparse
 
 from tbscope.cli.arguments import directory
 from tbscope.cli.table import as_json, render
+from tbscope.cli.units import format_bytes
 from tbscope.reader import disk_usage
-from tbscope.runs import format_bytes
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

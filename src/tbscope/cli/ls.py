@@ -7,7 +7,7 @@ import argparse
 from tbscope.catalog import catalog, metric_value
 from tbscope.cli.arguments import directory
 from tbscope.cli.table import as_json, render
-from tbscope.runs import format_bytes, format_duration
+from tbscope.cli.units import format_bytes, format_duration
 
 # Headline metrics shown as columns; more are in --json.
 MAX_METRIC_COLUMNS = 4

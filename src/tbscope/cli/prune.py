@@ -8,15 +8,9 @@ import sys
 from pathlib import Path
 
 from tbscope.cli.arguments import directory, parsed_by
-from tbscope.runs import (
-    Retention,
-    delete_run,
-    find_runs,
-    format_bytes,
-    parse_bytes,
-    parse_duration,
-    plan_retention,
-)
+from tbscope.cli.units import format_bytes, parse_bytes, parse_duration
+from tbscope.retention import Retention, delete_run, plan_retention
+from tbscope.rundir import find_runs
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

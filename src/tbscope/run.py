@@ -1,0 +1,442 @@
+"""The live run: ``tbscope.init`` makes one, with its directory, its writer and its ``run.json``.
+
+``run.json`` is always whole: it is written to a temporary file and renamed over the old one, at every
+flush of the writer (a heartbeat, per-tag scalar statistics, bytes on disk) and when the run ends
+(its status). Reading runs back is ``rundir``'s; deleting old ones is ``retention``'s.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import enum
+import json
+import math
+import os
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePath
+from types import TracebackType
+from typing import Any
+
+from tbscope import atomic, tagstats
+from tbscope.cli.units import format_bytes
+from tbscope.integrations import distributed
+from tbscope.integrations.hydra import hydra_job, name_from_overrides
+from tbscope.pipeline import end_status, on_exit
+from tbscope.policy import Budget, Cadence
+from tbscope.retention import Retention, apply_retention
+from tbscope.rundir import END_STATUSES, RUN_FILE, SCHEMA_VERSION, dir_bytes, process_identity, read_meta
+from tbscope.summaries.hparams import HParamValue, flatten
+from tbscope.writer import NullWriter, Writer
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Continue an earlier run in its own directory: ``run`` is its directory or its id.
+
+    With ``step``, everything that run logged at or after ``step`` is hidden, as TensorBoard's
+    purge does, so curves restarted from a checkpoint don't zig-zag.
+    """
+
+    run: str | os.PathLike[str]
+    step: int | None = None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_name(what: str, name: str) -> None:
+    """Raise a ValueError unless ``name`` is a plain name: no path separators, no ``..``."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise ValueError(
+            f"init: {what} must be a plain name of letters, digits, '.', '_' and '-' (no path separators "
+            f"or '..'), got {name!r}"
+        )
+
+
+# -- config -------------------------------------------------------------------------------------------
+
+
+def config_as_dict(config: Any) -> dict[str, Any]:
+    """A dict, a dataclass, an ``argparse.Namespace`` or an OmegaConf config (resolved) as a plain dict."""
+    if config is None:
+        return {}
+    if type(config).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        container = OmegaConf.to_container(config, resolve=True)
+        if not isinstance(container, dict):
+            raise TypeError("init: an OmegaConf config must be a DictConfig, got a ListConfig")
+        return {str(k): v for k, v in container.items()}
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    if isinstance(config, argparse.Namespace):
+        return dict(vars(config))
+    if isinstance(config, Mapping):
+        return dict(config)
+    raise TypeError(
+        f"init: config must be a dict, a dataclass, an argparse.Namespace or an OmegaConf config, "
+        f"got {type(config).__name__}"
+    )
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float):
+        return value if not isinstance(value, float) or math.isfinite(value) else str(value)
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return _jsonable(value.item(), where)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise ValueError(
+        f"init: {where} is a {type(value).__name__}, which run.json cannot hold; "
+        "pass plain values (numbers, strings, bools, lists, dicts, paths), e.g. its name"
+    )
+
+
+def write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` so that a reader, or a kill, never sees half a file."""
+    atomic.write_text(path, json.dumps(data, indent=1, allow_nan=False))
+
+
+def _git_state(cwd: Path) -> dict[str, Any] | None:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    from tbscope import __version__
+
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": version("torch"),
+        "tensorboard": version("tensorboard"),
+        "tbscope": __version__,
+    }
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+class Run:
+    """One training run: its directory, its ``writer``, and its ``run.json``.
+
+    Made by ``tbscope.init``. End it with ``finish()`` or a ``with run:`` block: leaving the block
+    by an exception records "failed" (KeyboardInterrupt: "interrupted"). A process that exits
+    without finishing records "finished", "failed" (an uncaught exception) or "interrupted"
+    (SIGTERM); one that dies without a word is told "crashed" by readers.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        meta: dict[str, Any],
+        budget: Budget | None,
+        cadence: Cadence | None,
+        purge_step: int | None,
+        flat_config: Mapping[str, HParamValue],
+        earlier: Mapping[str, Mapping[str, Any]] | None = None,
+        rank: int = 0,
+        all_ranks: bool = False,
+    ) -> None:
+        self.dir = run_dir
+        self.rank = rank  # under torch.distributed: only rank 0 writes run.json and the run's own events
+        self._earlier = dict(earlier or {})  # a resumed run's summary of what it logged before
+        self.id: str = meta["id"]
+        self.experiment: str = meta["experiment"]
+        self.name: str | None = meta["name"]
+        self._meta = meta
+        self._lock = threading.Lock()
+        self._finished = False
+        self._pid = os.getpid()
+        self._note: Path | None = None  # rank 0's note for the other ranks, removed when the run ends
+        self.writer: Writer
+        if rank:
+            self.writer = (
+                Writer(run_dir / f"rank{rank}", cadence=cadence, budget=budget) if all_ranks else NullWriter(run_dir)
+            )
+            self._session, self._finished = True, False
+            on_exit(self.finish)
+            return
+        self.writer = Writer(run_dir, purge_step=purge_step, cadence=cadence, budget=budget, on_flush=self._update)
+        # The run's HParams session: TensorBoard shows the first one a run writes, so without a config
+        # it waits for add_config (a Lightning logger learns the hyperparameters after the run starts),
+        # or, failing that, for the end of the run.
+        self._session = bool(flat_config)
+        if self._session:
+            self.writer.add_hparams(flat_config, {})
+        self._save()
+        on_exit(self.finish)
+
+    @property
+    def status(self) -> str:
+        return str(self._meta["status"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The config as given (made JSON-safe), as stored in run.json."""
+        return dict(self._meta["config"])
+
+    def add_config(self, config: Any) -> None:
+        """Add hyperparameters to the run's config (run.json, ``tbscope compare``) and, if the run has
+        not started its HParams session yet, to TensorBoard's HParams dashboard. Keys given again are
+        replaced. ``config`` is any of what ``init`` takes.
+
+        Example:
+            >>> import tempfile, tbscope
+            >>> with tbscope.init("cnn", root=tempfile.mkdtemp()) as run:
+            ...     run.add_config({"lr": 0.1, "model": {"width": 16}})
+            >>> run.config
+            {'lr': 0.1, 'model': {'width': 16}}
+        """
+        given = _jsonable(config_as_dict(config), "config")
+        merged = {**self._meta["config"], **given}
+        if self._session and merged == self._meta["config"]:
+            return  # nothing new (Lightning logs the same hyperparameters at every stage)
+        with self._lock:
+            self._meta["config"] = merged
+            self._meta["config_flat"] = flatten(merged)
+        if self._session:
+            warnings.warn(
+                "tbscope: add_config after the run's HParams session started: the new keys are in run.json and "
+                "tbscope compare, not in TensorBoard's HParams dashboard (it keeps a run's first session)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            self._session = True
+            self.writer.add_hparams(self._meta["config_flat"], {})
+        self._save()
+
+    def _save(self) -> None:
+        if os.getpid() != self._pid or self.rank:
+            return  # a forked child (a DataLoader worker), or another rank: run.json is not theirs to write
+        with self._lock:
+            self._meta["heartbeat"] = _now()
+            self._meta["summary"] = tagstats.merge(self._earlier, self.writer.scalar_summary())
+            self._meta["bytes"] = dir_bytes(self.dir)
+            write_json_atomically(self.dir / RUN_FILE, self._meta)
+
+    def _update(self) -> None:
+        if not self._finished:
+            self._save()
+
+    def finish(self, status: str = "finished") -> None:
+        """End the run: write everything, close the writer and record ``status`` in run.json.
+
+        ``status`` is "finished", "failed" or "interrupted". A second call does nothing.
+        """
+        if status not in END_STATUSES:
+            raise ValueError(f"finish: status must be one of {', '.join(END_STATUSES)}, got {status!r}")
+        if self._finished:
+            return
+        self._finished = True  # the close's own flush leaves run.json to the one write below
+        if self.rank:
+            self.writer.close()
+            return
+        if self._note is not None:
+            with contextlib.suppress(OSError):
+                self._note.unlink()
+        if not self._session:  # every run shows in the HParams dashboard, with its status
+            self._session = True
+            self.writer.add_hparams({}, {})
+        self.writer.close(status)
+        self._meta["status"] = status
+        self._meta["ended"] = _now()
+        try:
+            self._save()
+        except OSError as err:  # a full disk, a deleted folder: the training script still ends cleanly
+            warnings.warn(
+                f"tbscope: could not record the end of run {self.dir} in {RUN_FILE}: {err}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.finish(end_status(exc_type))
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.dir)!r}, status={self.status!r})"
+
+
+def _create_run_dir(experiment_dir: Path, name: str | None) -> tuple[Path, str]:
+    """A new, empty run directory; ``mkdir`` fails on a clash, so concurrent starts never share one."""
+    while True:
+        run_id = secrets.token_hex(4)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        path = experiment_dir / f"{stamp}-{run_id}{'-' + name if name else ''}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path, run_id
+
+
+def _find_run(root: Path, experiment: str, run: str | os.PathLike[str]) -> Path:
+    candidate = Path(run)
+    if (candidate / RUN_FILE).is_file():
+        return candidate
+    experiment_dir = root / experiment
+    matches = [
+        d for d in experiment_dir.iterdir() if d.is_dir() and (meta := read_meta(d)) and meta["id"] == str(run)
+    ] if experiment_dir.is_dir() else []  # fmt: skip
+    if len(matches) != 1:
+        raise FileNotFoundError(
+            f"init: resume={str(run)!r} is neither a run directory nor a run id in {experiment_dir}"
+        )
+    return matches[0]
+
+
+def init(
+    experiment: str,
+    root: str | os.PathLike[str] = "runs",
+    name: str | None = None,
+    config: Any = None,
+    metrics: Sequence[str] | None = None,
+    retention: Retention | None = None,
+    budget: Budget | None = None,
+    resume: Resume | str | os.PathLike[str] | None = None,
+    cadence: Cadence | None = None,
+    all_ranks: bool = False,
+) -> Run:
+    """Start a run of ``experiment``: its directory, its writer, its run.json and its hyperparameters.
+
+    The run goes to ``root/experiment/<UTC time>-<id>[-<name>]``; any number of processes may start
+    runs of one experiment at once and each gets its own directory. Inside a Hydra app the name
+    defaults to the command line's overrides (``lr-0.01_model.width-16``) and run.json records
+    Hydra's output directory. ``config`` (a dict, dataclass,
+    ``argparse.Namespace`` or OmegaConf config) is stored in run.json and becomes the run's HParams
+    session, flattened with "/". ``metrics`` names the scalar tags that are the run's headline
+    metrics (default: every tag under ``val/``, ``test/`` or ``metrics/``). ``budget`` bounds the
+    run's size (default ``Budget()``: 1 GiB); ``retention`` deletes old ended runs first;
+    ``resume`` continues an earlier run (see ``Resume``); ``cadence`` (default ``Cadence()``) says at
+    which steps images, histograms and other heavy data are kept.
+
+    Example:
+        >>> import tempfile, tbscope
+        >>> root = tempfile.mkdtemp()
+        >>> with tbscope.init("shapes-cnn", root=root, config={"lr": 0.01, "opt": {"name": "sgd"}}) as run:
+        ...     for step in range(10):
+        ...         run.writer.add_scalar("train/loss", 1 / (step + 1), step)
+        >>> run.status, run.dir.parent.name
+        ('finished', 'shapes-cnn')
+        >>> import json; meta = json.loads((run.dir / "run.json").read_text())
+        >>> meta["config_flat"], meta["summary"]["train/loss"]["count"]
+        ({'lr': 0.01, 'opt/name': 'sgd'}, 10)
+    """
+    check_name("experiment", experiment)
+    job = hydra_job()
+    if name is None and job is not None:
+        name = name_from_overrides(job["overrides"])
+    if name is not None:
+        check_name("name", name)
+    root_path = Path(root)
+    if root_path.exists() and not root_path.is_dir():
+        raise NotADirectoryError(f"init: root {str(root_path)!r} exists and is not a directory")
+    given = _jsonable(config_as_dict(config), "config")
+    flat = flatten(given)
+    if metrics is not None and (isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics)):
+        raise TypeError(f"init: metrics must be a list of scalar tags, got {metrics!r}")
+    budget = budget if budget is not None else Budget()
+    cadence = cadence if cadence is not None else Cadence()
+    experiment_dir = root_path / experiment
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    place = distributed.place()
+    if place is not None and place[0] != 0:  # another rank of a torchrun job: rank 0's run
+        run_dir = distributed.receive(experiment_dir, place[0])
+        seen = read_meta(run_dir) or {"id": run_dir.name, "experiment": experiment, "name": name, "status": "running"}
+        return Run(run_dir, seen, budget, cadence, None, {}, rank=place[0], all_ranks=all_ranks)
+    resume_target = Resume(resume) if isinstance(resume, str | os.PathLike) else resume
+    purge_step = None
+    if resume_target is not None:
+        run_dir = _find_run(root_path, experiment, resume_target.run)
+        meta = read_meta(run_dir)
+        assert meta is not None
+        meta.setdefault("resumed", []).append({"at": _now(), "step": resume_target.step, "pid": os.getpid()})
+        purge_step = resume_target.step
+        earlier = _logged_before(run_dir, purge_step)
+    else:
+        run_dir, run_id = _create_run_dir(experiment_dir, name)
+        earlier = {}
+        meta = {"schema": SCHEMA_VERSION, "id": run_id, "experiment": experiment, "name": name, "created": _now()}
+    meta.update(
+        status="running",
+        ended=None,
+        **process_identity(),
+        command=list(sys.argv),
+        cwd=os.getcwd(),
+        git=_git_state(Path.cwd()),
+        versions=_versions(),
+        config=given,
+        config_flat=flat,
+        hydra=job,
+        world_size=place[1] if place is not None else None,
+        metrics=list(metrics) if metrics is not None else None,
+    )
+    run = Run(run_dir, meta, budget, cadence, purge_step, flat, earlier)
+    if place is not None:
+        run._note = distributed.announce(experiment_dir, run_dir)
+    if retention is not None:  # after the new run exists, so that it counts among the newest
+        try:
+            deleted = apply_retention(root_path, retention, None if retention.scope == "root" else experiment)
+        except OSError as err:  # retention never stops a run from starting
+            warnings.warn(f"tbscope: retention could not delete old runs: {err}", RuntimeWarning, stacklevel=2)
+            deleted = []
+        if deleted:
+            freed = sum(size for _, size in deleted)
+            print(
+                f"tbscope: retention deleted {len(deleted)} old run(s), freeing {format_bytes(freed)}: "
+                + ", ".join(str(path.relative_to(root_path)) for path, _ in deleted),
+                file=sys.stderr,
+            )
+    return run
+
+
+def _logged_before(run_dir: Path, step: int | None) -> dict[str, dict[str, Any]]:
+    """The per-tag summary of what a run logged before it is resumed at ``step`` (which hides the rest)."""
+    from tbscope.reader import read_scalars
+
+    frame = read_scalars(run_dir, runs=["."])
+    return tagstats.of_frame(frame if step is None else frame[frame["step"] < step])
