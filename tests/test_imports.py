@@ -27,3 +27,16 @@ def test_every_public_name_is_there_when_used() -> None:
         assert getattr(tbscope, name) is not None, name
     assert tbscope.SummaryWriter is tbscope.Writer
     assert set(tbscope.__all__) <= set(dir(tbscope))
+
+
+def test_the_command_line_help_loads_neither_torch_pandas_pil_nor_the_writer() -> None:
+    code = "from tbscope.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+    assert loaded_after(code) == []
+    assert loaded_after(code.replace("'--help'", "'ls', '--help'")) == []
+
+
+def test_the_profile_tabs_entry_loads_neither_torch_pandas_pil_nor_the_writer() -> None:
+    from importlib import metadata
+
+    (entry,) = [e for e in metadata.entry_points(group="tensorboard_plugins") if e.name == "tbscope_profile"]
+    assert loaded_after(f"import {entry.module}") == []

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from tbscope.writer import Writer
 
     SummaryWriter = Writer
+    __version__: str
 
 # Each public name, and the module that holds it (SummaryWriter is torch's name for Writer).
 _HOMES = {
@@ -44,11 +44,6 @@ _HOMES = {
     "read_events": ("tbscope.reader", "read_events"),
     "read_scalars": ("tbscope.reader", "read_scalars"),
 }
-
-try:
-    __version__ = metadata.version("tbscope")
-except metadata.PackageNotFoundError:  # a checkout that is not installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "Budget",
@@ -68,7 +63,21 @@ __all__ = [
 ]
 
 
+def _version() -> str:
+    """The installed distribution's version (read on first use: ``importlib.metadata`` costs 30 ms)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("tbscope")
+    except metadata.PackageNotFoundError:  # a checkout that is not installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value: Any = _version()
+        globals()[name] = value
+        return value
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'tbscope' has no attribute {name!r}")
@@ -78,4 +87,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES})
+    return sorted({*globals(), *_HOMES, "__version__"})

@@ -8,9 +8,11 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tbscope.catalog import RunEntry, catalog, metric_value
+if TYPE_CHECKING:
+    from tbscope.catalog import RunEntry
+
 from tbscope.cli.arguments import directory
 from tbscope.cli.table import render
 
@@ -108,6 +110,8 @@ def evaluate(tree: ast.Expression, names: dict[str, Any]) -> bool:
 
 
 def _known(entry: RunEntry, agg: str) -> dict[str, Any]:
+    from tbscope.catalog import metric_value
+
     known: dict[str, Any] = {identifier(k): v for k, v in entry.hparams.items()}
     for tag in entry.summary:
         number = metric_value(entry, tag, agg)
@@ -116,6 +120,8 @@ def _known(entry: RunEntry, agg: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tbscope.catalog import catalog, metric_value
+
     entries = catalog(args.root)
     if args.filter:
         names = {e.path: _known(e, args.agg) for e in entries}
@@ -152,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sorted(entries: list[RunEntry], by: str, agg: str, descending: bool) -> list[RunEntry]:
+    from tbscope.catalog import metric_value
+
     """Runs ordered by a metric (its ``agg``) or a hyperparameter; runs without it last. Values of mixed
     types (a number here, text there) are ordered as text."""
 

@@ -7,7 +7,6 @@ import argparse
 from tbscope.cli.arguments import directory
 from tbscope.cli.table import as_json, render
 from tbscope.cli.units import format_bytes
-from tbscope.reader import disk_usage
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -19,6 +18,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tbscope.reader import disk_usage
+
     usage = disk_usage(args.root)
     by_run = usage.groupby("run")["bytes"].sum().sort_values(ascending=False)
     by_kind = usage.groupby("kind")["bytes"].sum().sort_values(ascending=False)

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from tbscope.cli.arguments import directory
-from tbscope.reader import read_scalars
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -21,6 +20,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tbscope.reader import read_scalars
+
     suffix = args.output.suffix.lower()
     if suffix not in (".parquet", ".csv"):
         print(f"tbscope export: the output must end in .parquet or .csv, got {args.output}", file=sys.stderr)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from tbscope.catalog import catalog, metric_value
 from tbscope.cli.arguments import directory
 from tbscope.cli.table import as_json, render
 from tbscope.cli.units import format_bytes, format_duration
@@ -21,6 +20,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tbscope.catalog import catalog, metric_value
+
     entries = catalog(args.root)
     if args.json:
         print(as_json([e.as_json() for e in entries]))

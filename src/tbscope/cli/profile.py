@@ -10,9 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from tbscope.cli.table import as_json, render
-from tbscope.profiler.cache import cached
-from tbscope.profiler.overview import CATEGORIES, analyze
-from tbscope.profiler.trace import TraceError, find_traces, load
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -26,6 +23,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def show(overview: dict[str, Any]) -> str:
     """An Overview (as ``Overview.as_json`` gives it) for a terminal."""
+    from tbscope.profiler.overview import CATEGORIES
+
     lines = [f"{overview['file']}  (worker {overview['worker']})"]
     for d in overview["devices"]:
         details = [f"{d['memory_gib']} GiB" if d.get("memory_gib") else "", f"{d['sms']} SMs" if d.get("sms") else "",
@@ -46,6 +45,9 @@ def show(overview: dict[str, Any]) -> str:
 
 
 def overview_of(path: Path) -> dict[str, Any]:
+    from tbscope.profiler.overview import analyze
+    from tbscope.profiler.trace import load
+
     return analyze(load(path)).as_json()
 
 
@@ -70,6 +72,9 @@ def readable(root: Path, paths: list[Path]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tbscope.profiler.cache import cached
+    from tbscope.profiler.trace import TraceError, find_traces
+
     if not args.path.exists():
         print(f"tbscope profile: {args.path} does not exist", file=sys.stderr)
         return 2

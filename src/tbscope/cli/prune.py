@@ -9,8 +9,6 @@ from pathlib import Path
 
 from tbscope.cli.arguments import directory, parsed_by
 from tbscope.cli.units import format_bytes, parse_bytes, parse_duration
-from tbscope.retention import Retention, delete_run, plan_retention
-from tbscope.rundir import find_runs
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -35,6 +33,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tbscope.retention import Retention, delete_run, plan_retention
+    from tbscope.rundir import find_runs
+
     if args.keep_last is None and args.older_than is None and args.max_size is None:
         print("tbscope prune: say what to delete: --keep-last, --older-than and/or --max-size", file=sys.stderr)
         return 2
