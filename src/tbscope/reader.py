@@ -33,6 +33,7 @@ import pandas as pd
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
 from tbscope import cache, record
+from tbscope.profiler.trace import is_trace_file
 from tbscope.summaries import histogram, hparams, image, scalar, text
 
 COLUMNS = ["run", "tag", "step", "wall_time", "value"]
@@ -768,7 +769,7 @@ def _file_kind(name: str) -> str:
         return "run metadata"
     if name in ("tensors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt"):
         return "embeddings"
-    if ".pt.trace.json" in name:
+    if is_trace_file(name):
         return "profile"
     return "other files"
 

@@ -55,6 +55,7 @@ def readable(root: Path, paths: list[Path]) -> list[Path]:
     """The traces among ``paths`` (what ``find_traces`` found under ``root``) that are regular files inside
     ``root``. Each other file named like a trace is told on stderr, once: a dangling symlink, a link to
     outside ``root``, a FIFO."""
+    from tbscope.profiler.trace import is_trace_file
     from tbscope.reader import why_unreadable
 
     if root.is_file():
@@ -65,7 +66,7 @@ def readable(root: Path, paths: list[Path]) -> list[Path]:
         dirs.sort()
         for name in sorted(files):
             path = Path(folder) / name
-            if ".pt.trace.json" in name and path not in kept:
+            if is_trace_file(name) and path not in kept:
                 why = why_unreadable(path, inside) or "not read"
                 print(f"tbscope profile: skipped {path}: {why}", file=sys.stderr)
     return kept
