@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+from tensorboard.compat.proto.summary_pb2 import Summary
 
 from tbscope.pipeline import warn_once
 from tbscope.policy import Cadence
 from tbscope.snapshot import Pending, array
-from tbscope.summaries import scalar, text
+from tbscope.summaries import histogram, scalar, text
 
 if TYPE_CHECKING:
     from tbscope.writer import Writer
@@ -30,42 +30,10 @@ BINS = 64
 DEFAULT_CADENCE = Cadence(every=100, dense_until=100, dense_every=10)
 
 
-# Tensors larger than this are binned from an evenly strided sample of about this many elements:
-# the shape of a distribution shows as well, at a bounded cost per logged step.
+# Tensors larger than this are binned from an evenly strided sample of about this many elements.
 SAMPLE = 1 << 20
-
-
-def device_histogram(values: torch.Tensor, bins: int) -> torch.Tensor:
-    """``[min, max, count_1 .. count_bins]`` of ``values``' finite elements (of an evenly strided sample
-    of ``SAMPLE`` of them, for larger tensors), computed on their device with no host sync; NaN and
-    Inf are left out."""
-    x = values.detach().reshape(-1)
-    if x.numel() > SAMPLE:
-        x = x[:: -(-x.numel() // SAMPLE)]
-    x = x.float()
-    finite = torch.isfinite(x)
-    low = torch.where(finite, x, torch.inf).min()
-    high = torch.where(finite, x, -torch.inf).max()
-    low, high = torch.where(finite.any(), low, 0.0), torch.where(finite.any(), high, 0.0)
-    width = (high - low).clamp_min(1e-12)
-    index = ((x - low) / width * bins).long().clamp(0, bins - 1)
-    counts = torch.zeros(bins, device=x.device).scatter_add_(0, index, finite.float())
-    return torch.cat([low[None], high[None], counts])
-
-
-def histogram_value(tag: str, row: np.ndarray) -> Summary.Value:
-    """A ``device_histogram`` row as a histogram summary with equal-width buckets."""
-    low, high, counts = float(row[0]), float(row[1]), row[2:]
-    bins = len(counts)
-    edges = low + (high - low) * np.arange(1, bins + 1) / bins
-    centers = edges - (high - low) / (2 * bins)
-    return Summary.Value(
-        tag=tag,
-        histo=HistogramProto(
-            min=low, max=high, num=float(counts.sum()), sum=float((centers * counts).sum()),
-            sum_squares=float((centers**2 * counts).sum()), bucket_limit=edges.tolist(), bucket=counts.tolist(),
-        ),
-    )  # fmt: skip
+# Numbers a histogram row holds besides its bins (see ``histogram.device_bins``).
+_ROW_STATS = 6
 
 
 def encode(
@@ -76,7 +44,7 @@ def encode(
     layer, in a warning and as text in the run (tag ``watch/nonfinite``)."""
     count = len(names)
     numbers = packed[: len(stats) * count].reshape(len(stats), count)
-    rows = packed[len(stats) * count :].reshape(len(histograms), count, bins + 2)
+    rows = packed[len(stats) * count :].reshape(len(histograms), count, bins + _ROW_STATS)
     values = []
     for s, stat in enumerate(stats):
         for name, number in zip(names, numbers[s].tolist(), strict=True):
@@ -87,8 +55,15 @@ def encode(
                 if warn_once(("watch-nonfinite", name), message):
                     values.append(text.text_value("watch/nonfinite", message))
     for h, kind in enumerate(histograms):
-        values += [histogram_value(f"watch/{kind}/{name}", row) for name, row in zip(names, rows[h], strict=True)]
+        values += [
+            histogram.from_device_bins(f"watch/{kind}/{name}", row, bins)[0]
+            for name, row in zip(names, rows[h], strict=True)
+        ]
     return values
+
+
+def _activation_value(tag: str, row: np.ndarray, bins: int) -> Summary.Value:
+    return histogram.from_device_bins(tag, row, bins)[0]
 
 
 class Watch:
@@ -145,12 +120,12 @@ class Watch:
         parts: list[torch.Tensor] = []
         stats: list[str] = []
         if self.norms:
-            weight_norms = torch.stack(torch._foreach_norm(weights)).float()
-            parts += [weight_norms, torch.stack(torch._foreach_norm(grads)).float()]
+            weight_norms = torch.stack(torch._foreach_norm(weights)).double()
+            parts += [weight_norms, torch.stack(torch._foreach_norm(grads)).double()]
             stats += ["weight_norm", "grad_norm"]
             if self.update_ratio and self._previous is not None:
-                before = torch.stack(torch._foreach_norm(self._previous)).float()
-                moved = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, self._previous))).float()
+                before = torch.stack(torch._foreach_norm(self._previous)).double()
+                moved = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, self._previous))).double()
                 parts.append(moved / before.clamp_min(1e-12))
                 stats.append("update_ratio")
             self._previous = None
@@ -164,7 +139,7 @@ class Watch:
         ]
         for kind in kinds:
             tensors = weights if kind == "weights" else grads
-            parts.append(torch.stack([device_histogram(t, self.bins) for t in tensors]).reshape(-1))
+            parts.append(torch.stack([histogram.device_bins(t, self.bins, SAMPLE) for t in tensors]).reshape(-1))
         if not parts:
             return
         packed = array("watch", torch.cat([p.reshape(-1).to(parts[0].device) for p in parts]))
@@ -184,10 +159,10 @@ class Watch:
                 and tensor.is_floating_point()
                 and self.writer.gate.admits("watch", "histogram", tag, self.step)
             ):
-                packed = array("watch", device_histogram(tensor, self.bins))
+                packed = array("watch", histogram.device_bins(tensor, self.bins, SAMPLE))
                 self.writer._put(
-                    "watch", "", self.step, None, histogram_value, (tag, packed),
-                    isinstance(packed, Pending), 4 * (self.bins + 2),
+                    "watch", "", self.step, None, _activation_value, (tag, packed, self.bins),
+                    isinstance(packed, Pending), 8 * (self.bins + _ROW_STATS),
                 )  # fmt: skip
 
         return hook

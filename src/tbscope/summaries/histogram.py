@@ -151,13 +151,18 @@ def histogram_of(value: Summary.Value, plugin: str | None) -> HistogramProto | N
 _DEVICE_STATS = 6  # min, max, num, sum, sum_squares, non-finite count
 
 
-def device_bins(values: Any, bins: int | str) -> Any:
+def device_bins(values: Any, bins: int | str, sample: int | None = None) -> Any:
     """Bin a torch tensor where it lives, with no host sync: ``[min, max, num, sum, sum_squares,
     non-finite count, counts...]`` for ``bins`` "tensorflow" or a number of equal-width bins between the
-    finite min and max. Only this small tensor need travel to the host (see ``from_device_bins``)."""
+    finite min and max. Only this small tensor need travel to the host (see ``from_device_bins``).
+    With ``sample``, a larger tensor is binned from an evenly strided sample of about that many
+    elements: the shape of the distribution, at a bounded cost (``watch`` does this every step)."""
     import torch
 
-    x = values.detach().reshape(-1).double()
+    x = values.detach().reshape(-1)
+    if sample is not None and x.numel() > sample:
+        x = x[:: -(-x.numel() // sample)]
+    x = x.double()
     finite = torch.isfinite(x)
     clean = torch.where(finite, x, 0.0)
     low = torch.where(finite, x, torch.inf).min()
