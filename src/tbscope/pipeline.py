@@ -1,6 +1,6 @@
 """The pipeline: a background thread that turns snapshots into events and appends them to event files.
 
-The writer front only appends ``Item`` tuples to a deque. This thread drains it a few times a
+The writer front only appends ``Item``s to a deque. This thread drains it a few times a
 second, waits for device copies, encodes summaries (batching the values of one step into one
 event), and writes whole records to disk on an interval, on ``flush()`` and ``close()``, at
 interpreter exit and on SIGTERM. It never lets an exception escape: a failure is warned about once,
@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 from tensorboard.compat.proto.event_pb2 import Event
@@ -33,10 +33,21 @@ from tbscope import record
 from tbscope.snapshot import POOL, Pending
 from tbscope.summaries import wire
 
-# (run subdirectory, step, wall time, encode, args, args hold a Pending, bytes held in memory).
-# ``encode(*args)`` returns a Summary.Value, a list of them (one event), a serialized Summary entry
-# (bytes, see ``summaries.wire``), an Event, or None. Each item is an event of its own, with its wall time.
-Item = tuple[str, int, float, Callable[..., Any], tuple[Any, ...], bool, int]
+
+class Item(NamedTuple):
+    """One value for the thread to encode, an event of its own with its wall time. ``encode(**args)``
+    returns a Summary.Value, a list of them (one event), a serialized Summary entry (bytes, see
+    ``summaries.wire``), an Event, or None."""
+
+    run: str  # the sub-run it goes to, "" for the writer's own
+    step: int
+    wall_time: float
+    encode: Callable[..., Any]
+    args: dict[str, Any]  # the encoder's arguments, by name
+    pending: bool  # whether ``args`` hold a Pending, resolved (waited for) before ``encode`` runs
+    nbytes: int  # what the value holds in memory until it is encoded
+
+
 # (tag, value, step, time of the call): a scalar of the writer's own run, a float or a Pending. These
 # plain tuples are no objects the garbage collector tracks: a long queue of them costs no collection.
 Scalar = tuple[str, Any, int, float]
@@ -251,8 +262,8 @@ class Pipeline:
         take_item, take_scalar = self.items.popleft, self.scalars.popleft
         batch: list[Any] = [take_item() for _ in range(len(self.items))]
         scalars = [take_scalar() for _ in range(len(self.scalars))]
-        markers = [item for item in batch if type(item) is not tuple]
-        self._encode([item for item in batch if type(item) is tuple] if markers else batch)
+        markers = [item for item in batch if type(item) is not Item]
+        self._encode([item for item in batch if type(item) is Item] if markers else batch)
         if scalars:
             for step, wall_time, summary in self.encode_scalars(scalars, self._fail):
                 self._append("", wire.event(wall_time, step, summary))
@@ -265,13 +276,13 @@ class Pipeline:
             consumed += nbytes
             try:
                 if pending:
-                    args = tuple(a.result() if isinstance(a, Pending) else a for a in args)
-                encoded = encode(*args)
-                for arg in args:
+                    args = {name: a.result() if type(a) is Pending else a for name, a in args.items()}
+                encoded = encode(**args)
+                for arg in args.values():
                     if type(arg) is np.ndarray:
                         POOL.give(arg)  # encoded: the snapshot's buffer can serve the next one
             except Exception as err:
-                what = repr(args[0]) if args and isinstance(args[0], str) else encode.__name__
+                what = repr(args["tag"]) if isinstance(args.get("tag"), str) else encode.__name__
                 self._fail(f"could not log {what} at step {step}", err, lost=1)
                 continue
             if type(encoded) is Event:

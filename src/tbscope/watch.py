@@ -19,7 +19,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 
 from tbscope.pipeline import warn_once
 from tbscope.policy import Cadence
-from tbscope.snapshot import Pending, array
+from tbscope.snapshot import array
 from tbscope.summaries import histogram, scalar, text
 
 if TYPE_CHECKING:
@@ -143,10 +143,8 @@ class Watch:
         if not parts:
             return
         packed = array("watch", torch.cat([p.reshape(-1).to(parts[0].device) for p in parts]))
-        self.writer._put(
-            "watch", "", step, None, encode, (names, stats, kinds, self.bins, packed, step),
-            isinstance(packed, Pending), int(packed.nbytes if not isinstance(packed, Pending) else packed.host.nbytes),
-        )  # fmt: skip
+        args = {"names": names, "stats": stats, "histograms": kinds, "bins": self.bins, "packed": packed, "step": step}
+        self.writer._put("watch", step, None, encode, args)
 
     def _activation_hook(self, name: str) -> Any:
         def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
@@ -160,9 +158,7 @@ class Watch:
                 and self.writer.gate.admits("watch", "histogram", tag, self.step)
             ):
                 packed = array("watch", histogram.device_bins(tensor, self.bins, SAMPLE))
-                self.writer._put(
-                    "watch", "", self.step, None, _activation_value, (tag, packed, self.bins),
-                    isinstance(packed, Pending), 8 * (self.bins + _ROW_STATS),
-                )  # fmt: skip
+                args = {"tag": tag, "row": packed, "bins": self.bins}
+                self.writer._put("watch", self.step, None, _activation_value, args)
 
         return hook

@@ -6,6 +6,8 @@ queues it. Encoding and disk I/O happen on the pipeline's thread.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 import socket
@@ -16,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Concatenate, NamedTuple, ParamSpec
 
 import numpy as np
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
@@ -25,6 +27,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tbscope import media, snapshot, tagstats
 from tbscope.pipeline import (
     MAX_ITEMS,
+    Item,
     LoggingError,
     Pipeline,
     Scalar,
@@ -232,6 +235,13 @@ def _event(event: Event) -> Event:
     return event
 
 
+def _close_figures(figure: Any, close: bool = True, **_: Any) -> None:
+    """``add_figure``'s figures, closed although the gate dropped them (as the call asked)."""
+    if close:
+        for fig in figure if isinstance(figure, list) else [figure]:
+            close_figure(fig)
+
+
 def _nbytes(data: Any) -> int:
     return int(data.host.nbytes if isinstance(data, Pending) else getattr(data, "nbytes", _SCALAR_BYTES))
 
@@ -254,6 +264,50 @@ def _check_tag(method: str, tag: Any) -> None:
         raise TypeError(f"{method}: tag must be a str, got {type(tag).__name__} {tag!r}")
     if not tag:
         raise ValueError(f"{method}: tag must not be empty")
+
+
+class _Encoding(NamedTuple):
+    """What the body of a heavy method hands its guard (``_heavy``): the encoder and its arguments, by name."""
+
+    encode: Callable[..., Any]
+    args: dict[str, Any]
+
+
+def _encoding(encode: Callable[..., Any], **args: Any) -> _Encoding:
+    return _Encoding(encode, args)
+
+
+P = ParamSpec("P")
+
+
+def _heavy(
+    kind: str, on_skip: Callable[..., None] | None = None
+) -> Callable[[Callable[Concatenate[Writer, P], _Encoding]], Callable[Concatenate[Writer, P], None]]:
+    """The guard of a heavy method (images, histograms, ...; ``kind`` for the gate). It checks the tag,
+    asks the gate (cadence, caps, budget) before any work is done, runs the method's body (which takes
+    its snapshot, checks its arguments and names its encoder) and puts the result on the pipeline at
+    the call's ``global_step`` and ``walltime``. ``on_skip`` gets the call's arguments when the gate
+    drops it (a figure is closed even then)."""
+
+    def guard(body: Callable[Concatenate[Writer, P], _Encoding]) -> Callable[Concatenate[Writer, P], None]:
+        method = body.__name__
+        signature = inspect.signature(body)
+
+        @functools.wraps(body)
+        def guarded(self: Writer, *args: P.args, **kwargs: P.kwargs) -> None:
+            call = signature.bind(self, *args, **kwargs).arguments
+            tag, step = call.get("tag", "default"), call.get("global_step")
+            _check_tag(method, tag)
+            if self._skips(method, kind, tag, step):
+                if on_skip is not None:
+                    on_skip(**call)
+                return
+            encode, encoder_args = body(self, *args, **kwargs)
+            self._put(method, step, call.get("walltime"), encode, encoder_args)
+
+        return guarded
+
+    return guard
 
 
 class Writer:
@@ -394,14 +448,17 @@ class Writer:
     def _put(
         self,
         method: str,
-        run: str,
         step: Any,
         walltime: float | None,
-        encode: Any,
-        args: tuple[Any, ...],
-        pending: bool,
-        nbytes: int,
+        encode: Callable[..., Any],
+        args: dict[str, Any],
+        run: str = "",
+        nbytes: int | None = None,
     ) -> None:
+        """Hand the pipeline one value: ``encode(**args)`` runs on its thread, any ``Pending`` in ``args``
+        resolved first; ``run`` is a sub-run ("" for the writer's own). ``nbytes`` (default: the arrays in
+        ``args``) is what the value holds in memory until then. The one door to the pipeline, for the
+        writer's methods and ``watch`` alike."""
         pipeline = self._pipeline or self._open()
         if pipeline.forked:  # the first value in a forked child: a pipeline and event file of its own
             pipeline = self._open()
@@ -409,8 +466,11 @@ class Writer:
         if pipeline.error is not None and self.strict:
             error, pipeline.error = pipeline.error, None
             raise LoggingError(f"{method}: an earlier value could not be logged: {error}") from error
+        pending = any(type(value) is Pending for value in args.values())
+        if nbytes is None:
+            nbytes = _SCALAR_BYTES + sum(_nbytes(v) for v in args.values() if type(v) in (np.ndarray, Pending))
         pipeline.put(
-            (
+            Item(
                 run,
                 step if type(step) is int and -_STEPS <= step < _STEPS else snapshot.step(method, step),
                 time.time() if walltime is None else given_time(method, walltime),
@@ -422,7 +482,7 @@ class Writer:
         )
 
     def _put_event(self, run: str, step: Any, walltime: float | None, event: Event) -> None:
-        self._put("log", run, step, walltime, _event, (event,), False, event.ByteSize())
+        self._put("log", step, walltime, _event, {"event": event}, run, event.ByteSize())
 
     def get_logdir(self) -> str:
         """The directory this writer writes to."""
@@ -455,7 +515,6 @@ class Writer:
         if type(tag) is not str or not tag:
             _check_tag("add_scalar", tag)
         kind = type(scalar_value)
-        pending = False
         if kind is float:
             value: float | Pending = scalar_value
         elif kind is self._tensor_type and not scalar_value.is_cuda:
@@ -465,7 +524,6 @@ class Writer:
                 value = snapshot.scalar("add_scalar", scalar_value)
         else:
             value = snapshot.scalar("add_scalar", scalar_value)
-            pending = type(value) is Pending
         if type(global_step) is not int or not -_STEPS <= global_step < _STEPS:
             global_step = snapshot.step("add_scalar", global_step)
         # The hot path of every training loop: append straight to the scalar queue when nothing is
@@ -478,10 +536,11 @@ class Writer:
                 return
         if new_style or double_precision:
             encode: Any = self._scalars.tensor
-            args: tuple[Any, ...] = (tag, value, global_step, double_precision)
+            args: dict[str, Any] = {"tag": tag, "value": value, "step": global_step}
+            args["double_precision"] = double_precision
         else:
-            encode, args = self._scalars.simple, (tag, value, global_step)
-        self._put("add_scalar", "", global_step, walltime, encode, args, pending, _SCALAR_BYTES)
+            encode, args = self._scalars.simple, {"tag": tag, "value": value, "step": global_step}
+        self._put("add_scalar", global_step, walltime, encode, args)
 
     def add_scalars(
         self,
@@ -497,21 +556,15 @@ class Writer:
         for key, raw in tag_scalar_dict.items():
             value = snapshot.scalar("add_scalars", raw)
             run = _sub_run("add_scalars", "key", f"{main_tag.replace('/', '_')}_{key}")
-            self._put(
-                "add_scalars", run, step, walltime, self._scalars.in_sub_run,
-                (main_tag, value), type(value) is Pending, _SCALAR_BYTES,
-            )  # fmt: skip
+            self._put("add_scalars", step, walltime, self._scalars.in_sub_run, {"tag": main_tag, "value": value}, run)
 
-    def add_tensor(self, tag: str, tensor: Any, global_step: int | None = None, walltime: float | None = None) -> None:
+    @_heavy("other")
+    def add_tensor(
+        self, tag: str, tensor: Any, global_step: int | None = None, walltime: float | None = None
+    ) -> _Encoding:
         """Log a raw tensor (no dashboard shows it; readers get the array back)."""
-        _check_tag("add_tensor", tag)
-        if self._skips("add_tensor", "other", tag, global_step):
-            return
         data = snapshot.array("add_tensor", tensor)
-        self._put(
-            "add_tensor", "", global_step, walltime, raw_tensor.tensor_value, (tag, data),
-            isinstance(data, Pending), _nbytes(data),
-        )  # fmt: skip
+        return _encoding(raw_tensor.tensor_value, tag=tag, array=data)
 
     # -- images --------------------------------------------------------------------------------------
 
@@ -521,6 +574,7 @@ class Writer:
         image.check_dtype(method, data.dtype)
         return data
 
+    @_heavy("image")
     def add_image(
         self,
         tag: str,
@@ -528,18 +582,12 @@ class Writer:
         global_step: int | None = None,
         walltime: float | None = None,
         dataformats: str = "CHW",
-    ) -> None:
+    ) -> _Encoding:
         """Log an image: uint8 (0-255), or float or bool (0-1); layout CHW, HWC, HW or any permutation."""
-        _check_tag("add_image", tag)
-        if self._skips("add_image", "image", tag, global_step):
-            return
         data = self._image("add_image", img_tensor, dataformats, batch_method="add_images")
-        self._put(
-            "add_image", "", global_step, walltime, image.image_value,
-            (tag, data, dataformats, None, None, 1.0, self._max_side),
-            isinstance(data, Pending), _nbytes(data),
-        )  # fmt: skip
+        return _encoding(image.image_value, tag=tag, array=data, dataformats=dataformats, max_side=self._max_side)
 
+    @_heavy("image")
     def add_images(
         self,
         tag: str,
@@ -547,18 +595,12 @@ class Writer:
         global_step: int | None = None,
         walltime: float | None = None,
         dataformats: str = "NCHW",
-    ) -> None:
+    ) -> _Encoding:
         """Log a batch of images as one grid, 8 a row (layout NCHW, NHWC or any permutation)."""
-        _check_tag("add_images", tag)
-        if self._skips("add_images", "image", tag, global_step):
-            return
         data = self._image("add_images", img_tensor, dataformats)
-        self._put(
-            "add_images", "", global_step, walltime, image.image_value,
-            (tag, data, dataformats, None, None, 1.0, self._max_side),
-            isinstance(data, Pending), _nbytes(data),
-        )  # fmt: skip
+        return _encoding(image.image_value, tag=tag, array=data, dataformats=dataformats, max_side=self._max_side)
 
+    @_heavy("image")
     def add_image_with_boxes(
         self,
         tag: str,
@@ -569,11 +611,8 @@ class Writer:
         rescale: float = 1,
         dataformats: str = "CHW",
         labels: Sequence[str] | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log an image with boxes drawn on it: ``box_tensor`` is (N, 4) pixel ``x1, y1, x2, y2``."""
-        _check_tag("add_image_with_boxes", tag)
-        if self._skips("add_image_with_boxes", "image", tag, global_step):
-            return
         data = self._image("add_image_with_boxes", img_tensor, dataformats)
         boxes = snapshot.array("add_image_with_boxes", box_tensor)
         if len(boxes.shape) != 2 or boxes.shape[1] != 4:
@@ -587,12 +626,18 @@ class Writer:
                 "are drawn without labels (as torch does): give one label per box",
             )
             labels = None
-        self._put(
-            "add_image_with_boxes", "", global_step, walltime, image.image_value,
-            (tag, data, dataformats, boxes, None if labels is None else list(labels), float(rescale), self._max_side),
-            isinstance(data, Pending) or isinstance(boxes, Pending), _nbytes(data),
-        )  # fmt: skip
+        return _encoding(
+            image.image_value,
+            tag=tag,
+            array=data,
+            dataformats=dataformats,
+            boxes=boxes,
+            labels=None if labels is None else list(labels),
+            rescale=float(rescale),
+            max_side=self._max_side,
+        )
 
+    @_heavy("image")
     def add_image_grid(
         self,
         tag: str,
@@ -605,7 +650,7 @@ class Writer:
         padding: int = 2,
         dataformats: str = "auto",
         walltime: float | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log a batch as one grid, ``nrow`` images a row, ``padding`` pixels apart (no torchvision needed).
 
         ``images`` is NCHW or NHWC ("auto" tells them apart by where the 1 or 3 channels are), uint8 or
@@ -617,9 +662,6 @@ class Writer:
             >>> with tbscope.Writer(tempfile.mkdtemp()) as w:
             ...     w.add_image_grid("val/batch", np.random.rand(16, 3, 32, 32), 0, nrow=4, captions=list("abcd" * 4))
         """
-        _check_tag("add_image_grid", tag)
-        if self._skips("add_image_grid", "image", tag, global_step):
-            return
         data = snapshot.array("add_image_grid", images)
         layout = media.batch_layout(data.shape, dataformats)
         media.check_batch("add_image_grid", "images", data.shape, layout)
@@ -630,13 +672,20 @@ class Writer:
             )
         if nrow < 1 or padding < 0:
             raise ValueError(f"add_image_grid: nrow must be at least 1 and padding not negative, got {nrow}, {padding}")
-        self._put(
-            "add_image_grid", "", global_step, walltime, media.grid_value,
-            (tag, data, layout, nrow, padding, normalize, value_range,
-             None if captions is None else [str(c) for c in captions], self._max_side),
-            isinstance(data, Pending), _nbytes(data),
-        )  # fmt: skip
+        return _encoding(
+            media.grid_value,
+            tag=tag,
+            images=data,
+            layout=layout,
+            nrow=nrow,
+            padding=padding,
+            normalize=normalize,
+            value_range=value_range,
+            captions=None if captions is None else [str(c) for c in captions],
+            max_side=self._max_side,
+        )
 
+    @_heavy("image")
     def add_image_with_detections(
         self,
         tag: str,
@@ -651,7 +700,7 @@ class Writer:
         score_threshold: float = 0.0,
         dataformats: str = "CHW",
         walltime: float | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log an image with detection boxes, each in its class's colour, named and scored.
 
         ``boxes`` is (N, 4) in ``box_format`` ("xyxy", "xywh" or "cxcywh"), in pixels or, with
@@ -659,9 +708,6 @@ class Writer:
         ``class_names``) and ``scores`` (N) are optional; boxes scoring under ``score_threshold``
         are not drawn. Boxes outside the image and unknown class ids are errors.
         """
-        _check_tag("add_image_with_detections", tag)
-        if self._skips("add_image_with_detections", "image", tag, global_step):
-            return
         method = "add_image_with_detections"
         data = self._image(method, img_tensor, dataformats)
         if box_format not in media.BOX_FORMATS:
@@ -679,15 +725,22 @@ class Writer:
             media.check_boxes(box_array, box_format, normalized, width, height)
         if "labels" in extra and not isinstance(extra["labels"], Pending):
             media.check_class_ids(method, "labels", extra["labels"], class_names)
-        parts = [data, box_array, *extra.values()]
-        self._put(
-            method, "", global_step, walltime, media.detections_value,
-            (tag, data, dataformats, box_array, extra.get("labels"), extra.get("scores"),
-             None if class_names is None else list(class_names), box_format, normalized, float(score_threshold),
-             self._max_side),
-            any(isinstance(p, Pending) for p in parts), sum(_nbytes(p) for p in parts),
-        )  # fmt: skip
+        return _encoding(
+            media.detections_value,
+            tag=tag,
+            image=data,
+            dataformats=dataformats,
+            boxes=box_array,
+            labels=extra.get("labels"),
+            scores=extra.get("scores"),
+            class_names=None if class_names is None else list(class_names),
+            box_format=box_format,
+            normalized=normalized,
+            score_threshold=float(score_threshold),
+            max_side=self._max_side,
+        )
 
+    @_heavy("image")
     def add_image_with_mask(
         self,
         tag: str,
@@ -699,7 +752,7 @@ class Writer:
         target: Any = None,
         dataformats: str = "CHW",
         walltime: float | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log an image with a segmentation mask overlaid, and a legend of its classes.
 
         ``mask`` is (H, W) class ids (0 is background, left clear) or (K, H, W) per-class scores
@@ -707,9 +760,6 @@ class Writer:
         target and prediction side by side. ``alpha`` is the colours' opacity.
         """
         method = "add_image_with_mask"
-        _check_tag(method, tag)
-        if self._skips(method, "image", tag, global_step):
-            return
         data = self._image(method, img_tensor, dataformats)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"{method}: alpha must be in [0, 1], got {alpha}")
@@ -727,14 +777,19 @@ class Writer:
                 raise TypeError(f"{method}: a (H, W) {name} holds integer class ids, got {value.dtype}")
             if len(value.shape) == 2 and not isinstance(value, Pending):
                 media.check_class_ids(method, name, value, class_names)
-        parts = [data, *masks.values()]
-        self._put(
-            method, "", global_step, walltime, media.mask_value,
-            (tag, data, dataformats, masks["mask"], masks.get("target"),
-             None if class_names is None else list(class_names), float(alpha), self._max_side),
-            any(isinstance(p, Pending) for p in parts), sum(_nbytes(p) for p in parts),
-        )  # fmt: skip
+        return _encoding(
+            media.mask_value,
+            tag=tag,
+            image=data,
+            dataformats=dataformats,
+            mask=masks["mask"],
+            target=masks.get("target"),
+            class_names=None if class_names is None else list(class_names),
+            alpha=float(alpha),
+            max_side=self._max_side,
+        )
 
+    @_heavy("image")
     def add_confusion_matrix(
         self,
         tag: str,
@@ -744,16 +799,13 @@ class Writer:
         global_step: int | None = None,
         normalize: str | None = None,
         walltime: float | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log the confusion matrix of class ids ``y_true`` against ``y_pred`` as a picture.
 
         Rows are true classes, columns predicted ones. ``normalize``: None (counts), "true" (each
         row sums to 1: recall per class) or "pred" (each column sums to 1: precision per class).
         """
         method = "add_confusion_matrix"
-        _check_tag(method, tag)
-        if self._skips(method, "image", tag, global_step):
-            return
         if normalize not in (None, "true", "pred"):
             raise ValueError(f"{method}: normalize must be None, 'true' or 'pred', got {normalize!r}")
         if not class_names:
@@ -765,12 +817,16 @@ class Writer:
                 raise TypeError(f"{method}: {name} holds class ids (integers), got {ids.dtype}")
             if not isinstance(ids, Pending):
                 media.check_class_ids(method, name, ids, class_names)
-        self._put(
-            method, "", global_step, walltime, media.confusion_value,
-            (tag, truth, predicted, [str(c) for c in class_names], normalize),
-            isinstance(truth, Pending) or isinstance(predicted, Pending), _nbytes(truth) + _nbytes(predicted),
-        )  # fmt: skip
+        return _encoding(
+            media.confusion_value,
+            tag=tag,
+            y_true=truth,
+            y_pred=predicted,
+            class_names=[str(c) for c in class_names],
+            normalize=normalize,
+        )
 
+    @_heavy("other")
     def add_pr_curves(
         self,
         tag: str,
@@ -780,12 +836,9 @@ class Writer:
         class_names: Sequence[str] | None = None,
         num_thresholds: int = 127,
         walltime: float | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log one PR curve per class, ``<tag>/<class name>``, from class ids and (N, K) probabilities."""
         method = "add_pr_curves"
-        _check_tag(method, tag)
-        if self._skips(method, "other", tag, global_step):
-            return
         ids, scores = snapshot.array(method, labels), snapshot.array(method, probabilities)
         if len(scores.shape) != 2 or int(np.prod(ids.shape)) != scores.shape[0] or scores.shape[0] == 0:
             raise ValueError(
@@ -799,11 +852,16 @@ class Writer:
             raise ValueError(f"{method}: num_thresholds must be in 2..127, got {num_thresholds}")
         if not isinstance(ids, Pending):
             media.check_class_ids(method, "labels", ids, names)
-        self._put(
-            method, "", global_step, walltime, pr_curve.per_class_values, (tag, ids, scores, names, num_thresholds),
-            isinstance(ids, Pending) or isinstance(scores, Pending), _nbytes(ids) + _nbytes(scores),
-        )  # fmt: skip
+        return _encoding(
+            pr_curve.per_class_values,
+            tag=tag,
+            labels=ids,
+            probabilities=scores,
+            class_names=names,
+            num_thresholds=num_thresholds,
+        )
 
+    @_heavy("image", on_skip=_close_figures)
     def add_figure(
         self,
         tag: str,
@@ -811,34 +869,20 @@ class Writer:
         global_step: int | None = None,
         close: bool = True,
         walltime: float | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log a matplotlib figure (or a list of them, as a grid) as an image; closes it by default.
 
         The figure is rendered before this returns (matplotlib is not thread-safe); its PNG
         encoding happens in the background.
         """
-        _check_tag("add_figure", tag)
-        if self._skips("add_figure", "image", tag, global_step):
-            if close:
-                for fig in figure if isinstance(figure, list) else [figure]:
-                    close_figure(fig)
-            return
         if isinstance(figure, list):
             pixels = np.stack(_same_size([render_figure(fig, close) for fig in figure]))
             layout = "NHWC"
         else:
             pixels, layout = render_figure(figure, close), "HWC"
-        self._put(
-            "add_figure",
-            "",
-            global_step,
-            walltime,
-            image.image_value,
-            (tag, pixels, layout),
-            False,
-            pixels.nbytes,
-        )
+        return _encoding(image.image_value, tag=tag, array=pixels, dataformats=layout)
 
+    @_heavy("image")
     def add_video(
         self,
         tag: str,
@@ -846,20 +890,15 @@ class Writer:
         global_step: int | None = None,
         fps: float = 4,
         walltime: float | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log a batch of clips, (N, T, C, H, W) uint8 or float in [0, 1], as an animated GIF."""
-        _check_tag("add_video", tag)
         _check_positive("add_video", "fps", fps)
-        if self._skips("add_video", "image", tag, global_step):
-            return
         data = snapshot.array("add_video", vid_tensor)
         video.check_shape(tuple(data.shape))
         image.check_dtype("add_video", data.dtype)
-        self._put(
-            "add_video", "", global_step, walltime, video.video_value, (tag, data, float(fps)),
-            isinstance(data, Pending), _nbytes(data),
-        )  # fmt: skip
+        return _encoding(video.video_value, tag=tag, clips=data, fps=float(fps))
 
+    @_heavy("audio")
     def add_audio(
         self,
         tag: str,
@@ -867,22 +906,17 @@ class Writer:
         global_step: int | None = None,
         sample_rate: int = 44100,
         walltime: float | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log a sound clip: samples in [-1, 1], shape (L,) or (1, L) mono, or (C, L)."""
-        _check_tag("add_audio", tag)
         _check_positive("add_audio", "sample_rate", sample_rate)
-        if self._skips("add_audio", "audio", tag, global_step):
-            return
         data = snapshot.array("add_audio", snd_tensor)
         if len(data.shape) not in (1, 2) or 0 in data.shape:
             raise ValueError(f"add_audio: expected shape (L,) or (C, L), got {tuple(data.shape)}")
-        self._put(
-            "add_audio", "", global_step, walltime, audio.audio_value, (tag, data, int(sample_rate)),
-            isinstance(data, Pending), _nbytes(data),
-        )  # fmt: skip
+        return _encoding(audio.audio_value, tag=tag, samples=data, sample_rate=int(sample_rate))
 
     # -- distributions -------------------------------------------------------------------------------
 
+    @_heavy("histogram")
     def add_histogram(
         self,
         tag: str,
@@ -891,34 +925,25 @@ class Writer:
         bins: histogram.Bins = "tensorflow",
         walltime: float | None = None,
         max_bins: int | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log the distribution of ``values`` (any shape); binned in the background.
 
         ``bins`` as in torch: "tensorflow" (default), a NumPy bin name, a count or the edges.
         NaN and Inf values are left out of the histogram, with one warning per tag. A CUDA tensor
         is binned on its device ("tensorflow" or a number of bins): only the bins reach the host.
         """
-        _check_tag("add_histogram", tag)
-        if self._skips("add_histogram", "histogram", tag, global_step):
-            return
         histogram.check_bins(bins, max_bins)
         if snapshot.is_cuda(values) and (bins == "tensorflow" or type(bins) is int):
             if values.numel() == 0:
                 raise ValueError(f"add_histogram: values is empty, shape {tuple(values.shape)}")
             packed = snapshot.array("add_histogram", histogram.device_bins(values, bins))  # type: ignore[arg-type]
-            self._put(
-                "add_histogram", "", global_step, walltime, _histogram, (tag, packed, bins, max_bins, True),
-                True, _nbytes(packed),
-            )  # fmt: skip
-            return
+            return _encoding(_histogram, tag=tag, data=packed, bins=bins, max_bins=max_bins, binned_on_device=True)
         data = snapshot.array("add_histogram", values)
         if 0 in data.shape:
             raise ValueError(f"add_histogram: values is empty, shape {tuple(data.shape)}")
-        self._put(
-            "add_histogram", "", global_step, walltime, _histogram, (tag, data, bins, max_bins),
-            isinstance(data, Pending), _nbytes(data),
-        )  # fmt: skip
+        return _encoding(_histogram, tag=tag, data=data, bins=bins, max_bins=max_bins)
 
+    @_heavy("histogram")
     def add_histogram_raw(
         self,
         tag: str,
@@ -931,11 +956,8 @@ class Writer:
         bucket_counts: Sequence[float],
         global_step: int | None = None,
         walltime: float | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log a histogram computed elsewhere: bucket right edges and the count in each bucket."""
-        _check_tag("add_histogram_raw", tag)
-        if self._skips("add_histogram_raw", "histogram", tag, global_step):
-            return
         limits = [float(x) for x in np.asarray(bucket_limits).reshape(-1)]
         counts = [float(x) for x in np.asarray(bucket_counts).reshape(-1)]
         if len(limits) != len(counts):
@@ -943,12 +965,19 @@ class Writer:
                 f"add_histogram_raw: {len(limits)} bucket_limits but {len(counts)} bucket_counts; "
                 "give one limit per bucket"
             )
-        self._put(
-            "add_histogram_raw", "", global_step, walltime, histogram.histogram_raw_value,
-            (tag, float(min), float(max), int(num), float(sum), float(sum_squares), limits, counts),
-            False, 16 * len(limits) + _SCALAR_BYTES,
-        )  # fmt: skip
+        return _encoding(
+            histogram.histogram_raw_value,
+            tag=tag,
+            min=float(min),
+            max=float(max),
+            num=int(num),
+            sum=float(sum),
+            sum_squares=float(sum_squares),
+            bucket_limits=limits,
+            bucket_counts=counts,
+        )
 
+    @_heavy("other")
     def add_pr_curve(
         self,
         tag: str,
@@ -958,11 +987,8 @@ class Writer:
         num_thresholds: int = 127,
         weights: Any = None,
         walltime: float | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log a precision-recall curve of binary ``labels`` against ``predictions`` in [0, 1]."""
-        _check_tag("add_pr_curve", tag)
-        if self._skips("add_pr_curve", "other", tag, global_step):
-            return
         if not 2 <= num_thresholds <= 127:
             raise ValueError(f"add_pr_curve: num_thresholds must be in 2..127, got {num_thresholds}")
         truth = snapshot.array("add_pr_curve", labels)
@@ -974,12 +1000,16 @@ class Writer:
                 "add_pr_curve: labels, predictions (and weights) must have the same, non-zero number "
                 f"of elements, got shapes {[tuple(p.shape) for p in parts]}"
             )
-        self._put(
-            "add_pr_curve", "", global_step, walltime, pr_curve.pr_curve_value,
-            (tag, truth, scores, num_thresholds, parts[2] if weights is not None else None),
-            any(isinstance(p, Pending) for p in parts), sum(_nbytes(p) for p in parts),
-        )  # fmt: skip
+        return _encoding(
+            pr_curve.pr_curve_value,
+            tag=tag,
+            labels=truth,
+            predictions=scores,
+            num_thresholds=num_thresholds,
+            weights=parts[2] if weights is not None else None,
+        )
 
+    @_heavy("other")
     def add_pr_curve_raw(
         self,
         tag: str,
@@ -993,12 +1023,9 @@ class Writer:
         num_thresholds: int = 127,
         weights: Any = None,
         walltime: float | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log a PR curve from counts per threshold (each of length ``num_thresholds``; arrays of
         another, common length are taken as they are, with one warning, as torch takes them)."""
-        _check_tag("add_pr_curve_raw", tag)
-        if self._skips("add_pr_curve_raw", "other", tag, global_step):
-            return
         arrays = (true_positive_counts, false_positive_counts, true_negative_counts,
                   false_negative_counts, precision, recall)  # fmt: skip
         parts = [snapshot.array("add_pr_curve_raw", a) for a in arrays]
@@ -1016,11 +1043,18 @@ class Writer:
                 f"it is logged with {size} (as torch does)",
             )
             num_thresholds = size
-        self._put(
-            "add_pr_curve_raw", "", global_step, walltime, pr_curve.pr_curve_raw_value,
-            (tag, *parts, num_thresholds), any(isinstance(p, Pending) for p in parts),
-            sum(_nbytes(p) for p in parts),
-        )  # fmt: skip
+        true_positives, false_positives, true_negatives, false_negatives, precision_, recall_ = parts
+        return _encoding(
+            pr_curve.pr_curve_raw_value,
+            tag=tag,
+            true_positives=true_positives,
+            false_positives=false_positives,
+            true_negatives=true_negatives,
+            false_negatives=false_negatives,
+            precision=precision_,
+            recall=recall_,
+            num_thresholds=num_thresholds,
+        )
 
     # -- text, structure, 3D -------------------------------------------------------------------------
 
@@ -1031,11 +1065,10 @@ class Writer:
         _check_tag("add_text", tag)
         if not isinstance(text_string, str):
             raise TypeError(f"add_text: text_string must be a str, got {type(text_string).__name__}")
-        self._put(
-            "add_text", "", global_step, walltime, text.text_value, (tag, text_string),
-            False, len(text_string) + _SCALAR_BYTES,
-        )  # fmt: skip
+        args = {"tag": tag, "text": text_string}
+        self._put("add_text", global_step, walltime, text.text_value, args, nbytes=len(text_string) + _SCALAR_BYTES)
 
+    @_heavy("other")
     def add_mesh(
         self,
         tag: str,
@@ -1045,23 +1078,24 @@ class Writer:
         config_dict: Mapping[str, Any] | None = None,
         global_step: int | None = None,
         walltime: float | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log a mesh or point cloud: vertices (B, N, 3) float, colors (B, N, 3) uint8, faces (B, F, 3) int."""
-        _check_tag("add_mesh", tag)
-        if self._skips("add_mesh", "other", tag, global_step):
-            return
         parts = [None if a is None else snapshot.array("add_mesh", a) for a in (vertices, colors, faces)]
         mesh.check_shapes(
             vertices=tuple(parts[0].shape),  # type: ignore[union-attr]
             colors=None if parts[1] is None else tuple(parts[1].shape),
             faces=None if parts[2] is None else tuple(parts[2].shape),
         )
-        self._put(
-            "add_mesh", "", global_step, walltime, mesh.mesh_values,
-            (tag, *parts, dict(config_dict) if config_dict else None),
-            any(isinstance(p, Pending) for p in parts), sum(_nbytes(p) for p in parts if p is not None),
-        )  # fmt: skip
+        return _encoding(
+            mesh.mesh_values,
+            tag=tag,
+            vertices=parts[0],
+            colors=parts[1],
+            faces=parts[2],
+            config=dict(config_dict) if config_dict else None,
+        )
 
+    @_heavy("embedding")
     def add_embedding(
         self,
         mat: Any,
@@ -1070,7 +1104,7 @@ class Writer:
         global_step: int | None = None,
         tag: str = "default",
         metadata_header: Sequence[str] | None = None,
-    ) -> None:
+    ) -> _Encoding:
         """Log vectors (N, D) for the Projector, with per-row labels and thumbnails.
 
         ``metadata`` is one label per row, or one list per row with ``metadata_header`` naming the
@@ -1078,9 +1112,6 @@ class Writer:
         8192x8192 limit is shrunk, with a warning. The Projector config already in the run is
         kept: this embedding is added to it.
         """
-        _check_tag("add_embedding", tag)
-        if self._skips("add_embedding", "embedding", tag, global_step):
-            return
         data = snapshot.array("add_embedding", mat)
         images = None if label_img is None else snapshot.array("add_embedding", label_img)
         rows = None if metadata is None else [list(r) if metadata_header is not None else r for r in metadata]
@@ -1088,14 +1119,16 @@ class Writer:
             tuple(data.shape), rows, metadata_header, None if images is None else tuple(images.shape)
         )
         step = snapshot.step("add_embedding", global_step)
-        subdir = f"{step:05d}/{urllib.parse.quote(tag, safe='')}"
-        self._put(
-            "add_embedding", "", step, None, embedding.write_embedding,
-            (self._dir, subdir, f"{tag}:{step:05d}", data, rows,
-             None if metadata_header is None else list(metadata_header), images),
-            isinstance(data, Pending) or isinstance(images, Pending),
-            _nbytes(data) + (0 if images is None else _nbytes(images)),
-        )  # fmt: skip
+        return _encoding(
+            embedding.write_embedding,
+            log_dir=self._dir,
+            subdir=f"{step:05d}/{urllib.parse.quote(tag, safe='')}",
+            tensor_name=f"{tag}:{step:05d}",
+            mat=data,
+            metadata=rows,
+            metadata_header=None if metadata_header is None else list(metadata_header),
+            label_img=images,
+        )
 
     def add_graph(
         self, model: Any, input_to_model: Any = None, verbose: bool = False, use_strict_trace: bool = True
@@ -1117,14 +1150,14 @@ class Writer:
             return
         if verbose:
             print(traced)
-        self._put("add_graph", "", 0, None, graph.graph_event, (traced, classes), False, _SCALAR_BYTES)
+        self._put("add_graph", 0, None, graph.graph_event, {"graph": traced, "classes": classes})
 
     def add_onnx_graph(self, prototxt: str) -> None:
         """Log the graph of the ONNX model file ``prototxt`` (its path, as torch names it); needs ``onnx``."""
         path = str(prototxt)
         if not Path(path).is_file():
             raise FileNotFoundError(f"add_onnx_graph: no ONNX model file at {path!r}")
-        self._put("add_onnx_graph", "", 0, None, graph.onnx_graph_event, (path,), False, _SCALAR_BYTES)
+        self._put("add_onnx_graph", 0, None, graph.onnx_graph_event, {"path": path})
 
     def watch(
         self,
@@ -1179,7 +1212,7 @@ class Writer:
         for category, charts in layout.items():
             self._layout.setdefault(category, {}).update({title: list(chart) for title, chart in charts.items()})
         merged = {category: dict(charts) for category, charts in self._layout.items()}
-        self._put("add_custom_scalars", "", 0, None, custom_scalars.layout_value, (merged,), False, _SCALAR_BYTES)
+        self._put("add_custom_scalars", 0, None, custom_scalars.layout_value, {"layout": merged})
 
     def add_custom_scalars_multilinechart(
         self, tags: Sequence[str], category: str = "default", title: str = "untitled"
@@ -1230,18 +1263,16 @@ class Writer:
         else:  # another trial logged from this writer (torch's loop): a session of its own, as torch names it
             run = next((r for r, t in self._hparams_runs.items() if t == trial and r), None) or str(time.time())
         if self._hparams_runs.get(run) != trial:
-            self._put(
-                "add_hparams", run, 0, None, hparams.session_start_value, (flat, time.time()),
-                False, _SCALAR_BYTES * (1 + len(flat)),
-            )  # fmt: skip
+            start = {"hparams": flat, "start_time_secs": time.time()}
+            self._put("add_hparams", 0, None, hparams.session_start_value, start, run, _SCALAR_BYTES * (1 + len(flat)))
             self._hparams_runs[run] = trial
         step = snapshot.step("add_hparams", global_step)
         for key, raw in metric_dict.items():
             value = snapshot.scalar("add_hparams", raw)
-            encode, args = (
-                (self._scalars.in_sub_run, (key, value)) if run else (self._scalars.simple, (key, value, step))
-            )
-            self._put("add_hparams", run, step, None, encode, args, type(value) is Pending, _SCALAR_BYTES)
+            if run:
+                self._put("add_hparams", step, None, self._scalars.in_sub_run, {"tag": key, "value": value}, run)
+            else:
+                self._put("add_hparams", step, None, self._scalars.simple, {"tag": key, "value": value, "step": step})
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -1262,7 +1293,8 @@ class Writer:
         if pipeline.forked:  # the parent's, in a forked child that logged nothing: the parent ends it
             return
         for run in sorted(self._hparams_runs):  # past the memory bound too: a run's end is never dropped
-            pipeline.put((run, 0, time.time(), hparams.session_end_value, (status, time.time()), False, 0), False)
+            end = {"status": status, "end_time_secs": time.time()}
+            pipeline.put(Item(run, 0, time.time(), hparams.session_end_value, end, False, 0), bounded=False)
         self._hparams_runs.clear()
         pipeline.close()
 
