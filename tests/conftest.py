@@ -41,6 +41,28 @@ def accumulate(path: str | os.PathLike[str]) -> EventAccumulator:
     return EventAccumulator(str(path), size_guidance=ALL).Reload()
 
 
+def logged(log_dir: Path, encoded: Any, step: int = 0) -> EventAccumulator:
+    """What a ``summaries`` encoder returned (a Summary.Value, a list of them, a serialized Summary entry
+    or an Event) written to an event file through the torch-compatible ``file_writer``, and read back
+    by TensorBoard's own loader."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    from tbscope import Writer
+
+    with Writer(log_dir) as w:
+        if isinstance(encoded, Event):
+            w.file_writer.add_event(encoded, step)
+        else:
+            summary = (
+                Summary.FromString(encoded)
+                if isinstance(encoded, bytes)
+                else Summary(value=encoded if isinstance(encoded, list) else [encoded])
+            )
+            w.file_writer.add_summary(summary, step)
+    return accumulate(log_dir)
+
+
 def session_infos(log_dir: Path) -> tuple[object, object]:
     """The HParams session start info of a run, and its end info (None before the run ends)."""
     acc = accumulate(log_dir)
