@@ -319,7 +319,7 @@ def test_read_events_images_histograms_text_and_hparams(tmp_path: Path) -> None:
 
 
 def test_run_json_summaries_equal_what_the_event_files_say(tmp_path: Path) -> None:
-    from tbscope.tagstats import of_frame as summarize
+    from tbscope.tagstats import of_frame
 
     with tbscope.init("cnn", root=tmp_path) as run:
         for step in range(30):
@@ -328,13 +328,13 @@ def test_run_json_summaries_equal_what_the_event_files_say(tmp_path: Path) -> No
     import json
 
     from_json = json.loads((run.dir / "run.json").read_text())["summary"]
-    assert from_json == summarize(tbscope.read_scalars(run.dir, runs=["."]))
+    assert from_json == of_frame(tbscope.read_scalars(run.dir, runs=["."]))
 
 
 def test_resumed_run_json_summary_covers_both_parts(tmp_path: Path) -> None:
     import json
 
-    from tbscope.tagstats import of_frame as summarize
+    from tbscope.tagstats import of_frame
 
     with tbscope.init("cnn", root=tmp_path) as first:
         for step in range(10):
@@ -344,7 +344,7 @@ def test_resumed_run_json_summary_covers_both_parts(tmp_path: Path) -> None:
         for step in range(5, 8):
             again.writer.add_scalar("loss", 100.0 + step, step)
     summary = json.loads((first.dir / "run.json").read_text())["summary"]
-    assert summary == summarize(tbscope.read_scalars(first.dir, runs=["."]))
+    assert summary == of_frame(tbscope.read_scalars(first.dir, runs=["."]))
     assert summary["loss"] == {"last": 107.0, "min": 0.0, "max": 107.0, "last_step": 7, "count": 8}
 
 

@@ -201,7 +201,7 @@ def test_a_value_beyond_float32_reads_back_as_inf_and_stays_out_of_min_and_max(t
         w.add_scalar("big", 1e39, 1)
         w.add_scalar("big", -1e300, 2)
         w.add_scalar("big", 2.0, 3)
-        summary = w.scalar_summary
+        summary = w.scalar_stats
     assert [e.value for e in accumulate(tmp_path).Scalars("big")] == [1.0, math.inf, -math.inf, 2.0]
     assert summary()["big"] == {"last": 2.0, "min": 1.0, "max": 2.0, "last_step": 3, "count": 4}
 
@@ -212,7 +212,7 @@ def test_scalar_events_are_byte_for_byte_what_tensorboards_protos_serialize() ->
     from tensorboard.compat.proto.summary_pb2 import Summary
 
     from tbscope.summaries import wire
-    from tbscope.writer import ScalarSummary
+    from tbscope.writer import ScalarEncoders
 
     tags = ["a", "train/loss", "x" * 130, "métrique/é"]
     values = [0.0, -0.0, 1.5, -2.25, 1e-45, 3.4e38, float("nan"), float("inf")]
@@ -220,7 +220,7 @@ def test_scalar_events_are_byte_for_byte_what_tensorboards_protos_serialize() ->
     for wall_time in (0.0, 1.0, 1_800_000_000.123456):
         for step in steps:
             batch = [(tag, value, step, wall_time) for tag in tags for value in values]
-            (got_step, got_time, summary), *rest = ScalarSummary().events(batch)
+            (got_step, got_time, summary), *rest = ScalarEncoders().events(batch)
             assert not rest and (got_step, got_time) == (step, wall_time)
             expected = Event(
                 wall_time=wall_time,

@@ -250,7 +250,7 @@ class Run:
             return  # a forked child (a DataLoader worker), or another rank: run.json is not theirs to write
         with self._lock:
             self._meta["heartbeat"] = _now()
-            self._meta["summary"] = tagstats.merge(self._earlier, self.writer.scalar_summary())
+            self._meta["summary"] = tagstats.merge(self._earlier, self.writer.scalar_stats())
             self._meta["bytes"] = dir_bytes(self.dir)
             write_json_atomically(self.dir / RUN_FILE, self._meta)
 

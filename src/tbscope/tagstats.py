@@ -1,6 +1,6 @@
 """Per-tag statistics of a run's scalars: ``{last, min, max, last_step, count}``, one home for them.
 
-The writer keeps them as it encodes (``Writer.scalar_summary``), a tbscope run stores them in its
+The writer keeps them as it encodes (``Writer.scalar_stats``), a tbscope run stores them in its
 run.json under "summary", and the catalog computes them from the event files of any other run: the
 same numbers, whoever wrote the run. ``last`` is the last value written; ``min`` and ``max`` leave
 NaN and Inf out (None when no value was finite); ``last_step`` is the step of the last value.

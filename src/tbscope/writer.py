@@ -60,7 +60,7 @@ from tbscope.summaries.figure import render as render_figure
 # Bytes a small item (a scalar, a short text) holds in memory, for the pending-memory bound.
 _SCALAR_BYTES = 120
 _STEPS = snapshot.STEPS
-# Scalars of one step logged this close together share an event (see ScalarSummary.events).
+# Scalars of one step logged this close together share an event (see ScalarEncoders.events).
 SHARED_EVENT_SECONDS = 1e-3
 _pack_simple = scalar.pack_simple
 
@@ -111,10 +111,10 @@ class FileWriter:
         """Nothing to do: the writer reopens on its next value."""
 
 
-class ScalarSummary:
-    """Per scalar tag of the run, kept as values are encoded: last, min, max, last step and count.
+class ScalarEncoders:
+    """The run's scalar encoders, and the statistics (``tagstats``) of what they encoded, per tag.
 
-    Lives on the pipeline thread: its methods are the scalar encoders. NaN and Inf are logged as
+    Lives on the pipeline thread. NaN and Inf are logged as
     they are, with one warning per tag, and left out of min and max. Values are kept as given and
     rounded to float32, as a reader sees them, when asked for (rounding keeps their order).
     """
@@ -407,7 +407,7 @@ class Writer:
         self._layout: dict[str, dict[str, Sequence[Any]]] = {}
         self._watches: list[Any] = []
         self._tensor_type = snapshot.tensor_type()  # for add_scalar's fast path; None without torch
-        self._scalars = ScalarSummary()
+        self._scalars = ScalarEncoders()
         self._open()
         install_exit_handlers()
         on_exit(self.close)
@@ -441,7 +441,7 @@ class Writer:
         warnings.warn(message, RuntimeWarning, stacklevel=7)  # at the add_* call: through the gate
         self.add_text("tbscope/budget", message, step)
 
-    def scalar_summary(self) -> tagstats.RunStats:
+    def scalar_stats(self) -> tagstats.RunStats:
         """Per scalar tag of this run, the statistics (``tagstats``) of what has been encoded so far."""
         return self._scalars.as_dict()
 
