@@ -361,3 +361,27 @@ def test_onnx_graph_is_logged_with_its_nodes_wired(tmp_path: Path) -> None:
     assert by_name["y"].op == "Relu" and list(by_name["y"].input) == ["h"]
     assert by_name["h"].op == "MatMul" and list(by_name["h"].input) == ["x", "w"]
     assert by_name["x"].op == "Variable" and by_name["w"].op == "Variable"
+
+
+def test_add_deferred_encodes_a_snapshot_on_the_background_thread_and_reports_a_failing_encoder(
+    tmp_path: Path,
+) -> None:
+    import torch
+
+    from tbscope.summaries.scalar import simple_value
+
+    def mean_of(values: np.ndarray, scale: float) -> object:
+        assert isinstance(values, np.ndarray)
+        return simple_value("val/mean", float(values.mean()) * scale)
+
+    def broken(values: np.ndarray) -> object:
+        raise RuntimeError("no luck")
+
+    values = torch.arange(4.0)
+    with Writer(tmp_path) as w, pytest.warns(RuntimeWarning, match="no luck"):
+        w.add_deferred(mean_of, 3, values=values, scale=2.0)
+        values.add_(100)  # after the call: the value logged is the one at call time
+        w.add_deferred(broken, 4, values=values)
+        w.flush()
+    (event,) = accumulate(tmp_path).Scalars("val/mean")
+    assert (event.step, event.value) == (3, 3.0)

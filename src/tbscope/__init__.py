@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from tbscope.profiler.capture import profile
     from tbscope.reader import read_events, read_scalars
     from tbscope.retention import Retention
-    from tbscope.run import Resume, Run, init
+    from tbscope.runs import Resume, Run, init
     from tbscope.summaries.graph import GraphError
     from tbscope.writer import Writer
 
@@ -34,12 +34,12 @@ _HOMES = {
     "Cadence": ("tbscope.policy", "Cadence"),
     "GraphError": ("tbscope.summaries.graph", "GraphError"),
     "LoggingError": ("tbscope.pipeline", "LoggingError"),
-    "Resume": ("tbscope.run", "Resume"),
+    "Resume": ("tbscope.runs", "Resume"),
     "Retention": ("tbscope.retention", "Retention"),
-    "Run": ("tbscope.run", "Run"),
+    "Run": ("tbscope.runs", "Run"),
     "SummaryWriter": ("tbscope.writer", "Writer"),
     "Writer": ("tbscope.writer", "Writer"),
-    "init": ("tbscope.run", "init"),
+    "init": ("tbscope.runs", "init"),
     "profile": ("tbscope.profiler.capture", "profile"),
     "read_events": ("tbscope.reader", "read_events"),
     "read_scalars": ("tbscope.reader", "read_scalars"),

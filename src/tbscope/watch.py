@@ -2,7 +2,8 @@
 
 Everything is computed on the model's device with batched (``torch._foreach_*``) operations, and the
 results of one logging step (statistics and histogram bins alike) travel to the host as one tensor,
-copied asynchronously: watching never synchronizes with the device. Steps count backward passes
+copied asynchronously (``Writer.add_deferred``): watching never synchronizes with the device, and goes
+through the writer's public path (its gate decides on histograms, as for ``add_histogram``). Steps count backward passes
 from 0 (set ``Watch.step`` to follow another count); statistics are taken at the end of a backward
 pass, when every gradient is there.
 """
@@ -19,7 +20,6 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 
 from tbscope.pipeline import warn_once
 from tbscope.policy import Cadence
-from tbscope.snapshot import array
 from tbscope.summaries import histogram, scalar, text
 
 if TYPE_CHECKING:
@@ -142,9 +142,10 @@ class Watch:
             parts.append(torch.stack([histogram.device_bins(t, self.bins, SAMPLE) for t in tensors]).reshape(-1))
         if not parts:
             return
-        packed = array("watch", torch.cat([p.reshape(-1).to(parts[0].device) for p in parts]))
-        args = {"names": names, "stats": stats, "histograms": kinds, "bins": self.bins, "packed": packed, "step": step}
-        self.writer._put("watch", step, None, encode, args)
+        packed = torch.cat([p.reshape(-1).to(parts[0].device) for p in parts])
+        self.writer.add_deferred(
+            encode, step, names=names, stats=stats, histograms=kinds, bins=self.bins, packed=packed, step=step
+        )
 
     def _activation_hook(self, name: str) -> Any:
         def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
@@ -157,8 +158,7 @@ class Watch:
                 and tensor.is_floating_point()
                 and self.writer.gate.admits("watch", "histogram", tag, self.step)
             ):
-                packed = array("watch", histogram.device_bins(tensor, self.bins, SAMPLE))
-                args = {"tag": tag, "row": packed, "bins": self.bins}
-                self.writer._put("watch", self.step, None, _activation_value, args)
+                row = histogram.device_bins(tensor, self.bins, SAMPLE)
+                self.writer.add_deferred(_activation_value, self.step, tag=tag, row=row, bins=self.bins)
 
         return hook

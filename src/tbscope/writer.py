@@ -457,8 +457,7 @@ class Writer:
     ) -> None:
         """Hand the pipeline one value: ``encode(**args)`` runs on its thread, any ``Pending`` in ``args``
         resolved first; ``run`` is a sub-run ("" for the writer's own). ``nbytes`` (default: the arrays in
-        ``args``) is what the value holds in memory until then. The one door to the pipeline, for the
-        writer's methods and ``watch`` alike."""
+        ``args``) is what the value holds in memory until then. The one door to the pipeline."""
         pipeline = self._pipeline or self._open()
         if pipeline.forked:  # the first value in a forked child: a pipeline and event file of its own
             pipeline = self._open()
@@ -1055,6 +1054,33 @@ class Writer:
             recall=recall_,
             num_thresholds=num_thresholds,
         )
+
+    def add_deferred(
+        self, encode: Callable[..., Any], global_step: int | None = None, walltime: float | None = None, **args: Any
+    ) -> None:
+        """Log what ``encode(**args)`` returns, computed on the writer's background thread: a
+        ``Summary.Value``, a list of them, or None. Tensors and arrays among ``args`` are snapshotted
+        now (a CUDA tensor by an asynchronous copy: no sync) and reach ``encode`` as NumPy arrays;
+        other arguments are passed as they are. For values gathered on the device and copied once
+        (``watch`` packs a step's statistics of every layer into one tensor this way). An ``encode``
+        that raises is reported like any value that could not be logged.
+
+        Example:
+            >>> import tempfile, torch, tbscope
+            >>> from tbscope.summaries.scalar import simple_value
+            >>> def mean_of(values):
+            ...     return simple_value("val/mean", float(values.mean()))
+            >>> with tbscope.Writer(tempfile.mkdtemp()) as w:
+            ...     w.add_deferred(mean_of, 0, values=torch.arange(4.0))
+        """
+        tensor_cls = snapshot.tensor_type()
+        taken = {
+            name: snapshot.array("add_deferred", value)
+            if isinstance(value, np.ndarray) or (tensor_cls is not None and isinstance(value, tensor_cls))
+            else value
+            for name, value in args.items()
+        }
+        self._put("add_deferred", global_step, walltime, encode, taken)
 
     # -- text, structure, 3D -------------------------------------------------------------------------
 

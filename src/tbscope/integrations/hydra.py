@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-# The characters a run's name may hold (see ``run.check_name``); anything else becomes "-".
+# The characters a run's name may hold (see ``runs.check_name``); anything else becomes "-".
 _UNSAFE = re.compile(r"[^A-Za-z0-9._]+")
 MAX_NAME = 80
 

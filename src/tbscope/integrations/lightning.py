@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 import tbscope
 from tbscope.policy import Cadence
-from tbscope.run import Resume, Run
+from tbscope.runs import Resume, Run
 from tbscope.writer import Writer
 
 
