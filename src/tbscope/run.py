@@ -28,14 +28,22 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
 
-from tbscope import atomic, tagstats
+from tbscope import atomic, schema, tagstats
 from tbscope.cli.units import format_bytes
 from tbscope.integrations import distributed
 from tbscope.integrations.hydra import hydra_job, name_from_overrides
 from tbscope.pipeline import end_status, on_exit
 from tbscope.policy import Budget, Cadence
 from tbscope.retention import Retention, apply_retention
-from tbscope.rundir import END_STATUSES, RUN_FILE, SCHEMA_VERSION, dir_bytes, process_identity, read_meta
+from tbscope.rundir import (
+    END_STATUSES,
+    RUN_FILE,
+    SCHEMA_VERSION,
+    dir_bytes,
+    headline_metrics,
+    process_identity,
+    read_meta,
+)
 from tbscope.summaries.hparams import HParamValue, flatten
 from tbscope.writer import NullWriter, Writer
 
@@ -187,6 +195,7 @@ class Run:
         self._finished = False
         self._pid = os.getpid()
         self._note: Path | None = None  # rank 0's note for the other ranks, removed when the run ends
+        self._columns: object = None  # what this run last told the root's HParams columns (see _publish)
         self.writer: Writer
         if rank:
             self.writer = (
@@ -253,6 +262,24 @@ class Run:
             self._meta["summary"] = tagstats.merge(self._earlier, self.writer.scalar_summary())
             self._meta["bytes"] = dir_bytes(self.dir)
             write_json_atomically(self.dir / RUN_FILE, self._meta)
+            columns = (
+                sorted(self._meta["config_flat"].items(), key=lambda item: item[0]),
+                headline_metrics(self._meta),
+            )
+        if columns != self._columns:
+            self._columns = columns
+            self._publish()
+
+    def _publish(self) -> None:
+        """Bring the root's HParams columns up to date with this run's keys and headline metrics."""
+        try:
+            schema.refresh(self.dir.parent.parent)
+        except OSError as err:  # the dashboard's columns are never worth a failed run
+            warnings.warn(
+                f"tbscope: could not update the HParams columns of {self.dir.parent.parent}: {err}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _update(self) -> None:
         if not self._finished:
