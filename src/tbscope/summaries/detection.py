@@ -84,7 +84,9 @@ def detections_value(
     dashed = target_boxes is not None
     shown: list[drawing.Box] = []
     classes: list[int | None] = []
-    groups = [(target_boxes, target_labels, None, False)] if target_boxes is not None else []
+    groups: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool]] = []
+    if target_boxes is not None:
+        groups.append((target_boxes, target_labels, None, False))
     groups.append((boxes, labels, scores, dashed))
     for group_boxes, group_labels, group_scores, is_prediction in groups:
         xyxy = to_xyxy(group_boxes, box_format, normalized, width, height) * factor

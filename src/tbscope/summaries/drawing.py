@@ -118,7 +118,7 @@ def draw_boxes(picture: Image.Image, boxes: Sequence[Box], grow: bool = False) -
 
     def size_of(label: str) -> tuple[int, int]:
         left, top, right, bottom = face.getbbox(label)
-        return right - left + 4, bottom - top + 4
+        return math.ceil(right - left) + 4, math.ceil(bottom - top) + 4
 
     if grow:
         cramped = [size_of(b.label)[1] for b in boxes if b.label and not label_place(b, size_of(b.label), picture.size)]
