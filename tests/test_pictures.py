@@ -35,8 +35,8 @@ def longest_run(row: np.ndarray, rgb: tuple[int, int, int]) -> int:
 
 @pytest.mark.parametrize(
     ("truth", "predicted"),
-    [([4, 16, 22, 40], [28, 6, 44, 30]), ([2, 1, 20, 47], [26, 0, 46, 46])],  # the second: no room above or below
-    ids=["room-above", "boxes-the-whole-height"],
+    [([4, 16, 22, 40], [28, 6, 44, 30]), ([2, 1, 20, 47], [26, 0, 46, 46]), ([10, 12, 38, 40], [10, 12, 38, 40])],
+    ids=["room-above", "boxes-the-whole-height", "one-box-twice"],
 )
 def test_a_48px_detection_labels_its_boxes_outside_them_and_shows_a_whole_legend(
     tmp_path: Path, truth: list[int], predicted: list[int]

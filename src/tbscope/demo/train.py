@@ -133,12 +133,12 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None, name: 
             )
             wrong = (predictions != y_val).nonzero().flatten()[:32]
             if len(wrong):
-                w.add_image_grid(
-                    "val/mistakes", x_val[wrong], step, captions=[CLASS_NAMES[int(p)] for p in predictions[wrong]]
-                )
+                captions = [f"{CLASS_NAMES[int(y_val[i])]} -> {CLASS_NAMES[int(predictions[i])]}" for i in wrong]
+                w.add_image_grid("val/mistakes", x_val[wrong], step, captions=captions)  # true -> predicted
             w.add_image_with_detections(
                 "val/detection", val.images[0], val.boxes[:1], step, labels=predictions[:1],
                 scores=probabilities[0, predictions[0]].reshape(1), class_names=CLASS_NAMES,
+                target_boxes=val.boxes[:1], target_labels=val.labels[:1],
             )  # fmt: skip
             w.add_confusion_matrix("val/confusion", y_val, predictions, CLASS_NAMES, step, normalize="true")
             w.add_pr_curves("val/pr", y_val, probabilities, step, class_names=CLASS_NAMES)

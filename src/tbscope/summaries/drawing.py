@@ -97,50 +97,74 @@ def _dashed_rectangle(draw: ImageDraw.ImageDraw, box: Box, line: int) -> None:
             pos += 2 * dash
 
 
-def label_place(box: Box, size: tuple[int, int], picture: tuple[int, int]) -> tuple[int, int] | None:
-    """Where a label of ``size`` (w, h) goes for ``box`` on a ``picture`` of (w, h): above the box where
-    it fits, else under it, moved sideways to stay in the picture; None where neither fits."""
+Rect = tuple[int, int, int, int]
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def label_place(box: Box, size: tuple[int, int], picture: tuple[int, int], taken: Sequence[Rect] = ()) -> Rect | None:
+    """Where a label of ``size`` (w, h) goes for ``box`` on a ``picture`` of (w, h), as ``x1, y1, x2, y2``
+    (exclusive): above the box where it fits, else under it, moved sideways to stay in the picture and
+    clear of the labels ``taken``; None where neither fits."""
     (w, h), (width, height) = size, picture
     x1, y1, _, y2 = box.xyxy
     x = int(min(max(0.0, x1), max(0, width - w)))
-    if y1 - h >= 0:
-        return x, int(y1) - h
-    if y2 + 1 + h <= height:
-        return x, int(y2) + 1
+    for y in (int(y1) - h, int(y2) + 1):
+        rect = (x, y, x + w, y + h)
+        if y >= 0 and y + h <= height and not any(_overlaps(rect, t) for t in taken):
+            return rect
     return None
 
 
 def draw_boxes(picture: Image.Image, boxes: Sequence[Box], grow: bool = False) -> Image.Image:
     """``picture`` with ``boxes`` drawn on it, each label on a banner of the box's colour outside the box
     (see ``label_place``). A label with no room outside goes inside the box's top, or, with ``grow``, in
-    a white band added over the picture: then the picture returned is taller than the one given."""
+    a white band added over the picture, a row each: then the picture returned is taller than the one
+    given."""
     face = font()
 
     def size_of(label: str) -> tuple[int, int]:
         left, top, right, bottom = face.getbbox(label)
         return math.ceil(right - left) + 4, math.ceil(bottom - top) + 4
 
-    if grow:
-        cramped = [size_of(b.label)[1] for b in boxes if b.label and not label_place(b, size_of(b.label), picture.size)]
-        if cramped:
-            band = max(cramped)
-            taller = Image.new("RGB", (picture.width, picture.height + band), WHITE)
-            taller.paste(picture, (0, band))
-            picture = taller
-            boxes = [replace(b, xyxy=(b.xyxy[0], b.xyxy[1] + band, b.xyxy[2], b.xyxy[3] + band)) for b in boxes]
-    draw = ImageDraw.Draw(picture)
+    def places(boxes: Sequence[Box], size: tuple[int, int]) -> list[Rect | None]:
+        taken: list[Rect] = []
+        found: list[Rect | None] = []
+        for box in boxes:
+            rect = label_place(box, size_of(box.label), size, taken) if box.label else None
+            taken += [rect] if rect else []
+            found.append(rect)
+        return found
+
     line = max(1, round(max(picture.size) / 150))
+    placed = places(boxes, picture.size)
+    cramped = [i for i, (box, rect) in enumerate(zip(boxes, placed, strict=True)) if box.label and rect is None]
+    if grow and cramped:
+        row = max(size_of(boxes[i].label)[1] for i in cramped)
+        band = row * len(cramped)
+        taller = Image.new("RGB", (picture.width, picture.height + band), WHITE)
+        taller.paste(picture, (0, band))
+        picture = taller
+        boxes = [replace(b, xyxy=(b.xyxy[0], b.xyxy[1] + band, b.xyxy[2], b.xyxy[3] + band)) for b in boxes]
+        placed = [None if r is None else (r[0], r[1] + band, r[2], r[3] + band) for r in placed]
+        for n, i in enumerate(cramped):
+            w, h = size_of(boxes[i].label)
+            x = int(min(max(0.0, boxes[i].xyxy[0]), max(0, picture.width - w)))
+            placed[i] = (x, n * row, x + w, n * row + h)
+    draw = ImageDraw.Draw(picture)
     for box in boxes:
         if box.dashed:
             _dashed_rectangle(draw, box, line)
         else:
             draw.rectangle(list(box.xyxy), outline=box.color, width=line)
-    for box in boxes:  # labels over every outline
+    for box, rect in zip(boxes, placed, strict=True):  # labels over every outline
         if not box.label:
             continue
-        size = size_of(box.label)
-        x, y = label_place(box, size, picture.size) or (int(max(0.0, box.xyxy[0])), int(box.xyxy[1]) + line)
-        draw.rectangle([x, y, x + size[0] - 1, y + size[1] - 1], fill=box.color)
+        w, h = size_of(box.label)
+        x, y = (rect[0], rect[1]) if rect else (int(max(0.0, box.xyxy[0])), int(box.xyxy[1]) + line)
+        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=box.color)
         left, top, _, _ = face.getbbox(box.label)
         ink = BLACK if sum(box.color) > 380 else WHITE
         draw.text((x + 2 - left, y + 2 - top), box.label, fill=ink, font=face)
