@@ -1,8 +1,14 @@
 """Model watching: per-layer weight and gradient norms, update-to-weight ratios and histograms, at a cadence.
 
-Everything is computed on the model's device with batched (``torch._foreach_*``) operations, and the
-results of one logging step (statistics and histogram bins alike) travel to the host as one tensor,
-copied asynchronously: watching never synchronizes with the device. Steps count backward passes
+Layers are named by their parameters' qualified names (``features.0.conv.weight``). Each layer's numbers
+go to a sub-run of its own, ``watch/<layer>``, under one tag per quantity (``watch/grad_norm``,
+``watch/weight_norm``, ``watch/update_ratio``): TensorBoard then draws one chart per quantity with a line
+per layer, rather than a chart per layer and quantity. Histograms stay in the run, a tag per layer
+(``watch/weights/<layer>``, ``watch/grads/<layer>``, ``watch/activations/<module>``).
+
+Everything is computed on the model's device with batched (``torch._foreach_*``) operations; of one
+logging step, each layer's few numbers travel to the host as one small tensor and every histogram's bins
+as one more, copied asynchronously: watching never synchronizes with the device. Steps count backward passes
 from 0 (set ``Watch.step`` to follow another count); statistics are taken at the end of a backward
 pass, when every gradient is there.
 """
@@ -36,30 +42,30 @@ SAMPLE = 1 << 20
 _ROW_STATS = 6
 
 
-def encode(
-    names: Sequence[str], stats: Sequence[str], histograms: Sequence[str], bins: int, packed: np.ndarray, step: int
-) -> list[Summary.Value]:
-    """Summary values from one logging step's packed tensor: ``len(stats)`` rows of per-layer numbers,
-    then one histogram row per layer for each of ``histograms``. A non-finite norm is reported once per
-    layer, in a warning and as text in the run (tag ``watch/nonfinite``)."""
-    count = len(names)
-    numbers = packed[: len(stats) * count].reshape(len(stats), count)
-    rows = packed[len(stats) * count :].reshape(len(histograms), count, bins + _ROW_STATS)
+def layer_values(name: str, stats: Sequence[str], numbers: np.ndarray, step: int) -> list[Summary.Value]:
+    """One layer's numbers of one logging step, a scalar per quantity of ``stats``, for its sub-run. A
+    non-finite norm is reported once per layer, in a warning and as text (tag ``watch/nonfinite``)."""
     values = []
-    for s, stat in enumerate(stats):
-        for name, number in zip(names, numbers[s].tolist(), strict=True):
-            values.append(scalar.simple_value(f"watch/{stat}/{name}", number))
-            if stat != "update_ratio" and not math.isfinite(number):
-                what = "weights" if stat == "weight_norm" else "gradient"
-                message = f"tbscope: watch: {what} of layer {name!r} hold NaN or Inf at step {step} ({stat} {number})"
-                if warn_once(("watch-nonfinite", name), message):
-                    values.append(text.text_value("watch/nonfinite", message))
-    for h, kind in enumerate(histograms):
-        values += [
-            histogram.from_device_bins(f"watch/{kind}/{name}", row, bins)[0]
-            for name, row in zip(names, rows[h], strict=True)
-        ]
+    for stat, number in zip(stats, np.asarray(numbers).reshape(-1).tolist(), strict=True):
+        values.append(scalar.simple_value(f"watch/{stat}", number))
+        if stat != "update_ratio" and not math.isfinite(number):
+            what = "weights" if stat == "weight_norm" else "gradient"
+            message = f"tbscope: watch: {what} of layer {name!r} hold NaN or Inf at step {step} ({stat} {number})"
+            if warn_once(("watch-nonfinite", name), message):
+                values.append(text.text_value("watch/nonfinite", message))
     return values
+
+
+def histogram_values(
+    names: Sequence[str], histograms: Sequence[str], bins: int, packed: np.ndarray
+) -> list[Summary.Value]:
+    """The histograms of one logging step from its packed tensor: a row per layer for each of ``histograms``."""
+    rows = np.asarray(packed).reshape(len(histograms), len(names), bins + _ROW_STATS)
+    return [
+        histogram.from_device_bins(f"watch/{kind}/{name}", row, bins)[0]
+        for h, kind in enumerate(histograms)
+        for name, row in zip(names, rows[h], strict=True)
+    ]
 
 
 def _activation_value(tag: str, row: np.ndarray, bins: int) -> Summary.Value:
@@ -117,18 +123,26 @@ class Watch:
         names = [name for name, _ in self._params]
         weights = [p.detach() for _, p in self._params]
         grads = [p.grad.detach() if p.grad is not None else torch.zeros_like(p) for _, p in self._params]
-        parts: list[torch.Tensor] = []
         stats: list[str] = []
         if self.norms:
-            weight_norms = torch.stack(torch._foreach_norm(weights)).double()
-            parts += [weight_norms, torch.stack(torch._foreach_norm(grads)).double()]
+            rows = [
+                torch.stack(torch._foreach_norm(weights)).double(),
+                torch.stack(torch._foreach_norm(grads)).double(),
+            ]
             stats += ["weight_norm", "grad_norm"]
             if self.update_ratio and self._previous is not None:
                 before = torch.stack(torch._foreach_norm(self._previous)).double()
                 moved = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, self._previous))).double()
-                parts.append(moved / before.clamp_min(1e-12))
+                rows.append(moved / before.clamp_min(1e-12))
                 stats.append("update_ratio")
             self._previous = None
+            per_layer = torch.stack(rows).t()  # a row of quantities per layer
+            for name, numbers in zip(names, per_layer, strict=True):
+                row = array("watch", numbers)
+                self.writer._put(
+                    "watch", f"watch/{name}", step, None, layer_values, (name, stats, row, step),
+                    isinstance(row, Pending), 8 * len(stats),
+                )  # fmt: skip
         # Histograms are heavy data: the writer's gate (its budget) decides, as for add_histogram. The
         # norms are scalars, which go on past any budget.
         gate = self.writer.gate
@@ -137,14 +151,15 @@ class Watch:
             for k in ("weights", "grads")
             if self.histograms and gate.admits("watch", "histogram", f"watch/{k}/*", step)
         ]
-        for kind in kinds:
-            tensors = weights if kind == "weights" else grads
-            parts.append(torch.stack([histogram.device_bins(t, self.bins, SAMPLE) for t in tensors]).reshape(-1))
-        if not parts:
+        if not kinds:
             return
-        packed = array("watch", torch.cat([p.reshape(-1).to(parts[0].device) for p in parts]))
+        parts = [
+            torch.stack([histogram.device_bins(t, self.bins, SAMPLE) for t in (weights if k == "weights" else grads)])
+            for k in kinds
+        ]
+        packed = array("watch", torch.cat([p.reshape(-1) for p in parts]))
         self.writer._put(
-            "watch", "", step, None, encode, (names, stats, kinds, self.bins, packed, step),
+            "watch", "", step, None, histogram_values, (names, kinds, self.bins, packed),
             isinstance(packed, Pending), int(packed.nbytes if not isinstance(packed, Pending) else packed.host.nbytes),
         )  # fmt: skip
 

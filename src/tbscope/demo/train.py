@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,19 +41,18 @@ SWEEP = (0.003, 0.01, 0.03)
 
 
 def build_model(width: int, classes: int) -> nn.Module:
-    """A small CNN: three conv blocks, global pooling and a linear head."""
+    """A small CNN: three conv blocks, global pooling and a linear head, each part named, so that
+    ``watch`` and the Graphs dashboard say ``features.block1.conv.weight`` rather than ``0.0.weight``."""
 
     def block(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
+        parts = {"conv": nn.Conv2d(cin, cout, 3, padding=1), "bn": nn.BatchNorm2d(cout), "relu": nn.ReLU(),
+                 "pool": nn.MaxPool2d(2)}  # fmt: skip
+        return nn.Sequential(OrderedDict(parts))
 
-    return nn.Sequential(
-        block(3, width),
-        block(width, width * 2),
-        block(width * 2, width * 4),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(width * 4, classes),
-    )
+    blocks = {"block1": block(3, width), "block2": block(width, width * 2), "block3": block(width * 2, width * 4)}
+    head = {"features": nn.Sequential(OrderedDict(blocks)), "pool": nn.AdaptiveAvgPool2d(1), "flatten": nn.Flatten(),
+            "classifier": nn.Linear(width * 4, classes)}  # fmt: skip
+    return nn.Sequential(OrderedDict(head))
 
 
 def run_sweep(
