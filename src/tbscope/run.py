@@ -48,6 +48,8 @@ from tbscope.summaries.hparams import HParamValue, flatten
 from tbscope.writer import NullWriter, Writer
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# A run folder's leading number (see _create_run_dir); folders of tbscope before it start with a UTC time.
+_NUMBERED = re.compile(r"^(\d+)-")
 
 
 @dataclass(frozen=True)
@@ -329,16 +331,20 @@ class Run:
 
 
 def _create_run_dir(experiment_dir: Path, name: str | None) -> tuple[Path, str]:
-    """A new, empty run directory; ``mkdir`` fails on a clash, so concurrent starts never share one."""
-    while True:
-        run_id = secrets.token_hex(4)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        path = experiment_dir / f"{stamp}-{run_id}{'-' + name if name else ''}"
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path, run_id
+    """A new, empty run directory, ``<n>-[<name>-]<id>``: ``n`` counts the experiment's runs in the order
+    they start (taken under the root's lock, so concurrent starts never share one), the name comes next,
+    where TensorBoard's run selector, legends and HParams table show it, and the id last."""
+    with atomic.locked(experiment_dir.parent / schema.HOME / schema.LOCK):
+        taken = [int(match[1]) for p in experiment_dir.iterdir() if (match := _NUMBERED.match(p.name))]
+        number = max(taken, default=0) + 1
+        while True:
+            run_id = secrets.token_hex(4)
+            path = experiment_dir / "-".join([f"{number:04d}", *([name] if name else []), run_id])
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return path, run_id
 
 
 def _find_run(root: Path, experiment: str, run: str | os.PathLike[str]) -> Path:
@@ -370,10 +376,11 @@ def init(
 ) -> Run:
     """Start a run of ``experiment``: its directory, its writer, its run.json and its hyperparameters.
 
-    The run goes to ``root/experiment/<UTC time>-<id>[-<name>]``; any number of processes may start
-    runs of one experiment at once and each gets its own directory. Inside a Hydra app the name
-    defaults to the command line's overrides (``lr-0.01_model.width-16``) and run.json records
-    Hydra's output directory. ``config`` (a dict, dataclass,
+    The run goes to ``root/experiment/<n>-[<name>-]<id>`` (``0003-baseline-1f2e3d4c``: the experiment's
+    third run), so that folders list in start order and TensorBoard shows the name near the front; any
+    number of processes may start runs of one experiment at once and each gets its own directory.
+    Inside a Hydra app the name defaults to the command line's overrides (``lr-0.01_model.width-16``)
+    and run.json records Hydra's output directory. ``config`` (a dict, dataclass,
     ``argparse.Namespace`` or OmegaConf config) is stored in run.json and becomes the run's HParams
     session, flattened with "/". ``metrics`` names the scalar tags that are the run's headline
     metrics (default: every tag under ``val/``, ``test/`` or ``metrics/``). ``budget`` bounds the

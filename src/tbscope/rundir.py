@@ -2,7 +2,8 @@
 and finding the runs under a root. What ``ls``, ``compare``, ``du``, ``prune`` and the Profile tab need
 of a run, without the writer: nothing here imports torch, pandas or the writer's pipeline.
 
-A run lives at ``root/experiment/<UTC time>-<id>[-<name>]``. Its ``run.json`` holds what the run is
+A run lives at ``root/experiment/<n>-[<name>-]<id>`` (made by tbscope before run numbers: ``<UTC
+time>-<id>[-<name>]``). Its ``run.json`` holds what the run is
 (id, experiment, config, code version, host) and how it is going (status, a heartbeat, per-tag scalar
 statistics and bytes on disk). Readers tell a run that died without a word ("crashed") from one still
 running by its pid and its heartbeat.
@@ -307,6 +308,20 @@ def run_meta(run_dir: Path, logdir: Path | None = None) -> dict[str, Any] | None
     return meta
 
 
+def names_run(folder: str, run_id: str) -> bool:
+    """Whether a folder named ``folder`` is the one tbscope made for run ``run_id``: ``<n>-[<name>-]<id>``,
+    or, from tbscope before run numbers, ``<UTC time>-<id>[-<name>]``.
+
+    Example:
+        >>> names_run("0003-baseline-1f2e3d4c", "1f2e3d4c"), names_run("20260101T000000Z-1f2e3d4c-x", "1f2e3d4c")
+        (True, True)
+        >>> names_run("0003-copy-of-another", "1f2e3d4c")
+        False
+    """
+    parts = folder.split("-")
+    return parts[-1] == run_id or parts[1:2] == [run_id]
+
+
 def run_folders(root: Path, experiment: str | None = None) -> list[Path]:
     """The folders ``root/<experiment>/<run>`` that hold something named run.json, in name order, symlinks
     not followed; a folder that cannot be listed is left out with a warning."""
@@ -334,7 +349,7 @@ def find_runs(root: Path, experiment: str | None = None) -> list[RunDir]:
     found = []
     for run_dir in run_folders(root, experiment):
         meta, problems = _read_run_json(run_dir, logdir, "prune leaves its folder alone")
-        if meta is None or run_dir.name.split("-")[1:2] != [meta["id"]]:
+        if meta is None or not names_run(run_dir.name, meta["id"]):
             continue  # not a tbscope run: never ours to touch
         complete = all(key in meta for key in _REQUIRED)
         if problems:

@@ -21,13 +21,10 @@ builds the summary from every run.json on disk, so the last one to write has see
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +32,15 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2
 
-from tbscope import record, rundir
+from tbscope import atomic, record, rundir
 from tbscope.summaries.hparams import HParamValue, experiment_value, hparam_info
 
 # The columns of each kind the HParams dashboard shows before the user picks others.
 SHOWN = 5
-# tbscope's own folder in a runs root: never a run, never an experiment.
+# tbscope's own folder in a runs root: never a run, never an experiment. Its lock file lets one process at
+# a time create a run's folder or rebuild the summary.
 HOME = ".tbscope"
+LOCK = "lock"
 _FOLDER = "hparams-"
 _PARTIAL = ".partial-"
 _EVENT_FILE = "events.out.tfevents.0000000000.tbscope-hparams"
@@ -79,17 +78,6 @@ def _metas(root: Path) -> list[dict[str, Any]]:
     return sorted(found, key=lambda meta: str(meta.get("created", "")))
 
 
-@contextlib.contextmanager
-def _turn(home: Path) -> Iterator[None]:
-    """Hold the root's lock: one process at a time rebuilds the summary."""
-    fd = os.open(home / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
 def _event_file(value: Summary.Value) -> bytes:
     now = time.time()
     events = [
@@ -116,8 +104,7 @@ def refresh(root: str | os.PathLike[str]) -> Path | None:
     if not rundir.run_folders(root_path):
         return None
     home = root_path / HOME
-    home.mkdir(exist_ok=True)
-    with _turn(home):
+    with atomic.locked(home / LOCK):
         metas = _metas(root_path)
         if not metas:
             return None
