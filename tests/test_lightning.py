@@ -70,7 +70,7 @@ def test_fit_logs_the_run_its_hyperparameters_beside_its_validation_metrics_and_
     logger = TBScopeLogger("tiny", root=tmp_path, name="baseline")
     trainer(logger).fit(Tiny(lr=0.05, width=8), loader(), loader())
     run = logger.run
-    assert run.dir.parent == tmp_path / "tiny" and run.dir.name.split("-")[1] == "baseline"
+    assert run.dir.parent == tmp_path / "tiny" and run.dir.name == "0001-baseline"
     meta = json.loads((run.dir / "run.json").read_text())
     assert meta["status"] == "finished" and meta["config"] == {"lr": 0.05, "width": 8}
     table = hparams_table(tmp_path)

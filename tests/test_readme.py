@@ -41,7 +41,7 @@ def test_the_readme_hydra_app_sweeps_into_one_experiment_of_named_runs(tmp_path:
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    names = sorted(p.name.split("-", 1)[1].rsplit("-", 1)[0] for p in (tmp_path / "runs" / "hydra-sweep").iterdir())
+    names = sorted(p.name.split("-", 1)[1] for p in (tmp_path / "runs" / "hydra-sweep").iterdir())
     assert names == ["lr-0.01_width-16", "lr-0.01_width-8", "lr-0.1_width-16", "lr-0.1_width-8"]
 
 

@@ -41,9 +41,9 @@ def test_init_lays_out_the_run_and_describes_it_in_run_json(tmp_path: Path) -> N
             run.writer.add_scalar("train/loss", 10.0 - step, step)
         run.writer.add_scalar("val/acc", 0.9, 19)
     assert run.dir.parent == tmp_path / "cnn"
-    number, name, run_id = run.dir.name.split("-")
-    assert number == "0001" and name == "baseline" and len(run_id) == 8  # the name near the front
+    assert run.dir.name == "0001-baseline"  # the name, where TensorBoard shows it
     meta = meta_of(run.dir)
+    run_id = meta["id"]
     assert meta["schema"] == 1 and meta["id"] == run_id == run.id and meta["experiment"] == "cnn"
     assert meta["status"] == "finished" and meta["ended"] >= meta["created"]
     assert meta["host"] == socket.gethostname() and meta["pid"] == os.getpid()
@@ -520,8 +520,7 @@ def test_runs_list_in_start_order_on_disk_and_in_ls_old_folders_included(tmp_pat
     unnamed = tbscope.init("sweep", root=tmp_path)
     unnamed.finish()
     names = [run.dir.name for run in [*started, unnamed]]
-    assert [n.split("-")[:2] for n in names[:3]] == [["0001", "zeta"], ["0002", "alpha"], ["0003", "mid"]]
-    assert names[3].startswith("0004-") and len(names[3]) == len("0004-") + 8
+    assert names == ["0001-zeta", "0002-alpha", "0003-mid", f"0004-{unnamed.id}"]
     assert sorted(names) == names  # on disk, by name: in start order
     listed = [entry.run for entry in catalog(tmp_path)]
     assert listed == [old.name, *names]  # tbscope ls: in start order, the run from before numbers first

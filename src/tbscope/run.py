@@ -331,18 +331,20 @@ class Run:
 
 
 def _create_run_dir(experiment_dir: Path, name: str | None) -> tuple[Path, str]:
-    """A new, empty run directory, ``<n>-[<name>-]<id>``: ``n`` counts the experiment's runs in the order
-    they start (taken under the root's lock, so concurrent starts never share one), the name comes next,
-    where TensorBoard's run selector, legends and HParams table show it, and the id last."""
+    """A new, empty run directory, ``<n>-<name>`` (``<n>-<id>`` without a name): ``n`` counts the
+    experiment's runs in the order they start (taken under the root's lock, so concurrent starts never
+    share one), and the name comes right after it, where TensorBoard's run selector, legends and HParams
+    table show it."""
+    run_id = secrets.token_hex(4)
     with atomic.locked(experiment_dir.parent / schema.HOME / schema.LOCK):
         taken = [int(match[1]) for p in experiment_dir.iterdir() if (match := _NUMBERED.match(p.name))]
         number = max(taken, default=0) + 1
         while True:
-            run_id = secrets.token_hex(4)
-            path = experiment_dir / "-".join([f"{number:04d}", *([name] if name else []), run_id])
+            path = experiment_dir / f"{number:04d}-{name or run_id}"
             try:
                 path.mkdir()
-            except FileExistsError:
+            except FileExistsError:  # a folder made without the lock
+                number += 1
                 continue
             return path, run_id
 
@@ -376,8 +378,8 @@ def init(
 ) -> Run:
     """Start a run of ``experiment``: its directory, its writer, its run.json and its hyperparameters.
 
-    The run goes to ``root/experiment/<n>-[<name>-]<id>`` (``0003-baseline-1f2e3d4c``: the experiment's
-    third run), so that folders list in start order and TensorBoard shows the name near the front; any
+    The run goes to ``root/experiment/<n>-<name>`` (``0003-baseline``: the experiment's third run;
+    ``<n>-<id>`` without a name), so that folders list in start order and TensorBoard shows the name; any
     number of processes may start runs of one experiment at once and each gets its own directory.
     Inside a Hydra app the name defaults to the command line's overrides (``lr-0.01_model.width-16``)
     and run.json records Hydra's output directory. ``config`` (a dict, dataclass,

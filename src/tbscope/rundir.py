@@ -2,8 +2,8 @@
 and finding the runs under a root. What ``ls``, ``compare``, ``du``, ``prune`` and the Profile tab need
 of a run, without the writer: nothing here imports torch, pandas or the writer's pipeline.
 
-A run lives at ``root/experiment/<n>-[<name>-]<id>`` (made by tbscope before run numbers: ``<UTC
-time>-<id>[-<name>]``). Its ``run.json`` holds what the run is
+A run lives at ``root/experiment/<n>-<name>`` or ``<n>-<id>`` (made by tbscope before run numbers:
+``<UTC time>-<id>[-<name>]``). Its ``run.json`` holds what the run is
 (id, experiment, config, code version, host) and how it is going (status, a heartbeat, per-tag scalar
 statistics and bytes on disk). Readers tell a run that died without a word ("crashed") from one still
 running by its pid and its heartbeat.
@@ -308,18 +308,22 @@ def run_meta(run_dir: Path, logdir: Path | None = None) -> dict[str, Any] | None
     return meta
 
 
-def names_run(folder: str, run_id: str) -> bool:
-    """Whether a folder named ``folder`` is the one tbscope made for run ``run_id``: ``<n>-[<name>-]<id>``,
-    or, from tbscope before run numbers, ``<UTC time>-<id>[-<name>]``.
+def names_run(folder: str, meta: Mapping[str, Any]) -> bool:
+    """Whether a folder named ``folder`` is the one tbscope made for the run of run.json ``meta``:
+    ``<n>-<name>``, ``<n>-<id>`` without a name, or, from tbscope before run numbers,
+    ``<UTC time>-<id>[-<name>]``.
 
     Example:
-        >>> names_run("0003-baseline-1f2e3d4c", "1f2e3d4c"), names_run("20260101T000000Z-1f2e3d4c-x", "1f2e3d4c")
-        (True, True)
-        >>> names_run("0003-copy-of-another", "1f2e3d4c")
+        >>> names_run("0003-baseline", {"id": "1f2e3d4c", "name": "baseline"})
+        True
+        >>> names_run("20260101T000000Z-1f2e3d4c-x", {"id": "1f2e3d4c", "name": "x"})
+        True
+        >>> names_run("0003-copy", {"id": "1f2e3d4c", "name": "baseline"})
         False
     """
-    parts = folder.split("-")
-    return parts[-1] == run_id or parts[1:2] == [run_id]
+    number, _, rest = folder.partition("-")
+    own = meta.get("name") or meta["id"]
+    return (number.isdigit() and rest == own) or folder.split("-")[1:2] == [meta["id"]]
 
 
 def run_folders(root: Path, experiment: str | None = None) -> list[Path]:
@@ -349,7 +353,7 @@ def find_runs(root: Path, experiment: str | None = None) -> list[RunDir]:
     found = []
     for run_dir in run_folders(root, experiment):
         meta, problems = _read_run_json(run_dir, logdir, "prune leaves its folder alone")
-        if meta is None or not names_run(run_dir.name, meta["id"]):
+        if meta is None or not names_run(run_dir.name, meta):
             continue  # not a tbscope run: never ours to touch
         complete = all(key in meta for key in _REQUIRED)
         if problems:

@@ -1,7 +1,7 @@
 """The demo's training script: a small CNN learns to tell shapes apart, and logs everything on the way.
 
 Run it with ``tbscope demo`` (or ``make demo``): a sweep of three runs over the learning rate, in
-``runs/shapes-cnn/<n>-lr-<lr>-<id>/``.
+``runs/shapes-cnn/<n>-lr-<lr>/``.
 """
 
 from __future__ import annotations

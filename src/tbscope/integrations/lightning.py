@@ -20,7 +20,7 @@ from tbscope.writer import Writer
 
 
 class TBScopeLogger(Logger):
-    """Log a Lightning run as a tbscope run: ``root/experiment/<n>-[<name>-]<id>`` with its run.json.
+    """Log a Lightning run as a tbscope run: ``root/experiment/<n>-<name>`` with its run.json.
 
     The run starts when Lightning first needs it (at ``fit``, ``validate`` or ``test``); the
     hyperparameters of ``save_hyperparameters()`` become its config and its HParams session, next
