@@ -47,6 +47,8 @@ def layer_values(name: str, stats: Sequence[str], numbers: np.ndarray, step: int
     non-finite norm is reported once per layer, in a warning and as text (tag ``watch/nonfinite``)."""
     values = []
     for stat, number in zip(stats, np.asarray(numbers).reshape(-1).tolist(), strict=True):
+        if stat == "update_ratio" and math.isnan(number):
+            continue  # the weights were all zero (a bias at its start): no ratio to them
         values.append(scalar.simple_value(f"watch/{stat}", number))
         if stat != "update_ratio" and not math.isfinite(number):
             what = "weights" if stat == "weight_norm" else "gradient"
@@ -133,7 +135,7 @@ class Watch:
             if self.update_ratio and self._previous is not None:
                 before = torch.stack(torch._foreach_norm(self._previous)).double()
                 moved = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, self._previous))).double()
-                rows.append(moved / before.clamp_min(1e-12))
+                rows.append(torch.where(before > 0, moved / before, torch.nan))  # no ratio to all-zero weights
                 stats.append("update_ratio")
             self._previous = None
             per_layer = torch.stack(rows).t()  # a row of quantities per layer
