@@ -41,7 +41,7 @@ def test_shapes_have_boxes_that_bound_their_masks() -> None:
     assert set(data.labels.tolist()) <= set(range(len(CLASS_NAMES)))
     for box, mask in zip(data.boxes, data.masks, strict=True):
         ys, xs = mask.nonzero()
-        assert tuple(box) == (xs.min(), ys.min(), xs.max(), ys.max())
+        assert tuple(box) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)  # edges around the pixels
     assert data.images.min() >= 0 and data.images.max() <= 1
 
 

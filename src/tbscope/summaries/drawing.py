@@ -84,17 +84,17 @@ class Box:
 
 def _dashed_rectangle(draw: ImageDraw.ImageDraw, box: Box, line: int) -> None:
     x1, y1, x2, y2 = box.xyxy
-    dash = 3 * line
+    dash, gap = 4 * line, 3 * line
     for start, end, fixed, horizontal in ((x1, x2, y1, True), (x1, x2, y2 - line + 1, True),
                                           (y1, y2, x1, False), (y1, y2, x2 - line + 1, False)):  # fmt: skip
         pos = start
         while pos < end:
-            stop = min(pos + dash, end)
+            stop = min(pos + dash - 1, end)
             if horizontal:
                 draw.rectangle([pos, fixed, stop, fixed + line - 1], fill=box.color)
             else:
                 draw.rectangle([fixed, pos, fixed + line - 1, stop], fill=box.color)
-            pos += 2 * dash
+            pos += dash + gap
 
 
 Rect = tuple[int, int, int, int]
