@@ -4,6 +4,7 @@ headline metrics, one experiment summary for the whole root, kept current as run
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -145,3 +146,19 @@ def test_a_root_tbscope_did_not_write_is_left_alone(tmp_path: Path) -> None:
 def test_tbscope_ls_lists_runs_not_the_summary_folder(tmp_path: Path) -> None:
     run = sweep_run(tmp_path, 0.01)
     assert [entry.path for entry in catalog(tmp_path)] == [str(run.dir.relative_to(tmp_path))]
+
+
+def test_tbscope_serve_brings_the_columns_of_a_tbscope_root_up_to_date_and_leaves_other_roots_alone(
+    tmp_path: Path,
+) -> None:
+    from conftest import free_port, serve, stop
+
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    sweep_run(ours, 0.01)
+    shutil.rmtree(ours / schema.HOME)  # as runs of a tbscope before the summary left it
+    with tbscope.Writer(theirs / "plain") as w:
+        w.add_hparams({"lr": 0.1}, {"final/loss": 0.2})
+    for root in (ours, theirs):
+        stop(serve(root, "--port", str(free_port())))
+    assert set(hparams_table(ours)[""]["metrics"]) == {"val/acc", "val/loss"}
+    assert not (theirs / schema.HOME).exists()
