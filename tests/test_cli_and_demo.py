@@ -70,7 +70,7 @@ def test_demo_command_sweeps_shows_progress_the_runs_and_how_to_open_tensorboard
     assert f"$ tbscope ls {tmp_path}" in lines and f"$ tbscope compare {tmp_path} --sort val/acc --desc" in lines
     assert f"    tbscope serve {tmp_path}" in lines
     runs = sorted((tmp_path / "shapes-cnn").iterdir())
-    assert sorted(run.name.split("-", 2)[2] for run in runs) == ["lr-0.003", "lr-0.01", "lr-0.03"]
+    assert [run.name for run in runs] == ["0001-lr-0.003", "0002-lr-0.01", "0003-lr-0.03"]  # in start order
     assert all(len(accumulate(run).Scalars("val/acc")) == 2 for run in runs)  # every epoch validated
     assert all(len(list((run / "profile").glob("*.pt.trace.json.gz"))) == 1 for run in runs)  # each run profiled
     assert all(run.name in result.stdout for run in runs)  # listed by ls and compare
