@@ -123,3 +123,20 @@ def test_pr_curves_log_each_class_average_precision_and_the_mean(tmp_path: Path)
         assert event.step == 4 and event.value == pytest.approx(expected, rel=1e-6)
         precisions.append(expected)
     assert acc.Scalars("val/pr/mAP")[0].value == pytest.approx(np.mean(precisions), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"target_boxes": [[0, 0, 60, 5]]},
+            r"target_boxes box 0 \[0, 0, 60, 5\] \(xyxy\) is outside the image of 48x48",
+        ),
+        ({"target_boxes": [[0, 0, 5, 5]], "target_labels": [0, 1]}, r"target_labels has shape \(2,\) for 1 boxes"),
+        ({"target_boxes": [[0, 0, 5]]}, r"target_boxes must have shape \(N, 4\), got \(1, 3\)"),
+        ({"target_boxes": [[0, 0, 5, 5]], "target_labels": [7]}, r"target_labels holds class id 7, but class_names"),
+    ],
+)
+def test_bad_ground_truth_is_a_clear_error_naming_the_argument(tmp_path: Path, kwargs: dict, match: str) -> None:
+    with Writer(tmp_path) as w, pytest.raises(ValueError, match=match):
+        w.add_image_with_detections("d", np.zeros((3, 48, 48)), [[1, 1, 9, 9]], 0, class_names=NAMES, **kwargs)
