@@ -78,11 +78,12 @@ def session_infos(log_dir: Path) -> tuple[object, object]:
     return start, end
 
 
-def hparams_table(logdir: Path) -> dict[str, dict[str, dict[str, Any]]]:
+def hparams_table(logdir: Path, multiplexer: Any = None) -> dict[str, dict[str, dict[str, Any]]]:
     """What TensorBoard's HParams dashboard shows for ``logdir``, from the plugin's own handlers
     (``get_experiment`` and ``list_session_groups``, behind its HTTP routes): ``{session: {"hparams":
     {name: value}, "metrics": {tag: value}}}``, and the experiment's hparam and metric columns under
-    the key ``""``."""
+    the key ``""`` (hparams: ``{name: [type, shown at first]}``). Given a ``multiplexer`` (a
+    ``plugin_event_multiplexer.EventMultiplexer``), it is reloaded as a running TensorBoard's is."""
     import json
 
     from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
@@ -90,7 +91,7 @@ def hparams_table(logdir: Path) -> dict[str, dict[str, dict[str, Any]]]:
     from tensorboard.plugins.hparams import hparams_plugin
     from werkzeug.test import Client
 
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(size_guidance=ALL)
+    multiplexer = multiplexer or plugin_event_multiplexer.EventMultiplexer(size_guidance=ALL)
     multiplexer.AddRunsFromDirectory(str(logdir))
     multiplexer.Reload()
     context = base_plugin.TBContext(
@@ -117,7 +118,7 @@ def hparams_table(logdir: Path) -> dict[str, dict[str, dict[str, Any]]]:
     }
     table: dict[str, dict[str, dict[str, Any]]] = {
         "": {
-            "hparams": {h["name"]: h.get("type") for h in experiment.get("hparamInfos", [])},
+            "hparams": {h["name"]: [h.get("type"), h.get("differs", False)] for h in experiment.get("hparamInfos", [])},
             "metrics": {f"{m['group']}/{m['tag']}" if m.get("group") else m["tag"]: None for m in metric_names},
         }
     }

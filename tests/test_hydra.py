@@ -43,7 +43,7 @@ def test_a_multirun_sweep_is_one_experiment_of_readable_runs_compared_side_by_si
     )
     assert result.returncode == 0, result.stderr
     runs = sorted((root / "sweep").iterdir())
-    assert sorted(p.name.split("-", 2)[2] for p in runs) == [
+    assert sorted(p.name.split("-", 1)[1] for p in runs) == [
         "lr-0.01_model.width-16", "lr-0.01_model.width-8", "lr-0.1_model.width-16", "lr-0.1_model.width-8",
     ]  # fmt: skip
     for run in runs:

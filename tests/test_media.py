@@ -15,9 +15,8 @@ from tensorboard.util import tensor_util
 import tbscope
 from conftest import accumulate
 from tbscope import Cadence, Writer
-from tbscope.media import CELL, color, confusion_matrix
-
-_MARGIN = 90
+from tbscope.summaries.confusion import confusion_matrix, layout
+from tbscope.summaries.drawing import ROW, color, enlargement
 
 
 def picture(log_dir: Path, tag: str, index: int = -1) -> np.ndarray:
@@ -68,8 +67,9 @@ def test_detections_are_drawn_in_their_class_colour_and_weak_ones_not_at_all(tmp
                                     class_names=["cat", "dog", "bird"], box_format="xywh", normalized=True,
                                     score_threshold=0.5)  # fmt: skip
     drawn = picture(tmp_path, "det")
-    assert tuple(drawn[60, 17]) == color(0) and tuple(drawn[45, 60]) == color(1)  # box edges
-    assert tuple(drawn[15, 10]) == (0, 0, 0)  # the weak bird box is not drawn
+    f = enlargement(64, 64)  # a small image is drawn on an enlarged copy
+    assert tuple(drawn[60 * f - 1, 17 * f]) == color(0) and tuple(drawn[45 * f, 60 * f - 1]) == color(1)  # edges
+    assert tuple(drawn[15 * f, 10 * f]) == (0, 0, 0)  # the weak bird box is not drawn
     assert np.array_equal(picture(tmp_path, "xywh"), drawn)
 
 
@@ -83,15 +83,16 @@ def test_segmentation_overlay_target_beside_prediction_and_a_legend(tmp_path: Pa
         w.add_image_with_mask("seg", image, mask, 0, class_names=["bg", "road", "car"], alpha=1.0)
         w.add_image_with_mask("pair", image, scores, 0, class_names=["bg", "road", "car"], alpha=0.5, target=mask)
     seg = picture(tmp_path, "seg")
-    assert seg.shape[1] == 30 and seg.shape[0] > 20  # the legend goes under the picture
-    assert tuple(seg[10, 15]) == color(2) and tuple(seg[1, 1]) == (128, 128, 128)
+    f = enlargement(20, 30)  # a small image is drawn on an enlarged copy, each pixel an f x f square
+    assert seg.shape[1] == 30 * f and seg.shape[0] > 20 * f  # the legend goes under the picture
+    assert tuple(seg[10 * f, 15 * f]) == color(2) and tuple(seg[1, 1]) == (128, 128, 128)
     pair = picture(tmp_path, "pair")
-    assert pair.shape[1] == 2 * 30 + 4
-    top = 14  # the "target" / "prediction" titles
+    assert pair.shape[1] == 2 * 30 * f + 4
+    top = ROW  # the "target" / "prediction" titles
     expected = tuple(round(0.5 * 128 + 0.5 * c) for c in color(2))
-    assert tuple(int(v) for v in pair[top + 10, 15]) == pytest.approx(expected, abs=1)  # target: the car
+    assert tuple(int(v) for v in pair[top + 10 * f, 15 * f]) == pytest.approx(expected, abs=1)  # target: the car
     left = tuple(round(0.5 * 128 + 0.5 * c) for c in color(1))
-    assert tuple(int(v) for v in pair[top + 10, 34 + 5]) == pytest.approx(left, abs=1)  # prediction: road
+    assert tuple(int(v) for v in pair[top + 10 * f, (30 + 5) * f + 4]) == pytest.approx(left, abs=1)  # prediction
 
 
 def test_confusion_matrix_picture_encodes_the_matrix(tmp_path: Path) -> None:
@@ -102,11 +103,15 @@ def test_confusion_matrix_picture_encodes_the_matrix(tmp_path: Path) -> None:
     with Writer(tmp_path) as w:
         w.add_confusion_matrix("cm", torch.from_numpy(truth), predicted, names, 0)
         w.add_confusion_matrix("recall", truth, predicted, names, 0, normalize="true")
+    at = layout(names)
     for tag, normalize in (("cm", None), ("recall", "true")):
         matrix = confusion_matrix(truth, predicted, 4, normalize)
         img = picture(tmp_path, tag)
         decoded = np.array(
-            [[(255 - img[_MARGIN + i * CELL + 2, _MARGIN + j * CELL + 2, 0]) / 200 for j in range(4)] for i in range(4)]
+            [
+                [(255 - img[at.top + i * at.cell + 2, at.left + j * at.cell + 2, 0]) / 200 for j in range(4)]
+                for i in range(4)
+            ]
         )
         assert np.allclose(decoded, matrix / matrix.max(), atol=1 / 200)
     expected = np.zeros((4, 4))

@@ -41,9 +41,9 @@ def test_init_lays_out_the_run_and_describes_it_in_run_json(tmp_path: Path) -> N
             run.writer.add_scalar("train/loss", 10.0 - step, step)
         run.writer.add_scalar("val/acc", 0.9, 19)
     assert run.dir.parent == tmp_path / "cnn"
-    stamp, run_id, name = run.dir.name.split("-")
-    assert datetime.strptime(stamp, "%Y%m%dT%H%M%SZ") and len(run_id) == 8 and name == "baseline"
+    assert run.dir.name == "0001-baseline"  # the name, where TensorBoard shows it
     meta = meta_of(run.dir)
+    run_id = meta["id"]
     assert meta["schema"] == 1 and meta["id"] == run_id == run.id and meta["experiment"] == "cnn"
     assert meta["status"] == "finished" and meta["ended"] >= meta["created"]
     assert meta["host"] == socket.gethostname() and meta["pid"] == os.getpid()
@@ -102,6 +102,7 @@ def test_forty_concurrent_inits_from_two_processes_get_forty_distinct_runs(tmp_p
     runs = find_runs(tmp_path, "sweep")
     assert len(runs) == 40
     assert len({r.meta["id"] for r in runs}) == 40 and all(r.status == "finished" for r in runs)
+    assert sorted(r.path.name.split("-")[0] for r in runs) == [f"{n:04d}" for n in range(1, 41)]  # each its own
 
 
 @pytest.mark.parametrize(
@@ -506,3 +507,24 @@ def test_prune_by_size_and_count_and_its_errors(tmp_path: Path) -> None:
     bad = prune(str(root), "--max-size", "lots")
     assert bad.returncode == 2 and "not a size: 'lots'" in bad.stderr
     assert prune(str(root), "--keep-last", "2", "--experiment", "nope").returncode == 2
+
+
+def test_runs_list_in_start_order_on_disk_and_in_ls_old_folders_included(tmp_path: Path) -> None:
+    from tbscope.catalog import catalog
+
+    now = datetime.now(timezone.utc)
+    old = fake_run(tmp_path, "sweep", now - timedelta(days=1), "finished")  # named as tbscope named runs before
+    started = [tbscope.init("sweep", root=tmp_path, name=name) for name in ("zeta", "alpha", "mid")]
+    for run in started:
+        run.finish()
+    unnamed = tbscope.init("sweep", root=tmp_path)
+    unnamed.finish()
+    names = [run.dir.name for run in [*started, unnamed]]
+    assert names == ["0001-zeta", "0002-alpha", "0003-mid", f"0004-{unnamed.id}"]
+    assert sorted(names) == names  # on disk, by name: in start order
+    listed = [entry.run for entry in catalog(tmp_path)]
+    assert listed == [old.name, *names]  # tbscope ls: in start order, the run from before numbers first
+    assert [r.path for r in find_runs(tmp_path, "sweep")] == [old, *(r.dir for r in [*started, unnamed])]
+    resumed = tbscope.init("sweep", root=tmp_path, resume=started[1].id)  # by id, whatever the folder's name
+    assert resumed.dir == started[1].dir
+    resumed.finish()

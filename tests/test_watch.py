@@ -37,16 +37,16 @@ def test_norms_and_update_ratios_equal_an_independent_computation(tmp_path: Path
     with Writer(tmp_path) as w:
         w.watch(model, cadence=Cadence(every=4, dense_until=0))
         train(model, 9, seen)
-    acc = accumulate(tmp_path)
     for name, _ in model.named_parameters():
-        weight = acc.Scalars(f"watch/weight_norm/{name}")
-        grad = acc.Scalars(f"watch/grad_norm/{name}")
+        acc = accumulate(tmp_path / "watch" / name)  # a sub-run a layer: one chart a quantity, a line a layer
+        weight = acc.Scalars("watch/weight_norm")
+        grad = acc.Scalars("watch/grad_norm")
         assert [e.step for e in weight] == [0, 4, 8] == [e.step for e in grad]
         for e in weight:
             assert e.value == pytest.approx(torch.linalg.norm(seen[e.step][f"w/{name}"]).item(), rel=1e-5)
         for e in grad:
             assert e.value == pytest.approx(torch.linalg.norm(seen[e.step][f"g/{name}"]).item(), rel=1e-5)
-        ratio = acc.Scalars(f"watch/update_ratio/{name}")
+        ratio = acc.Scalars("watch/update_ratio")
         assert [e.step for e in ratio] == [4, 8]  # step 0 has no step before it
         for e in ratio:
             before, after = seen[e.step - 1][f"w/{name}"], seen[e.step][f"w/{name}"]
@@ -82,7 +82,7 @@ def test_nan_in_a_layer_is_reported_once_naming_the_layer_and_the_step(tmp_path:
             if step >= 2:
                 out = out * torch.tensor([float("nan"), 1.0])
             out.sum().backward()
-    notes = accumulate(tmp_path).Tensors("watch/nonfinite")
+    notes = accumulate(tmp_path / "watch" / "2.weight").Tensors("watch/nonfinite")
     texts = [n.tensor_proto.string_val[0].decode() for n in notes]
     assert any("'2.weight'" in t and "step 2" in t for t in texts)
     assert sum("'2.weight'" in t for t in texts) == 1
@@ -98,7 +98,7 @@ def test_unwatch_removes_every_hook(tmp_path: Path) -> None:
         assert not any(p._post_accumulate_grad_hooks for p in model.parameters())
         assert not any(m._forward_hooks for m in model.modules())
         train(model, 3)
-    assert not [t for t in accumulate(tmp_path).Tags()["scalars"] if t.startswith("watch/")]
+    assert not (tmp_path / "watch").exists() and not accumulate(tmp_path).Tags()["histograms"]
 
 
 def test_steps_the_cadence_skips_log_nothing(tmp_path: Path) -> None:
@@ -107,9 +107,11 @@ def test_steps_the_cadence_skips_log_nothing(tmp_path: Path) -> None:
         watch = w.watch(model, cadence=Cadence(every=10, dense_until=10, dense_every=3))
         train(model, 25)
     assert watch.step == 25
-    steps = [e.step for e in accumulate(tmp_path).Scalars("watch/grad_norm/0.weight")]
+    steps = [e.step for e in accumulate(tmp_path / "watch" / "0.weight").Scalars("watch/grad_norm")]
     assert steps == [0, 3, 6, 9, 10, 20]
-    assert np.all(np.isfinite([e.value for e in accumulate(tmp_path).Scalars("watch/weight_norm/0.bias")]))
+    assert np.all(
+        np.isfinite([e.value for e in accumulate(tmp_path / "watch" / "0.bias").Scalars("watch/weight_norm")])
+    )
 
 
 def wide_model() -> torch.nn.Module:
@@ -136,7 +138,7 @@ def test_watch_stops_histograms_at_the_runs_byte_budget_with_one_warning_and_nor
     acc = accumulate(tmp_path)
     kept = [len(acc.Histograms(tag)) for tag in acc.Tags()["histograms"]]
     assert kept and max(kept) < 200
-    assert len(acc.Scalars("watch/grad_norm/0.weight")) == 200  # scalars go on
+    assert len(accumulate(tmp_path / "watch" / "0.weight").Scalars("watch/grad_norm")) == 200  # scalars go on
     (note,) = acc.Tensors("tbscope/budget")
     assert b"no longer logged" in note.tensor_proto.string_val[0]
     # What the run holds past its budget is the scalars that went on, not histograms.
@@ -160,3 +162,40 @@ def test_watch_keeps_the_budgets_histograms_per_tag_like_add_histogram(tmp_path:
     assert {"watch/weights/0.weight", "watch/grads/2.bias", "watch/activations/1", "h"} <= counts.keys()
     assert [e.step for e in acc.Histograms("watch/grads/0.weight")] == [0, 1, 2, 3, 4]
     assert sum("'watch/weights/*' has 5" in str(c.message) for c in caught) == 1
+
+
+def test_tensorboard_draws_one_chart_a_quantity_with_a_line_a_layer_named_by_its_qualified_name(
+    tmp_path: Path,
+) -> None:
+    from collections import OrderedDict
+
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+
+    conv = torch.nn.Sequential(OrderedDict(conv=torch.nn.Conv2d(3, 4, 3), bn=torch.nn.BatchNorm2d(4)))
+    model = torch.nn.Sequential(
+        OrderedDict(
+            features=torch.nn.Sequential(conv),
+            pool=torch.nn.AdaptiveAvgPool2d(1),
+            flat=torch.nn.Flatten(),
+            head=torch.nn.Linear(4, 2),
+        )
+    )
+    with Writer(tmp_path) as w:
+        w.watch(model, cadence=Cadence(every=1, dense_until=0))
+        for _ in range(3):
+            model(torch.randn(2, 3, 8, 8)).sum().backward()
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(tmp_path))
+    multiplexer.Reload()
+    charts: dict[str, set[str]] = {}  # what the Scalars dashboard draws: a chart a tag, a line a run
+    for run, tags in multiplexer.PluginRunToTagToContent("scalars").items():
+        for tag in tags:
+            charts.setdefault(tag, set()).add(run)
+    layers = {"features.0.conv.weight", "features.0.conv.bias", "features.0.bn.weight", "features.0.bn.bias",
+              "head.weight", "head.bias"}  # fmt: skip
+    assert set(charts) == {"watch/weight_norm", "watch/grad_norm", "watch/update_ratio"}
+    assert charts["watch/weight_norm"] == charts["watch/grad_norm"] == {f"watch/{layer}" for layer in layers}
+    # no update ratio to weights that are all zero (a batch norm's bias before any step): no 1e12 spike
+    assert charts["watch/update_ratio"] == {f"watch/{layer}" for layer in layers - {"features.0.bn.bias"}}
+    histograms = multiplexer.PluginRunToTagToContent("histograms")["."]
+    assert {f"watch/{kind}/{layer}" for kind in ("weights", "grads") for layer in layers} == set(histograms)

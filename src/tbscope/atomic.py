@@ -1,12 +1,15 @@
 """Files written whole: to a temporary file beside the target, then renamed over it, so that a reader, or
 a kill, never sees half a file. The file gets the mode a plain ``open()`` would give it (0644 under the
-usual umask), so that another user of a shared TensorBoard can read it."""
+usual umask), so that another user of a shared TensorBoard can read it. And ``locked``: one process at a
+time, through a lock file."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
@@ -41,3 +44,22 @@ def write_text(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the lock file ``path`` (created, with its folder, if missing): one holder at a time, among
+    processes and threads alike; released when the block ends, or when the process dies. Not reentrant.
+
+    Example:
+        >>> import tempfile; from pathlib import Path
+        >>> with locked(Path(tempfile.mkdtemp()) / ".tbscope" / "lock"):
+        ...     pass
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

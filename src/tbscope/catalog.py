@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from tbscope import reader, record, rundir, tagstats
+from tbscope import reader, record, rundir, schema, tagstats
 from tbscope.summaries.hparams import HParamValue, flatten
 
 
@@ -132,7 +132,7 @@ def _foreign_entry(root: Path, run: str, frame: pd.DataFrame, hparams: dict[str,
 
 def catalog(root: str | os.PathLike[str]) -> list[RunEntry]:
     """Every run under ``root``: tbscope runs from their run.json, any other directory of event files
-    (outside a tbscope run) from its events, in path order."""
+    (outside a tbscope run) from its events; folder by folder, the runs of each in the order they started."""
     root_path = Path(root)
     entries: list[RunEntry] = []
     tbscope_dirs: list[Path] = []
@@ -148,7 +148,7 @@ def catalog(root: str | os.PathLike[str]) -> list[RunEntry]:
     owned = {d.relative_to(root_path).parts for d in tbscope_dirs}
     foreign = [
         run for run in reader.find_event_files(root_path)
-        if not any(Path(run).parts[:i] in owned for i in range(1, len(Path(run).parts) + 1))
+        if not schema.is_home(run) and not any(Path(run).parts[:i] in owned for i in range(1, len(Path(run).parts) + 1))
     ]  # fmt: skip
     if foreign:
         frame = reader.read_scalars(root_path, runs=set(foreign))
@@ -162,7 +162,13 @@ def catalog(root: str | os.PathLike[str]) -> list[RunEntry]:
                 _foreign_entry(root_path, run, rows, dict(session.hparams) if session else {},
                                session.status if session else None)
             )  # fmt: skip
-    return sorted(entries, key=lambda e: e.path)
+    return sorted(entries, key=_start_order)
+
+
+def _start_order(entry: RunEntry) -> tuple[str, bool, datetime, str]:
+    """The runs of a folder in the order they started (unknown starts last), the folders by path."""
+    unknown = entry.started is None
+    return os.path.dirname(entry.path), unknown, entry.started or datetime.min.replace(tzinfo=timezone.utc), entry.path
 
 
 def metric_value(entry: RunEntry, tag: str, agg: str) -> float:

@@ -37,7 +37,7 @@ from tbscope.summaries import wire
 class Item(NamedTuple):
     """One value for the thread to encode, an event of its own with its wall time. ``encode(**args)``
     returns a Summary.Value, a list of them (one event), a serialized Summary entry (bytes, see
-    ``summaries.wire``), an Event, or None."""
+    ``summaries.wire``), an Event, None, or a dict of those by sub-run of ``run`` (an event in each)."""
 
     run: str  # the sub-run it goes to, "" for the writer's own
     step: int
@@ -285,16 +285,23 @@ class Pipeline:
                 what = repr(args["tag"]) if isinstance(args.get("tag"), str) else encode.__name__
                 self._fail(f"could not log {what} at step {step}", err, lost=1)
                 continue
-            if type(encoded) is Event:
-                encoded.step, encoded.wall_time = step, wall_time
-                self._append(run, encoded.SerializeToString())
-            elif encoded is not None:
-                if type(encoded) is list:
-                    summary = b"".join(wire.field_of(value) for value in encoded)
-                else:
-                    summary = encoded if type(encoded) is bytes else wire.field_of(encoded)
-                self._append(run, wire.event(wall_time, step, summary))
+            if type(encoded) is dict:  # by sub-run of the item's run: one value, several runs
+                for sub_run, part in encoded.items():
+                    self._append_encoded(f"{run}/{sub_run}".strip("/"), step, wall_time, part)
+            else:
+                self._append_encoded(run, step, wall_time, encoded)
         self._consumed_bytes += consumed
+
+    def _append_encoded(self, run: str, step: int, wall_time: float, encoded: Any) -> None:
+        if type(encoded) is Event:
+            encoded.step, encoded.wall_time = step, wall_time
+            self._append(run, encoded.SerializeToString())
+        elif encoded is not None and encoded != []:  # None, or an empty list: nothing to write
+            if type(encoded) is list:
+                summary = b"".join(wire.field_of(value) for value in encoded)
+            else:
+                summary = encoded if type(encoded) is bytes else wire.field_of(encoded)
+            self._append(run, wire.event(wall_time, step, summary))
 
     def _append(self, run: str, event: bytes) -> None:
         out = self._files.get(run)

@@ -2,7 +2,8 @@
 and finding the runs under a root. What ``ls``, ``compare``, ``du``, ``prune`` and the Profile tab need
 of a run, without the writer: nothing here imports torch, pandas or the writer's pipeline.
 
-A run lives at ``root/experiment/<UTC time>-<id>[-<name>]``. Its ``run.json`` holds what the run is
+A run lives at ``root/experiment/<n>-<name>`` or ``<n>-<id>`` (made by tbscope before run numbers:
+``<UTC time>-<id>[-<name>]``). Its ``run.json`` holds what the run is
 (id, experiment, config, code version, host) and how it is going (status, a heartbeat, per-tag scalar
 statistics and bytes on disk). Readers tell a run that died without a word ("crashed") from one still
 running by its pid and its heartbeat.
@@ -307,11 +308,27 @@ def run_meta(run_dir: Path, logdir: Path | None = None) -> dict[str, Any] | None
     return meta
 
 
-def find_runs(root: Path, experiment: str | None = None) -> list[RunDir]:
-    """Every tbscope run directly under ``root/<experiment>/``, oldest first, symlinks not followed, each
-    run.json read as ``run_meta`` reads it. A run whose run.json has no valid
-    created time, experiment or status is left out, so never deleted, with the warning that names it."""
-    logdir = root.resolve()
+def names_run(folder: str, meta: Mapping[str, Any]) -> bool:
+    """Whether a folder named ``folder`` is the one tbscope made for the run of run.json ``meta``:
+    ``<n>-<name>``, ``<n>-<id>`` without a name, or, from tbscope before run numbers,
+    ``<UTC time>-<id>[-<name>]``.
+
+    Example:
+        >>> names_run("0003-baseline", {"id": "1f2e3d4c", "name": "baseline"})
+        True
+        >>> names_run("20260101T000000Z-1f2e3d4c-x", {"id": "1f2e3d4c", "name": "x"})
+        True
+        >>> names_run("0003-copy", {"id": "1f2e3d4c", "name": "baseline"})
+        False
+    """
+    number, _, rest = folder.partition("-")
+    own = meta.get("name") or meta["id"]
+    return (number.isdigit() and rest == own) or folder.split("-")[1:2] == [meta["id"]]
+
+
+def run_folders(root: Path, experiment: str | None = None) -> list[Path]:
+    """The folders ``root/<experiment>/<run>`` that hold something named run.json, in name order, symlinks
+    not followed; a folder that cannot be listed is left out with a warning."""
 
     def folders(parent: Path) -> list[Path]:
         try:
@@ -324,19 +341,27 @@ def find_runs(root: Path, experiment: str | None = None) -> list[RunDir]:
     for experiment_dir in [root / experiment] if experiment else folders(root):
         if experiment_dir.is_symlink() or not experiment_dir.is_dir():
             continue
-        for run_dir in folders(experiment_dir):
-            if not os.path.lexists(run_dir / RUN_FILE):
-                continue
-            meta, problems = _read_run_json(run_dir, logdir, "prune leaves its folder alone")
-            if meta is None or run_dir.name.split("-")[1:2] != [meta["id"]]:
-                continue  # not a tbscope run: never ours to touch
-            complete = all(key in meta for key in _REQUIRED)
-            if problems:
-                _warn_fields(
-                    run_dir,
-                    problems,
-                    "prune judges the run by the rest" if complete else "prune never deletes this run",
-                )
-            if complete:
-                found.append(RunDir(run_dir, meta, effective_status(meta), dir_bytes(run_dir)))
+        found += [run_dir for run_dir in folders(experiment_dir) if os.path.lexists(run_dir / RUN_FILE)]
+    return found
+
+
+def find_runs(root: Path, experiment: str | None = None) -> list[RunDir]:
+    """Every tbscope run directly under ``root/<experiment>/``, oldest first, symlinks not followed, each
+    run.json read as ``run_meta`` reads it. A run whose run.json has no valid
+    created time, experiment or status is left out, so never deleted, with the warning that names it."""
+    logdir = root.resolve()
+    found = []
+    for run_dir in run_folders(root, experiment):
+        meta, problems = _read_run_json(run_dir, logdir, "prune leaves its folder alone")
+        if meta is None or not names_run(run_dir.name, meta):
+            continue  # not a tbscope run: never ours to touch
+        complete = all(key in meta for key in _REQUIRED)
+        if problems:
+            _warn_fields(
+                run_dir,
+                problems,
+                "prune judges the run by the rest" if complete else "prune never deletes this run",
+            )
+        if complete:
+            found.append(RunDir(run_dir, meta, effective_status(meta), dir_bytes(run_dir)))
     return sorted(found, key=lambda r: r.created)

@@ -28,18 +28,28 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
 
-from tbscope import atomic, tagstats
+from tbscope import atomic, schema, tagstats
 from tbscope.cli.units import format_bytes
 from tbscope.integrations import distributed
 from tbscope.integrations.hydra import hydra_job, name_from_overrides
 from tbscope.pipeline import end_status, on_exit
 from tbscope.policy import Budget, Cadence
 from tbscope.retention import Retention, apply_retention
-from tbscope.rundir import END_STATUSES, RUN_FILE, SCHEMA_VERSION, dir_bytes, process_identity, read_meta
+from tbscope.rundir import (
+    END_STATUSES,
+    RUN_FILE,
+    SCHEMA_VERSION,
+    dir_bytes,
+    headline_metrics,
+    process_identity,
+    read_meta,
+)
 from tbscope.summaries.hparams import HParamValue, flatten
 from tbscope.writer import NullWriter, Writer
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# A run folder's leading number (see _create_run_dir); folders of tbscope before it start with a UTC time.
+_NUMBERED = re.compile(r"^(\d+)-")
 
 
 @dataclass(frozen=True)
@@ -187,6 +197,7 @@ class Run:
         self._finished = False
         self._pid = os.getpid()
         self._note: Path | None = None  # rank 0's note for the other ranks, removed when the run ends
+        self._columns: object = None  # what this run last told the root's HParams columns (see _publish)
         self.writer: Writer
         if rank:
             self.writer = (
@@ -253,6 +264,24 @@ class Run:
             self._meta["summary"] = tagstats.merge(self._earlier, self.writer.scalar_stats())
             self._meta["bytes"] = dir_bytes(self.dir)
             write_json_atomically(self.dir / RUN_FILE, self._meta)
+            columns = (
+                sorted(self._meta["config_flat"].items(), key=lambda item: item[0]),
+                headline_metrics(self._meta),
+            )
+        if columns != self._columns:
+            self._columns = columns
+            self._publish()
+
+    def _publish(self) -> None:
+        """Bring the root's HParams columns up to date with this run's keys and headline metrics."""
+        try:
+            schema.refresh(self.dir.parent.parent)
+        except OSError as err:  # the dashboard's columns are never worth a failed run
+            warnings.warn(
+                f"tbscope: could not update the HParams columns of {self.dir.parent.parent}: {err}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _update(self) -> None:
         if not self._finished:
@@ -302,16 +331,22 @@ class Run:
 
 
 def _create_run_dir(experiment_dir: Path, name: str | None) -> tuple[Path, str]:
-    """A new, empty run directory; ``mkdir`` fails on a clash, so concurrent starts never share one."""
-    while True:
-        run_id = secrets.token_hex(4)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        path = experiment_dir / f"{stamp}-{run_id}{'-' + name if name else ''}"
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path, run_id
+    """A new, empty run directory, ``<n>-<name>`` (``<n>-<id>`` without a name): ``n`` counts the
+    experiment's runs in the order they start (taken under the root's lock, so concurrent starts never
+    share one), and the name comes right after it, where TensorBoard's run selector, legends and HParams
+    table show it."""
+    run_id = secrets.token_hex(4)
+    with atomic.locked(experiment_dir.parent / schema.HOME / schema.LOCK):
+        taken = [int(match[1]) for p in experiment_dir.iterdir() if (match := _NUMBERED.match(p.name))]
+        number = max(taken, default=0) + 1
+        while True:
+            path = experiment_dir / f"{number:04d}-{name or run_id}"
+            try:
+                path.mkdir()
+            except FileExistsError:  # a folder made without the lock
+                number += 1
+                continue
+            return path, run_id
 
 
 def _find_run(root: Path, experiment: str, run: str | os.PathLike[str]) -> Path:
@@ -343,10 +378,11 @@ def init(
 ) -> Run:
     """Start a run of ``experiment``: its directory, its writer, its run.json and its hyperparameters.
 
-    The run goes to ``root/experiment/<UTC time>-<id>[-<name>]``; any number of processes may start
-    runs of one experiment at once and each gets its own directory. Inside a Hydra app the name
-    defaults to the command line's overrides (``lr-0.01_model.width-16``) and run.json records
-    Hydra's output directory. ``config`` (a dict, dataclass,
+    The run goes to ``root/experiment/<n>-<name>`` (``0003-baseline``: the experiment's third run;
+    ``<n>-<id>`` without a name), so that folders list in start order and TensorBoard shows the name; any
+    number of processes may start runs of one experiment at once and each gets its own directory.
+    Inside a Hydra app the name defaults to the command line's overrides (``lr-0.01_model.width-16``)
+    and run.json records Hydra's output directory. ``config`` (a dict, dataclass,
     ``argparse.Namespace`` or OmegaConf config) is stored in run.json and becomes the run's HParams
     session, flattened with "/". ``metrics`` names the scalar tags that are the run's headline
     metrics (default: every tag under ``val/``, ``test/`` or ``metrics/``). ``budget`` bounds the

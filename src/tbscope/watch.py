@@ -1,9 +1,15 @@
 """Model watching: per-layer weight and gradient norms, update-to-weight ratios and histograms, at a cadence.
 
-Everything is computed on the model's device with batched (``torch._foreach_*``) operations, and the
-results of one logging step (statistics and histogram bins alike) travel to the host as one tensor,
-copied asynchronously (``Writer.add_deferred``): watching never synchronizes with the device, and goes
-through the writer's public path (its gate decides on histograms, as for ``add_histogram``). Steps count backward passes
+Layers are named by their parameters' qualified names (``features.0.conv.weight``). Each layer's numbers
+go to a sub-run of its own, ``watch/<layer>``, under one tag per quantity (``watch/grad_norm``,
+``watch/weight_norm``, ``watch/update_ratio``): TensorBoard then draws one chart per quantity with a line
+per layer, rather than a chart per layer and quantity. Histograms stay in the run, a tag per layer
+(``watch/weights/<layer>``, ``watch/grads/<layer>``, ``watch/activations/<module>``).
+
+Everything is computed on the model's device with batched (``torch._foreach_*``) operations; of one
+logging step, the numbers of every layer and every histogram's bins travel to the host as one tensor,
+copied asynchronously through the writer's public path (``Writer.add_deferred``; its gate decides on
+histograms, as for ``add_histogram``): watching never synchronizes with the device. Steps count backward passes
 from 0 (set ``Watch.step`` to follow another count); statistics are taken at the end of a backward
 pass, when every gradient is there.
 """
@@ -36,30 +42,40 @@ SAMPLE = 1 << 20
 _ROW_STATS = 6
 
 
-def encode(
-    names: Sequence[str], stats: Sequence[str], histograms: Sequence[str], bins: int, packed: np.ndarray, step: int
-) -> list[Summary.Value]:
-    """Summary values from one logging step's packed tensor: ``len(stats)`` rows of per-layer numbers,
-    then one histogram row per layer for each of ``histograms``. A non-finite norm is reported once per
-    layer, in a warning and as text in the run (tag ``watch/nonfinite``)."""
-    count = len(names)
-    numbers = packed[: len(stats) * count].reshape(len(stats), count)
-    rows = packed[len(stats) * count :].reshape(len(histograms), count, bins + _ROW_STATS)
+def layer_values(name: str, stats: Sequence[str], numbers: np.ndarray, step: int) -> list[Summary.Value]:
+    """One layer's numbers of one logging step, a scalar per quantity of ``stats``, for its sub-run. A
+    non-finite norm is reported once per layer, in a warning and as text (tag ``watch/nonfinite``)."""
     values = []
-    for s, stat in enumerate(stats):
-        for name, number in zip(names, numbers[s].tolist(), strict=True):
-            values.append(scalar.simple_value(f"watch/{stat}/{name}", number))
-            if stat != "update_ratio" and not math.isfinite(number):
-                what = "weights" if stat == "weight_norm" else "gradient"
-                message = f"tbscope: watch: {what} of layer {name!r} hold NaN or Inf at step {step} ({stat} {number})"
-                if warn_once(("watch-nonfinite", name), message):
-                    values.append(text.text_value("watch/nonfinite", message))
-    for h, kind in enumerate(histograms):
-        values += [
-            histogram.from_device_bins(f"watch/{kind}/{name}", row, bins)[0]
-            for name, row in zip(names, rows[h], strict=True)
-        ]
+    for stat, number in zip(stats, np.asarray(numbers).reshape(-1).tolist(), strict=True):
+        if stat == "update_ratio" and math.isnan(number):
+            continue  # the weights were all zero (a bias at its start): no ratio to them
+        values.append(scalar.simple_value(f"watch/{stat}", number))
+        if stat != "update_ratio" and not math.isfinite(number):
+            what = "weights" if stat == "weight_norm" else "gradient"
+            message = f"tbscope: watch: {what} of layer {name!r} hold NaN or Inf at step {step} ({stat} {number})"
+            if warn_once(("watch-nonfinite", name), message):
+                values.append(text.text_value("watch/nonfinite", message))
     return values
+
+
+def step_values(
+    names: Sequence[str], stats: Sequence[str], histograms: Sequence[str], bins: int, packed: np.ndarray, step: int
+) -> dict[str, list[Summary.Value]]:
+    """One logging step's values from its packed tensor, by sub-run: each layer's numbers (a row of
+    ``stats`` per layer) go to ``watch/<layer>``, the histograms (a row per layer for each of
+    ``histograms``) to the run itself ("")."""
+    count = len(names)
+    numbers = packed[: len(stats) * count].reshape(count, len(stats))
+    rows = packed[len(stats) * count :].reshape(len(histograms), count, bins + _ROW_STATS)
+    out: dict[str, list[Summary.Value]] = {}
+    if stats:
+        out = {f"watch/{name}": layer_values(name, stats, numbers[i], step) for i, name in enumerate(names)}
+    out[""] = [
+        histogram.from_device_bins(f"watch/{kind}/{name}", row, bins)[0]
+        for h, kind in enumerate(histograms)
+        for name, row in zip(names, rows[h], strict=True)
+    ]
+    return out
 
 
 def _activation_value(tag: str, row: np.ndarray, bins: int) -> Summary.Value:
@@ -117,18 +133,21 @@ class Watch:
         names = [name for name, _ in self._params]
         weights = [p.detach() for _, p in self._params]
         grads = [p.grad.detach() if p.grad is not None else torch.zeros_like(p) for _, p in self._params]
-        parts: list[torch.Tensor] = []
         stats: list[str] = []
+        parts: list[torch.Tensor] = []
         if self.norms:
-            weight_norms = torch.stack(torch._foreach_norm(weights)).double()
-            parts += [weight_norms, torch.stack(torch._foreach_norm(grads)).double()]
+            rows = [
+                torch.stack(torch._foreach_norm(weights)).double(),
+                torch.stack(torch._foreach_norm(grads)).double(),
+            ]
             stats += ["weight_norm", "grad_norm"]
             if self.update_ratio and self._previous is not None:
                 before = torch.stack(torch._foreach_norm(self._previous)).double()
                 moved = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, self._previous))).double()
-                parts.append(moved / before.clamp_min(1e-12))
+                rows.append(torch.where(before > 0, moved / before, torch.nan))  # no ratio to all-zero weights
                 stats.append("update_ratio")
             self._previous = None
+            parts.append(torch.stack(rows).t())  # a row of quantities per layer
         # Histograms are heavy data: the writer's gate (its budget) decides, as for add_histogram. The
         # norms are scalars, which go on past any budget.
         gate = self.writer.gate
@@ -139,12 +158,12 @@ class Watch:
         ]
         for kind in kinds:
             tensors = weights if kind == "weights" else grads
-            parts.append(torch.stack([histogram.device_bins(t, self.bins, SAMPLE) for t in tensors]).reshape(-1))
+            parts.append(torch.stack([histogram.device_bins(t, self.bins, SAMPLE) for t in tensors]))
         if not parts:
             return
-        packed = torch.cat([p.reshape(-1).to(parts[0].device) for p in parts])
+        packed = torch.cat([p.reshape(-1).to(parts[0].device) for p in parts])  # one copy to the host a step
         self.writer.add_deferred(
-            encode, step, names=names, stats=stats, histograms=kinds, bins=self.bins, packed=packed, step=step
+            step_values, step, names=names, stats=stats, histograms=kinds, bins=self.bins, packed=packed, step=step
         )
 
     def _activation_hook(self, name: str) -> Any:

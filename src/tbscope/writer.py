@@ -24,7 +24,7 @@ import numpy as np
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from tbscope import media, snapshot, tagstats
+from tbscope import snapshot, tagstats
 from tbscope.pipeline import (
     MAX_ITEMS,
     Item,
@@ -41,15 +41,20 @@ from tbscope.policy import Budget, Cadence, Gate
 from tbscope.snapshot import Pending
 from tbscope.summaries import (
     audio,
+    confusion,
     custom_scalars,
+    detection,
+    drawing,
     embedding,
     graph,
+    grid,
     histogram,
     hparams,
     image,
     mesh,
     pr_curve,
     scalar,
+    segmentation,
     text,
     video,
 )
@@ -662,8 +667,8 @@ class Writer:
             ...     w.add_image_grid("val/batch", np.random.rand(16, 3, 32, 32), 0, nrow=4, captions=list("abcd" * 4))
         """
         data = snapshot.array("add_image_grid", images)
-        layout = media.batch_layout(data.shape, dataformats)
-        media.check_batch("add_image_grid", "images", data.shape, layout)
+        layout = grid.batch_layout(data.shape, dataformats)
+        grid.check_batch("add_image_grid", "images", data.shape, layout)
         image.check_dtype("add_image_grid", data.dtype)
         if captions is not None and len(captions) != data.shape[0]:
             raise ValueError(
@@ -672,7 +677,7 @@ class Writer:
         if nrow < 1 or padding < 0:
             raise ValueError(f"add_image_grid: nrow must be at least 1 and padding not negative, got {nrow}, {padding}")
         return _encoding(
-            media.grid_value,
+            grid.grid_value,
             tag=tag,
             images=data,
             layout=layout,
@@ -699,44 +704,72 @@ class Writer:
         score_threshold: float = 0.0,
         dataformats: str = "CHW",
         walltime: float | None = None,
+        target_boxes: Any = None,
+        target_labels: Any = None,
     ) -> _Encoding:
-        """Log an image with detection boxes, each in its class's colour, named and scored.
+        """Log an image with detection boxes, each in its class's colour, named and scored, and with
+        ``target_boxes`` the ground truth beside them.
 
         ``boxes`` is (N, 4) in ``box_format`` ("xyxy", "xywh" or "cxcywh"), in pixels or, with
         ``normalized``, as fractions of the image. ``labels`` (N class ids, named by
         ``class_names``) and ``scores`` (N) are optional; boxes scoring under ``score_threshold``
-        are not drawn. Boxes outside the image and unknown class ids are errors.
+        are not drawn. ``target_boxes`` (M, 4, the same format) and ``target_labels`` (M) are the
+        ground truth: drawn solid, the predictions dashed, with a legend. Labels go outside the boxes
+        where they fit; an image under 256 pixels is enlarged (nearest neighbour) so that they fit.
+        Boxes outside the image and unknown class ids are errors.
+
+        Example:
+            >>> import tempfile, numpy as np, tbscope
+            >>> with tbscope.Writer(tempfile.mkdtemp()) as w:
+            ...     w.add_image_with_detections("val/detection", np.zeros((3, 48, 48)), [[8, 20, 30, 44]], 0,
+            ...                                 labels=[1], scores=[0.87], class_names=["circle", "triangle"],
+            ...                                 target_boxes=[[10, 18, 32, 42]], target_labels=[1])
         """
         method = "add_image_with_detections"
         data = self._image(method, img_tensor, dataformats)
-        if box_format not in media.BOX_FORMATS:
-            raise ValueError(f"{method}: box_format must be one of {', '.join(media.BOX_FORMATS)}, got {box_format!r}")
-        box_array = snapshot.array(method, boxes)
-        if len(box_array.shape) != 2 or box_array.shape[1] != 4:
-            raise ValueError(f"{method}: boxes must have shape (N, 4), got {tuple(box_array.shape)}")
-        extra = {name: snapshot.array(method, value) for name, value in (("labels", labels), ("scores", scores))
-                 if value is not None}  # fmt: skip
-        for name, value in extra.items():
-            if int(np.prod(value.shape)) != box_array.shape[0]:
-                raise ValueError(f"{method}: {name} has shape {tuple(value.shape)} for {box_array.shape[0]} boxes")
+        if box_format not in detection.BOX_FORMATS:
+            raise ValueError(
+                f"{method}: box_format must be one of {', '.join(detection.BOX_FORMATS)}, got {box_format!r}"
+            )
         height, width = image.image_size(data.shape, dataformats)
-        if not isinstance(box_array, Pending):
-            media.check_boxes(box_array, box_format, normalized, width, height)
-        if "labels" in extra and not isinstance(extra["labels"], Pending):
-            media.check_class_ids(method, "labels", extra["labels"], class_names)
+        arrays: dict[str, Any] = {}
+        for boxes_name, labels_name, box_value, more in (
+            ("boxes", "labels", boxes, {"labels": labels, "scores": scores}),
+            ("target_boxes", "target_labels", target_boxes, {"target_labels": target_labels}),
+        ):
+            if box_value is None and boxes_name == "target_boxes":
+                continue
+            box_array = snapshot.array(method, box_value)
+            if len(box_array.shape) != 2 or box_array.shape[1] != 4:
+                raise ValueError(f"{method}: {boxes_name} must have shape (N, 4), got {tuple(box_array.shape)}")
+            arrays[boxes_name] = box_array
+            for name, value in more.items():
+                if value is None:
+                    continue
+                arrays[name] = snapshot.array(method, value)
+                if int(np.prod(arrays[name].shape)) != box_array.shape[0]:
+                    raise ValueError(
+                        f"{method}: {name} has shape {tuple(arrays[name].shape)} for {box_array.shape[0]} boxes"
+                    )
+            if not isinstance(box_array, Pending):
+                detection.check_boxes(box_array, box_format, normalized, width, height, boxes_name)
+            if labels_name in arrays and not isinstance(arrays[labels_name], Pending):
+                drawing.check_class_ids(method, labels_name, arrays[labels_name], class_names)
         return _encoding(
-            media.detections_value,
+            detection.detections_value,
             tag=tag,
             image=data,
             dataformats=dataformats,
-            boxes=box_array,
-            labels=extra.get("labels"),
-            scores=extra.get("scores"),
+            boxes=arrays["boxes"],
+            labels=arrays.get("labels"),
+            scores=arrays.get("scores"),
             class_names=None if class_names is None else list(class_names),
             box_format=box_format,
             normalized=normalized,
             score_threshold=float(score_threshold),
             max_side=self._max_side,
+            target_boxes=arrays.get("target_boxes"),
+            target_labels=arrays.get("target_labels"),
         )
 
     @_heavy("image")
@@ -775,9 +808,9 @@ class Writer:
             if len(value.shape) == 2 and value.dtype.kind not in "iub":
                 raise TypeError(f"{method}: a (H, W) {name} holds integer class ids, got {value.dtype}")
             if len(value.shape) == 2 and not isinstance(value, Pending):
-                media.check_class_ids(method, name, value, class_names)
+                drawing.check_class_ids(method, name, value, class_names)
         return _encoding(
-            media.mask_value,
+            segmentation.mask_value,
             tag=tag,
             image=data,
             dataformats=dataformats,
@@ -810,14 +843,14 @@ class Writer:
         if not class_names:
             raise ValueError(f"{method}: class_names must name at least one class")
         truth, predicted = snapshot.array(method, y_true), snapshot.array(method, y_pred)
-        media.check_same_length(method, y_true=truth, y_pred=predicted)
+        confusion.check_same_length(method, y_true=truth, y_pred=predicted)
         for name, ids in (("y_true", truth), ("y_pred", predicted)):
             if ids.dtype.kind not in "iub":
                 raise TypeError(f"{method}: {name} holds class ids (integers), got {ids.dtype}")
             if not isinstance(ids, Pending):
-                media.check_class_ids(method, name, ids, class_names)
+                drawing.check_class_ids(method, name, ids, class_names)
         return _encoding(
-            media.confusion_value,
+            confusion.confusion_value,
             tag=tag,
             y_true=truth,
             y_pred=predicted,
@@ -836,7 +869,16 @@ class Writer:
         num_thresholds: int = 127,
         walltime: float | None = None,
     ) -> _Encoding:
-        """Log one PR curve per class, ``<tag>/<class name>``, from class ids and (N, K) probabilities."""
+        """Log one PR curve per class, ``<tag>/<class name>``, from class ids and (N, K) probabilities, and
+        as scalars each class's average precision, ``<tag>/AP/<class name>``, and their mean over the
+        classes present in ``labels``, ``<tag>/mAP``.
+
+        Example:
+            >>> import tempfile, numpy as np, tbscope
+            >>> with tbscope.Writer(tempfile.mkdtemp()) as w:
+            ...     w.add_pr_curves("val/pr", [0, 1, 1], np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]]), 0,
+            ...                     class_names=["cat", "dog"])
+        """
         method = "add_pr_curves"
         ids, scores = snapshot.array(method, labels), snapshot.array(method, probabilities)
         if len(scores.shape) != 2 or int(np.prod(ids.shape)) != scores.shape[0] or scores.shape[0] == 0:
@@ -850,7 +892,7 @@ class Writer:
         if not 2 <= num_thresholds <= 127:
             raise ValueError(f"{method}: num_thresholds must be in 2..127, got {num_thresholds}")
         if not isinstance(ids, Pending):
-            media.check_class_ids(method, "labels", ids, names)
+            drawing.check_class_ids(method, "labels", ids, names)
         return _encoding(
             pr_curve.per_class_values,
             tag=tag,

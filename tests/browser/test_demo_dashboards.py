@@ -1,4 +1,6 @@
-"""The demo, shortened, served by a real TensorBoard: Chromium finds content in every dashboard it feeds."""
+"""The demo, shortened, and a run of another experiment with other config keys, served by a real TensorBoard:
+Chromium finds content in every dashboard the demo feeds, the HParams dashboard shows every run with only
+headline metrics and a line per run, and Time Series a chart per quantity of the watched model."""
 
 from __future__ import annotations
 
@@ -10,17 +12,25 @@ from urllib.parse import quote
 
 import pytest
 
+import tbscope
 from conftest import frame_of, free_port, serve, stop
 from tbscope.demo.train import DemoConfig, run_sweep
 
 # Where the screenshots go, to be looked at: an ignored folder of the checkout, or $TBSCOPE_SCREENSHOTS.
-SHOTS = Path(os.environ.get("TBSCOPE_SCREENSHOTS", Path(__file__).resolve().parents[2] / "screenshots"))
+SHOTS = Path(os.environ.get("TBSCOPE_SCREENSHOTS", Path(__file__).resolve().parents[2] / "screenshots")) / "issue13"
+# A run of another experiment: some of the demo's keys, keys of its own, the same headline metrics.
+OTHER = {"lr": 0.02, "epochs": 2, "batch_size": 32, "momentum": 0.9, "width": 16, "optimizer": "adam", "augment": True}
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("demo")
     run_sweep(root, DemoConfig(epochs=2, train_images=256, val_images=64, batch_size=32), lrs=(0.01, 0.03))
+    with tbscope.init("shapes-resnet", root=root, name="adam", config=OTHER, metrics=["val/acc", "val/loss"]) as run:
+        for step in range(8):
+            run.writer.add_scalar("train/loss", 1 / (step + 1), step)
+        run.writer.add_scalar("val/acc", 0.7, 8)
+        run.writer.add_scalar("val/loss", 0.8, 8)
     served = serve(root, "--port", str(free_port()))
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield served
@@ -73,16 +83,70 @@ def test_the_graph_dashboard_draws_the_model(page: Any, served: Any) -> None:
     assert page.locator("tf-graph g.node").count() > 0
 
 
-def test_hparams_show_every_run_in_the_table_and_as_lines(page: Any, served: Any) -> None:
-    show(page, served, "hparams", re.compile("lr-0.03"))
+def open_hparams(page: Any, served: Any, view: str) -> Any:
+    """The HParams dashboard's ``view`` ("table", "parallel coordinates" or "scatter plot matrix")."""
+    page.goto(f"{served.url}/#hparams", wait_until="domcontentloaded")
+    page.get_by_text(re.compile("0001-adam")).first.wait_for(state="attached", timeout=60_000)
+    if view != "table":
+        page.get_by_text(re.compile(view, re.I)).first.click()
+    page.wait_for_timeout(1500)
+    return page
+
+
+def test_hparams_table_shows_every_run_and_only_headline_metrics(page: Any, served: Any) -> None:
+    open_hparams(page, served, "table")
     shot(page, "hparams-table")
-    assert page.get_by_text(re.compile("lr-0.01")).count() >= 1
-    page.get_by_text(re.compile("parallel coordinates", re.I)).first.click()
-    lines = page.locator("tf-hparams-parallel-coords-plot path.line, tf-hparams-parallel-coords-plot g.foreground path")
+    pane = page.locator("tf-hparams-query-pane")
+    for key in ("optimizer", "augment", "max_seconds", "lr"):  # the union of the runs' keys
+        assert pane.get_by_text(key, exact=True).count() >= 1
+    for metric in ("val/acc", "val/loss"):
+        assert pane.get_by_text(metric, exact=True).count() >= 1
+    assert pane.get_by_text(re.compile(r"^(train|watch|profile)/")).count() == 0  # no other scalar is a column
+    for run in ("shapes-cnn/0001-lr-0.01", "shapes-cnn/0002-lr-0.03", "shapes-resnet/0001-adam"):
+        assert page.get_by_text(run, exact=True).count() >= 1  # each run, by its name
+
+
+def test_hparams_parallel_coordinates_draw_a_line_per_run(page: Any, served: Any) -> None:
+    open_hparams(page, served, "parallel coordinates")
+    lines = page.locator("tf-hparams-parallel-coords-plot g.foreground path")
     lines.first.wait_for(state="attached", timeout=60_000)
     page.wait_for_timeout(1000)
     shot(page, "hparams-parallel")
-    assert lines.count() >= 2
+    assert lines.count() == 3
+
+
+def test_hparams_scatter_matrix_plots_every_run(page: Any, served: Any) -> None:
+    open_hparams(page, served, "scatter plot matrix")
+    points = page.locator("tf-hparams-scatter-plot-matrix-plot circle")
+    points.first.wait_for(state="attached", timeout=60_000)
+    page.wait_for_timeout(1000)
+    shot(page, "hparams-scatter")
+    cells = page.locator("tf-hparams-scatter-plot-matrix-plot g.cell").count()
+    assert cells > 0 and points.count() == 3 * cells  # a point a run in every cell
+
+
+def test_time_series_shows_a_chart_per_quantity_of_the_watched_model(page: Any, served: Any) -> None:
+    show(page, served, "timeseries", "watch/")
+    page.locator("button.filter-view-button[data-value='scalars']").click()  # scalar cards only
+    page.get_by_text(re.compile(r"^\s*3 cards\s*$")).first.wait_for(state="visible", timeout=60_000)
+    page.wait_for_timeout(1500)
+    shot(page, "timeseries-watch")
+    texts = page.locator("scalar-card").all_inner_texts()
+    titles = {text.split("Alt + Scroll")[0].replace("\n", "").strip() for text in texts}
+    assert {"watch/grad_norm", "watch/update_ratio", "watch/weight_norm"} <= titles
+    assert not [t for t in titles if t.startswith("watch/") and t.count("/") > 1]  # no chart per layer
+    legends = "".join(texts)
+    for layer in ("features.block1.conv.weight", "features.block3.bn.bias", "classifier.weight"):
+        assert f"shapes-cnn/0001-lr-0.01/watch/{layer}" in legends  # a line a layer, named
+
+
+def test_the_detection_and_mask_pictures_show(page: Any, served: Any) -> None:
+    for tag in ("val/detection", "data/masks", "val/mistakes", "val/confusion"):
+        show(page, served, "images", tag)
+        image = page.locator("img[src*='individualImage']").first
+        image.wait_for(state="visible", timeout=60_000)
+        assert image.evaluate("i => i.complete && i.naturalWidth") >= 256  # a small image, enlarged
+        shot(page, f"images-{tag.replace('/', '-')}")
 
 
 def test_the_projector_loads_the_embedding(page: Any, served: Any) -> None:

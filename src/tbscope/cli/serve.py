@@ -183,6 +183,12 @@ def run(args: argparse.Namespace) -> int:
         )
     from tensorboard import program
 
+    from tbscope import schema
+
+    try:  # tbscope's runs keep their root's HParams columns current; a root of other tools' runs is left alone
+        schema.refresh(root)
+    except OSError as err:
+        print(f"tbscope serve: could not update the HParams columns in {root}: {err}", file=sys.stderr)
     names = [*LOOPBACK_NAMES, host] + ([socket.gethostname()] if host in ALL_INTERFACES else [])
     checks: list[HostCheck] = []
 

@@ -15,7 +15,8 @@ CLASS_NAMES = ("circle", "square", "triangle", "ring", "cross", "diamond")
 @dataclass(frozen=True)
 class Shapes:
     """A labelled batch: ``images`` (N, 3, S, S) float32 in [0, 1], ``labels`` (N,), ``boxes`` (N, 4)
-    pixel xyxy and ``masks`` (N, S, S) bool."""
+    xyxy in pixel coordinates (``x2, y2``: the edges just past the shape's last pixels, so that a box
+    drawn there encloses the shape) and ``masks`` (N, S, S) bool."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -58,6 +59,6 @@ def make_shapes(n: int, size: int = 48, seed: int = 0) -> Shapes:
         colour = rng.uniform(0.3, 1.0, size=(3, 1, 1))
         images[i] = np.clip(np.where(mask, colour + rng.normal(0, 0.12, size=(3, size, size)), background), 0.0, 1.0)
         ys, xs = np.nonzero(mask)
-        boxes[i] = (xs.min(), ys.min(), xs.max(), ys.max())
+        boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
         masks[i] = mask
     return Shapes(images, labels, boxes, masks)

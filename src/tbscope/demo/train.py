@@ -1,13 +1,14 @@
 """The demo's training script: a small CNN learns to tell shapes apart, and logs everything on the way.
 
 Run it with ``tbscope demo`` (or ``make demo``): a sweep of three runs over the learning rate, in
-``runs/shapes-cnn/<time>-<id>-lr-<lr>/``.
+``runs/shapes-cnn/<n>-lr-<lr>/``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,19 +41,18 @@ SWEEP = (0.003, 0.01, 0.03)
 
 
 def build_model(width: int, classes: int) -> nn.Module:
-    """A small CNN: three conv blocks, global pooling and a linear head."""
+    """A small CNN: three conv blocks, global pooling and a linear head, each part named, so that
+    ``watch`` and the Graphs dashboard say ``features.block1.conv.weight`` rather than ``0.0.weight``."""
 
     def block(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
+        parts = {"conv": nn.Conv2d(cin, cout, 3, padding=1), "bn": nn.BatchNorm2d(cout), "relu": nn.ReLU(),
+                 "pool": nn.MaxPool2d(2)}  # fmt: skip
+        return nn.Sequential(OrderedDict(parts))
 
-    return nn.Sequential(
-        block(3, width),
-        block(width, width * 2),
-        block(width * 2, width * 4),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(width * 4, classes),
-    )
+    blocks = {"block1": block(3, width), "block2": block(width, width * 2), "block3": block(width * 2, width * 4)}
+    head = {"features": nn.Sequential(OrderedDict(blocks)), "pool": nn.AdaptiveAvgPool2d(1), "flatten": nn.Flatten(),
+            "classifier": nn.Linear(width * 4, classes)}  # fmt: skip
+    return nn.Sequential(OrderedDict(head))
 
 
 def run_sweep(
@@ -133,12 +133,12 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None, name: 
             )
             wrong = (predictions != y_val).nonzero().flatten()[:32]
             if len(wrong):
-                w.add_image_grid(
-                    "val/mistakes", x_val[wrong], step, captions=[CLASS_NAMES[int(p)] for p in predictions[wrong]]
-                )
+                captions = [f"{CLASS_NAMES[int(y_val[i])]} -> {CLASS_NAMES[int(predictions[i])]}" for i in wrong]
+                w.add_image_grid("val/mistakes", x_val[wrong], step, captions=captions)  # true -> predicted
             w.add_image_with_detections(
                 "val/detection", val.images[0], val.boxes[:1], step, labels=predictions[:1],
                 scores=probabilities[0, predictions[0]].reshape(1), class_names=CLASS_NAMES,
+                target_boxes=val.boxes[:1], target_labels=val.labels[:1],
             )  # fmt: skip
             w.add_confusion_matrix("val/confusion", y_val, predictions, CLASS_NAMES, step, normalize="true")
             w.add_pr_curves("val/pr", y_val, probabilities, step, class_names=CLASS_NAMES)

@@ -20,7 +20,7 @@ from tbscope.writer import Writer
 
 
 class TBScopeLogger(Logger):
-    """Log a Lightning run as a tbscope run: ``root/experiment/<time>-<id>[-name]`` with its run.json.
+    """Log a Lightning run as a tbscope run: ``root/experiment/<n>-<name>`` with its run.json.
 
     The run starts when Lightning first needs it (at ``fit``, ``validate`` or ``test``); the
     hyperparameters of ``save_hyperparameters()`` become its config and its HParams session, next
@@ -186,7 +186,7 @@ class _TBScopeCallback(Callback):
 
 class ValidationPredictions(_TBScopeCallback):
     """Log the first validation batch's pictures with what the model made of them, every
-    ``every_n_epochs`` epochs: a grid captioned "true → predicted" for class labels, and the boxes or the
+    ``every_n_epochs`` epochs: a grid captioned "true -> predicted" for class labels, and the boxes or the
     mask of a batch that has them (a dict with "boxes" or "masks").
 
     A batch is ``(images, labels)`` or a dict with "image(s)" and "label(s)"; predictions are the argmax
@@ -225,7 +225,7 @@ class ValidationPredictions(_TBScopeCallback):
             with torch.no_grad():
                 predicted = pl_module(images).argmax(1).tolist()
             captions = [
-                f"{name(t)} → {name(p)}" for t, p in zip(labels[: len(images)].tolist(), predicted, strict=True)
+                f"{name(t)} -> {name(p)}" for t, p in zip(labels[: len(images)].tolist(), predicted, strict=True)
             ]
         writer.add_image_grid("val/predictions", images, step, normalize=True, captions=captions)
         if isinstance(batch, dict) and isinstance(batch.get("boxes"), torch.Tensor | list):

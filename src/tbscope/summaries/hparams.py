@@ -1,15 +1,15 @@
-"""Hyperparameters: a run's values as an HParams session, written into the run's own event file.
+"""Hyperparameters: a run's values as an HParams session, written into the run's own event file, and
+the experiment summary that tells the HParams dashboard its columns.
 
-Only session start and end infos are written, never an experiment summary: TensorBoard takes the
-first experiment summary it finds as the schema of the whole logdir, which hides every key that
-other runs have and that run lacks. Without one it builds the schema from all runs' sessions, so
-runs with different keys, or a key whose type differs between runs, all show.
+A run never writes an experiment summary of its own: TensorBoard takes the first one it finds as the
+schema of the whole logdir, which would hide every key other runs have and that run lacks. The one
+summary of a runs root, with the columns of every run, is ``tbscope.schema``'s.
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -101,3 +101,38 @@ def session_of(value: Summary.Value) -> tuple[str, dict[str, HParamValue] | str]
             status, "unknown"
         )
     return None
+
+
+def _type(value: HParamValue) -> int:
+    if isinstance(value, bool):
+        return api_pb2.DATA_TYPE_BOOL
+    if isinstance(value, str):
+        return api_pb2.DATA_TYPE_STRING
+    return api_pb2.DATA_TYPE_FLOAT64
+
+
+def hparam_info(name: str, values: Sequence[HParamValue], differs: bool) -> api_pb2.HParamInfo:
+    """The column of hyperparameter ``name`` holding ``values`` (one a run that has it): numbers over
+    their range, bools and text as their distinct values. A key whose kind differs between runs is text
+    with no domain, so that the dashboard's value filter never hides a run. ``differs`` marks the column
+    as one the dashboard shows at first."""
+    kinds = {_type(v) for v in values}
+    kind = next(iter(kinds)) if len(kinds) == 1 else api_pb2.DATA_TYPE_STRING
+    info = api_pb2.HParamInfo(name=name, type=kind, differs=differs)
+    if len(kinds) > 1:
+        return info
+    if kind == api_pb2.DATA_TYPE_FLOAT64:
+        floats = [float(v) for v in values]
+        info.domain_interval.min_value, info.domain_interval.max_value = min(floats), max(floats)
+    else:
+        info.domain_discrete.extend(sorted(set(values), key=str))
+    return info
+
+
+def experiment_value(hparams: Sequence[api_pb2.HParamInfo], metrics: Sequence[str]) -> Summary.Value:
+    """The experiment summary: the HParams dashboard's hyperparameter columns, in order, and its metric
+    columns, the scalar tags ``metrics`` of each session's own run."""
+    experiment = api_pb2.Experiment(
+        hparam_infos=hparams, metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in metrics]
+    )
+    return _value(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment))

@@ -11,9 +11,11 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.image import metadata
+
+from tbscope.summaries import drawing
 
 _LAYOUT_LETTERS = {2: "HW", 3: "CHW", 4: "NCHW"}
 
@@ -98,17 +100,6 @@ def encode_png(hwc: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def draw_boxes(hwc: np.ndarray, boxes: np.ndarray, labels: Sequence[str] | None) -> np.ndarray:
-    """``hwc`` (uint8) with each ``x1, y1, x2, y2`` pixel box of ``boxes`` drawn in red, labelled."""
-    image = Image.fromarray(hwc if hwc.shape[2] > 1 else hwc[:, :, 0]).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
-        draw.rectangle([x1, y1, x2, y2], outline=(255, 0, 0), width=2)
-        if labels is not None:
-            draw.text((x1 + 3, y1 + 2), labels[i], fill=(255, 0, 0))
-    return np.asarray(image)
-
-
 def image_value(
     tag: str,
     array: np.ndarray,
@@ -127,8 +118,10 @@ def image_value(
         resized = Image.fromarray(hwc if hwc.shape[2] > 1 else hwc[:, :, 0]).resize((width, height))
         hwc = np.asarray(resized).reshape(height, width, -1)
         boxes = None if boxes is None else boxes * rescale
-    if boxes is not None:
-        hwc = draw_boxes(hwc, boxes, labels)
+    if boxes is not None:  # torch's way: red, and a label per box when there is one for every box
+        red = (255, 0, 0)
+        shown = [drawing.Box(tuple(b), red, labels[i] if labels else "") for i, b in enumerate(boxes.tolist())]
+        hwc = np.asarray(drawing.draw_boxes(drawing.rgb(hwc), shown))
     return encoded_value(tag, downscale(hwc, max_side))
 
 

@@ -1,4 +1,5 @@
-"""Precision-recall curves: counts at evenly spaced thresholds in the PR Curves plugin's tensor."""
+"""Precision-recall curves: counts at evenly spaced thresholds in the PR Curves plugin's tensor, and
+average precision."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import numpy as np
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.pr_curve import metadata
 from tensorboard.util import tensor_util
+
+from tbscope.summaries import scalar
 
 # Keeps precision finite where nothing was predicted positive, as TensorBoard's own summary does.
 _EPSILON = 1e-7
@@ -74,12 +77,37 @@ def pr_curve_raw_value(
     )
 
 
+def average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
+    """The area under the precision-recall curve taken at every distinct score (the sum over ranks of
+    the recall gained times the precision there); NaN when ``truth`` holds no positive."""
+    positives = int(np.count_nonzero(truth))
+    if positives == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    ranked_truth, ranked = truth[order], scores[order]
+    ends = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # the last rank of each distinct score
+    tp = np.cumsum(ranked_truth)[ends]
+    precision = tp / (ends + 1)
+    recall = tp / positives
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
 def per_class_values(
     tag: str, labels: np.ndarray, probabilities: np.ndarray, class_names: list[str], num_thresholds: int
 ) -> list[Summary.Value]:
-    """One PR curve per class, ``<tag>/<class name>``: class k against the rest, scored by column k."""
+    """One PR curve per class, ``<tag>/<class name>``: class k against the rest, scored by column k; and
+    scalars: each class's average precision, ``<tag>/AP/<class name>``, and their mean, ``<tag>/mAP``,
+    over the classes that have positives."""
     ids = np.asarray(labels).reshape(-1).astype(np.int64)
     scores = np.asarray(probabilities, dtype=np.float64).reshape(len(ids), -1)
-    return [
-        pr_curve_value(f"{tag}/{name}", ids == k, scores[:, k], num_thresholds) for k, name in enumerate(class_names)
-    ]
+    values = []
+    precisions = []
+    for k, name in enumerate(class_names):
+        values.append(pr_curve_value(f"{tag}/{name}", ids == k, scores[:, k], num_thresholds))
+        ap = average_precision(ids == k, np.nan_to_num(scores[:, k], nan=-np.inf))
+        if not np.isnan(ap):
+            values.append(scalar.simple_value(f"{tag}/AP/{name}", ap))
+            precisions.append(ap)
+    if precisions:
+        values.append(scalar.simple_value(f"{tag}/mAP", float(np.mean(precisions))))
+    return values

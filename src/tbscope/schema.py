@@ -1,0 +1,131 @@
+"""The HParams dashboard's columns for a runs root: one experiment summary, kept current by tbscope.
+
+TensorBoard takes the first experiment summary it finds under ``--logdir`` as the columns of every run
+there, and without one makes every scalar tag a metric column. So tbscope keeps exactly one for a runs
+root, built from the ``run.json`` of every tbscope run under it, of every experiment: as hyperparameter
+columns the union of the runs' config keys, as metric columns the runs' headline metrics (``metrics=``
+of ``init``, else their ``val/``, ``test/`` and ``metrics/`` tags). ``tensorboard --logdir ROOT`` and
+``tbscope serve ROOT`` show it alike.
+
+The dashboard shows five hyperparameter columns at first (those marked ``differs``, then others, each
+by name) and the first five metric columns, and its parallel coordinates leave out a run that has no
+value in a shown column. So the five columns marked are the keys most runs have, those whose values
+differ across runs first, and the metrics most runs have come first.
+
+The summary lives in ``ROOT/.tbscope/hparams-<digest>/``, which TensorBoard lists as a run without data.
+A running TensorBoard keeps the first summary it read from a folder, so a change goes to a new folder,
+written whole before its event file takes its name, and the old folder is deleted: TensorBoard drops a
+run whose folder is gone. Processes that start runs at once take turns through a lock file, and each
+builds the summary from every run.json on disk, so the last one to write has seen every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2
+
+from tbscope import atomic, record, rundir
+from tbscope.summaries.hparams import HParamValue, experiment_value, hparam_info
+
+# The columns of each kind the HParams dashboard shows before the user picks others.
+SHOWN = 5
+# tbscope's own folder in a runs root: never a run, never an experiment. Its lock file lets one process at
+# a time create a run's folder or rebuild the summary.
+HOME = ".tbscope"
+LOCK = "lock"
+_FOLDER = "hparams-"
+_PARTIAL = ".partial-"
+_EVENT_FILE = "events.out.tfevents.0000000000.tbscope-hparams"
+
+
+def columns(metas: list[dict[str, Any]]) -> tuple[list[api_pb2.HParamInfo], list[str]]:
+    """The dashboard's hyperparameter and metric columns for runs ``metas`` (run.json, oldest first),
+    in the order the dashboard should show them (see the module)."""
+    values: dict[str, list[HParamValue]] = {}
+    metric_runs: dict[str, int] = {}
+    for meta in metas:
+        for key, value in meta.get("config_flat", {}).items():
+            values.setdefault(key, []).append(value)
+        for tag in rundir.headline_metrics(meta):
+            metric_runs[tag] = metric_runs.get(tag, 0) + 1
+    runs = len(metas)
+
+    def varies(key: str) -> bool:
+        return len({(type(v), v) for v in values[key]}) > 1
+
+    shared = [key for key in values if len(values[key]) == runs]
+    order = (
+        [key for key in shared if varies(key)]
+        + [key for key in shared if not varies(key)]
+        + sorted((key for key in values if len(values[key]) < runs), key=lambda key: -len(values[key]))
+    )
+    hparams = [hparam_info(key, values[key], differs=i < SHOWN) for i, key in enumerate(order)]
+    metrics = sorted(metric_runs, key=lambda tag: -metric_runs[tag])  # stable: first seen first among equals
+    return hparams, metrics
+
+
+def _metas(root: Path) -> list[dict[str, Any]]:
+    logdir = root.resolve()
+    found = [meta for run_dir in rundir.run_folders(root) if (meta := rundir.run_meta(run_dir, logdir)) is not None]
+    return sorted(found, key=lambda meta: str(meta.get("created", "")))
+
+
+def _event_file(value: Summary.Value) -> bytes:
+    now = time.time()
+    events = [
+        Event(wall_time=now, file_version="brain.Event:2"),
+        Event(wall_time=now, step=0, summary=Summary(value=[value])),
+    ]
+    return b"".join(record.frame(event.SerializeToString()) for event in events)
+
+
+def refresh(root: str | os.PathLike[str]) -> Path | None:
+    """Bring the experiment summary of ``root`` up to date with the run.json of every tbscope run under
+    it; returns its folder, or None where ``root`` holds no tbscope run (nothing is written there).
+    Raises OSError when the folder cannot be written.
+
+    Example:
+        >>> import tempfile, tbscope
+        >>> root = tempfile.mkdtemp()
+        >>> with tbscope.init("cnn", root=root, config={"lr": 0.1}) as run:
+        ...     run.writer.add_scalar("val/acc", 0.9, 1)
+        >>> refresh(root).parent.name
+        '.tbscope'
+    """
+    root_path = Path(root)
+    if not rundir.run_folders(root_path):
+        return None
+    home = root_path / HOME
+    with atomic.locked(home / LOCK):
+        metas = _metas(root_path)
+        if not metas:
+            return None
+        hparams, metrics = columns(metas)
+        value = experiment_value(hparams, metrics)
+        digest = hashlib.sha1(value.SerializeToString(deterministic=True)).hexdigest()[:16]
+        target = home / f"{_FOLDER}{digest}"
+        if not (target / _EVENT_FILE).is_file():
+            partial = home / f"{_PARTIAL}{digest}"
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            (partial / "summary").write_bytes(_event_file(value))
+            shutil.rmtree(target, ignore_errors=True)
+            partial.rename(target)
+            (target / "summary").rename(target / _EVENT_FILE)  # TensorBoard sees it from now on, whole
+        for old in home.iterdir():
+            if old != target and old.name.startswith((_FOLDER, _PARTIAL)):
+                shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def is_home(run: str) -> bool:
+    """Whether TensorBoard's run name ``run`` (relative to the root) is inside tbscope's own folder."""
+    return Path(run).parts[:1] == (HOME,)

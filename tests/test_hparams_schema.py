@@ -1,0 +1,164 @@
+"""The HParams dashboard of a runs root, as TensorBoard's own plugin answers it: every run's keys, only
+headline metrics, one experiment summary for the whole root, kept current as runs start."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+
+import tbscope
+from conftest import ALL, hparams_table
+from tbscope import schema
+from tbscope.catalog import catalog
+
+SWEEP = {"epochs": 2, "batch_size": 32, "momentum": 0.9, "width": 8, "seed": 0, "image_size": 32}
+
+
+def sweep_run(root: Path, lr: float) -> tbscope.Run:
+    config = {**SWEEP, "lr": lr}
+    metrics = ["val/acc", "val/loss"]
+    with tbscope.init("shapes-cnn", root=root, config=config, name=f"lr-{lr:g}", metrics=metrics) as run:
+        for step in range(3):
+            run.writer.add_scalar("train/loss", 1 / (step + 1), step)
+            run.writer.add_scalar("watch/grad_norm/fc.weight", 0.1, step)
+        run.writer.add_scalar("val/acc", 10 * lr, 3)
+        run.writer.add_scalar("val/loss", lr, 3)
+    return run
+
+
+def baseline_run(root: Path) -> tbscope.Run:
+    """The README's run: another experiment, other keys, one headline metric by the default prefixes."""
+    config = {"lr": 0.01, "model": {"width": 16, "norm": "batch"}, "augment": True}
+    with tbscope.init("other-cnn", root=root, config=config, name="baseline") as run:
+        run.writer.add_scalar("train/loss", 0.5, 99)
+        run.writer.add_scalar("val/acc", 0.93, 100)
+        run.writer.add_scalar("test/acc", 0.91, 100)
+    return run
+
+
+def session(table: dict, run: tbscope.Run, root: Path) -> dict:
+    return table[str(run.dir.relative_to(root))]
+
+
+def test_every_run_shows_its_own_keys_and_only_headline_metrics(tmp_path: Path) -> None:
+    sweep = [sweep_run(tmp_path, lr) for lr in (0.003, 0.01, 0.03)]
+    baseline = baseline_run(tmp_path)
+    table = hparams_table(tmp_path)
+    columns = table[""]
+    assert set(columns["hparams"]) == {*SWEEP, "lr", "model/width", "model/norm", "augment"}
+    assert set(columns["metrics"]) == {"val/acc", "val/loss", "test/acc"}  # no train/*, no watch/*
+    assert len(table) == 1 + 4  # the columns, and one session a run
+    for run, lr in zip(sweep, (0.003, 0.01, 0.03), strict=True):
+        row = session(table, run, tmp_path)
+        assert row["hparams"] == {**{k: float(v) for k, v in SWEEP.items()}, "lr": lr}
+        assert row["metrics"]["val/acc"] == np.float32(10 * lr)
+    row = session(table, baseline, tmp_path)
+    assert row["hparams"] == {"lr": 0.01, "model/width": 16.0, "model/norm": "batch", "augment": True}
+    assert set(row["metrics"]) == {"val/acc", "test/acc"}
+
+
+def test_the_columns_shown_at_first_are_the_keys_most_runs_have(tmp_path: Path) -> None:
+    for lr in (0.003, 0.01, 0.03):
+        sweep_run(tmp_path, lr)
+    baseline_run(tmp_path)
+    shown = {name for name, (_, first) in hparams_table(tmp_path)[""]["hparams"].items() if first}
+    # lr is in every run and differs; the others shown are the sweep's, which three runs of four have
+    assert len(shown) == schema.SHOWN and "lr" in shown and shown <= {*SWEEP, "lr"}
+
+
+def test_a_running_tensorboard_sees_the_columns_change_as_runs_start(tmp_path: Path) -> None:
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(size_guidance=ALL)
+    sweep_run(tmp_path, 0.01)
+    assert set(hparams_table(tmp_path, multiplexer)[""]["hparams"]) == {*SWEEP, "lr"}
+    baseline = baseline_run(tmp_path)
+    table = hparams_table(tmp_path, multiplexer)
+    assert "augment" in table[""]["hparams"] and "test/acc" in table[""]["metrics"]
+    assert session(table, baseline, tmp_path)["hparams"]["augment"] is True
+    assert len(list((tmp_path / schema.HOME).glob("hparams-*"))) == 1
+
+
+def test_default_headline_metrics_become_columns_once_logged(tmp_path: Path) -> None:
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(size_guidance=ALL)
+    with tbscope.init("cnn", root=tmp_path, config={"lr": 0.1}) as run:
+        run.writer.add_scalar("train/loss", 1.0, 0)
+        run.writer.flush()
+        assert hparams_table(tmp_path, multiplexer)[""]["metrics"] == {}
+        run.writer.add_scalar("metrics/map", 0.5, 1)
+        run.writer.flush()
+        assert set(hparams_table(tmp_path, multiplexer)[""]["metrics"]) == {"metrics/map"}
+
+
+def test_processes_starting_runs_at_once_leave_one_summary_with_every_key(tmp_path: Path) -> None:
+    body = """
+        import sys, threading, tbscope
+        barrier = threading.Barrier(6)
+        def start(i):
+            barrier.wait()
+            tbscope.init("sweep", root=sys.argv[1], config={f"key_{sys.argv[2]}_{i}": i}).finish()
+        threads = [threading.Thread(target=start, args=(i,)) for i in range(6)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    """
+    procs = [
+        subprocess.Popen([sys.executable, "-c", textwrap.dedent(body), str(tmp_path), str(p)], stderr=subprocess.PIPE)
+        for p in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / schema.HOME).iterdir()) == ["hparams", "lock"]
+    table = hparams_table(tmp_path)
+    assert set(table[""]["hparams"]) == {f"key_{p}_{i}" for p in range(2) for i in range(6)}
+    assert len(table) == 1 + 12
+
+
+def test_a_run_json_written_by_someone_else_leaves_the_other_runs_columns_whole(tmp_path: Path) -> None:
+    sweep_run(tmp_path, 0.01)
+    odd = tmp_path / "shapes-cnn" / "20200101T000000Z-deadbeef"
+    odd.mkdir()
+    (odd / "run.json").write_text(
+        json.dumps({"schema": 1, "id": "deadbeef", "created": "yesterday", "config_flat": {"x": [1], "ok": 2}})
+    )
+    (tmp_path / "shapes-cnn" / "notes").mkdir()
+    (tmp_path / "shapes-cnn" / "notes" / "run.json").write_text("[not json")
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert schema.refresh(tmp_path) is not None
+    columns = hparams_table(tmp_path)[""]
+    assert set(columns["hparams"]) == {*SWEEP, "lr", "ok"} and set(columns["metrics"]) == {"val/acc", "val/loss"}
+
+
+def test_a_root_tbscope_did_not_write_is_left_alone(tmp_path: Path) -> None:
+    with tbscope.Writer(tmp_path / "plain") as w:
+        w.add_hparams({"lr": 0.1}, {"final/loss": 0.2})
+    assert schema.refresh(tmp_path) is None
+    assert not (tmp_path / schema.HOME).exists()
+
+
+def test_tbscope_ls_lists_runs_not_the_summary_folder(tmp_path: Path) -> None:
+    run = sweep_run(tmp_path, 0.01)
+    assert [entry.path for entry in catalog(tmp_path)] == [str(run.dir.relative_to(tmp_path))]
+
+
+def test_tbscope_serve_brings_the_columns_of_a_tbscope_root_up_to_date_and_leaves_other_roots_alone(
+    tmp_path: Path,
+) -> None:
+    from conftest import free_port, serve, stop
+
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    sweep_run(ours, 0.01)
+    shutil.rmtree(ours / schema.HOME)  # as runs of a tbscope before the summary left it
+    with tbscope.Writer(theirs / "plain") as w:
+        w.add_hparams({"lr": 0.1}, {"final/loss": 0.2})
+    for root in (ours, theirs):
+        stop(serve(root, "--port", str(free_port())))
+    assert set(hparams_table(ours)[""]["metrics"]) == {"val/acc", "val/loss"}
+    assert not (theirs / schema.HOME).exists()
