@@ -4,6 +4,7 @@ one or more traces, sized for a browser (no view sends more than a few MB, whate
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -12,9 +13,8 @@ from tbscope.profiler.overview import CATEGORIES, analyze, is_communication, mea
 from tbscope.profiler.tables import kernels, operators
 from tbscope.profiler.trace import STEP_NAME, Trace
 
-# Points of a memory curve, and segments of a timeline lane, at most: what a screen can show.
+# Points of a memory curve at most: what a screen can show.
 CURVE_POINTS = 2000
-LANE_SEGMENTS = 4000
 TOP = 20
 
 
@@ -79,38 +79,173 @@ def memory(trace: Trace) -> dict[str, Any]:
     }
 
 
-def _downsample(segments: list[tuple[float, float, str]], span: float) -> list[list[Any]]:
-    """Merge segments closer than one ``LANE_SEGMENTS``-th of ``span``; a merged one keeps the name of
-    its longest part."""
-    gap = span / LANE_SEGMENTS
-    out: list[list[Any]] = []
-    longest = 0.0
-    for start, end, name in sorted(segments):
-        if out and start - out[-1][1] < gap:
-            out[-1][1] = max(out[-1][1], end)
-            out[-1][3] += 1
-            if end - start > longest:
-                out[-1][2], longest = name, end - start
-        else:
-            out.append([start, end, name, 1])
-            longest = end - start
-    return out
+# Kinds drawn on a device stream's lane; every other kind is drawn on its host thread's lane.
+DEVICE_KINDS = ("kernel", "memcpy", "memset", "gpu_annotation")
+# Flows a timeline answer draws at most: enough for any window a screen can read.
+FLOWS = 2000
 
 
-def timeline(trace: Trace) -> dict[str, Any]:
-    """Lanes of steps, operators (per thread) and kernels (per stream), each downsampled on the server:
-    ``[start_us, end_us, name, events merged]`` segments."""
-    span = max((e.end for e in trace.events), default=0.0)
-    lanes: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
-    for e in trace.events:
-        if e.kind == "annotation" and STEP_NAME.match(e.name):
-            lanes["steps"].append((e.start, e.end, e.name))
-        elif e.kind == "cpu_op":
-            lanes[f"operators {e.thread}"].append((e.start, e.end, e.name))
-        elif e.kind in ("kernel", "memcpy", "memset"):
-            lanes[f"GPU stream {e.args.get('stream', '?')}"].append((e.start, e.end, e.name))
-    ordered = sorted(lanes, key=lambda lane: (lane != "steps", not lane.startswith("operators"), lane))
-    return {"span_us": span, "lanes": [{"name": lane, "segments": _downsample(lanes[lane], span)} for lane in ordered]}
+class Timeline:
+    """A trace laid out for the Timeline view, once per trace: one lane per host thread and per device
+    stream, each event's nesting depth within its lane, and launch-to-kernel flows (by correlation id).
+
+    ``window`` answers what a screen of ``px`` pixels shows of ``[start, end)``: every event wider than a
+    pixel, and the rest merged per lane, depth and pixel, so that an answer stays small whatever the trace."""
+
+    def __init__(self, trace: Trace) -> None:
+        import numpy as np
+
+        self.trace = trace
+        events = trace.events
+        members: dict[tuple[int, str], list[int]] = defaultdict(list)
+        for i, e in enumerate(events):
+            if e.kind in DEVICE_KINDS:
+                stream = e.args.get("stream", e.thread.rsplit(":", 1)[-1])
+                members[1, f"stream {stream}"].append(i)
+            else:
+                members[0, e.thread].append(i)
+        steps = [
+            (s.step, s.start, s.end) for s in analyze(trace).steps
+        ]
+        self.steps = steps
+        stepped = {events[i].thread for i in range(len(events)) if events[i].kind == "annotation"
+                   and STEP_NAME.match(events[i].name)}  # fmt: skip
+
+        def order(key: tuple[int, str]) -> tuple[Any, ...]:
+            side, name = key
+            if side == 1:
+                number = name.removeprefix("stream ")
+                return (1, 0, int(number) if number.lstrip("-").isdigit() else 0, name)
+            return (0, key[1] not in stepped, -len(members[key]), name)
+
+        self.depth = np.full(len(events), -1, dtype=np.int32)
+        self.lane_of = np.full(len(events), -1, dtype=np.int32)
+        self.lanes: list[dict[str, Any]] = []
+        for side, name in sorted(members, key=order):
+            ids = sorted(members[side, name], key=lambda i: (events[i].start, -events[i].end))
+            depths = []
+            open_ends: list[float] = []
+            for i in ids:
+                while open_ends and open_ends[-1] <= events[i].start:
+                    open_ends.pop()
+                depths.append(len(open_ends))
+                open_ends.append(events[i].end)
+            index = np.asarray(ids, dtype=np.int64)
+            starts = np.fromiter((events[i].start for i in ids), dtype=np.float64, count=len(ids))
+            ends = np.fromiter((events[i].end for i in ids), dtype=np.float64, count=len(ids))
+            self.depth[index] = depths
+            self.lane_of[index] = len(self.lanes)
+            device = next((events[i].args.get("device") for i in ids if "device" in events[i].args), None)
+            if side == 1:
+                label = f"GPU {device} {name}" if device is not None else f"GPU {name}"
+            else:
+                label = f"thread {name.rsplit(':', 1)[-1]}" + (" (main)" if name in stepped else "")
+            self.lanes.append({
+                "name": label, "kind": "stream" if side == 1 else "thread", "ids": index, "starts": starts,
+                "ends": ends, "depths": np.asarray(depths, dtype=np.int32),
+                "longest": float((ends - starts).max()) if len(ids) else 0.0,
+            })  # fmt: skip
+        launches: dict[Any, int] = {}
+        device_work: dict[Any, int] = {}
+        for i, e in enumerate(events):
+            correlation = e.args.get("correlation")
+            if correlation is None:
+                continue
+            if e.kind == "runtime":
+                launches[correlation] = i
+            elif e.kind in ("kernel", "memcpy", "memset"):
+                device_work[correlation] = i
+        pairs = [(launches[c], k) for c, k in device_work.items() if c in launches]
+        self.flow_from = {a: b for a, b in pairs}
+        self.flow_to = {b: a for a, b in pairs}
+        self.span = (
+            min((e.start for e in events), default=0.0),
+            max((e.end for e in events), default=0.0),
+        )
+
+    def window(self, start: float | None = None, end: float | None = None, px: int = 1500) -> dict[str, Any]:
+        """What ``px`` pixels show of ``[start, end)`` (the whole trace by default): per lane,
+        ``[start_us, end_us, depth, name, id, merged]`` events (``merged`` > 1: that many events, each
+        narrower than a pixel, drawn as one, named after the longest), and the flows whose both ends are shown."""
+        import numpy as np
+
+        a = self.span[0] if start is None else start
+        b = self.span[1] if end is None else end
+        if not (math.isfinite(a) and math.isfinite(b)):
+            raise ValueError(f"a window is two finite times in microseconds, got {start!r} and {end!r}")
+        if not b > a:
+            b = a + 1.0
+        px = max(100, min(int(px), 8000))
+        resolution = (b - a) / px
+        names: dict[str, int] = {}
+        lanes = []
+        shown: list[Any] = []
+        for lane in self.lanes:
+            starts, ends = lane["starts"], lane["ends"]
+            lo = int(np.searchsorted(starts, a - lane["longest"], side="left"))
+            hi = int(np.searchsorted(starts, b, side="left"))
+            inside = lo + np.flatnonzero(ends[lo:hi] > a)
+            wide = inside[(ends[inside] - starts[inside]) >= resolution]
+            narrow = inside[(ends[inside] - starts[inside]) < resolution]
+            rows: list[list[Any]] = []
+            for k in wide:
+                rows.append([starts[k], ends[k], int(lane["depths"][k]), int(k), 1])
+            if len(narrow):
+                column = np.floor((starts[narrow] - a) / resolution).astype(np.int64)
+                key = lane["depths"][narrow].astype(np.int64) * (px + 2) + column
+                duration = ends[narrow] - starts[narrow]
+                by_key = np.lexsort((duration, key))
+                keys = key[by_key]
+                first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+                last = np.r_[first[1:], len(keys)] - 1
+                ordered = narrow[by_key]
+                low = np.minimum.reduceat(starts[ordered], first)
+                high = np.maximum.reduceat(ends[ordered], first)
+                for g in range(len(first)):
+                    longest = int(ordered[last[g]])
+                    rows.append([low[g], high[g], int(lane["depths"][longest]), longest, int(last[g] - first[g] + 1)])
+            out = []
+            for lo_us, hi_us, depth, k, merged in rows:
+                event_id = int(lane["ids"][k])
+                name = self.trace.events[event_id].name
+                out.append([round(float(lo_us), 3), round(float(hi_us), 3), depth,
+                            names.setdefault(name, len(names)), event_id, merged])  # fmt: skip
+                if merged == 1:
+                    shown.append(event_id)
+            lanes.append({
+                "name": lane["name"], "kind": lane["kind"],
+                "depth": int(lane["depths"].max()) + 1 if len(lane["depths"]) else 1, "events": out,
+            })  # fmt: skip
+        visible = set(shown)
+        flows = [[i, self.flow_from[i]] for i in shown if i in self.flow_from and self.flow_from[i] in visible]
+        return {
+            "span_us": list(self.span),
+            "window_us": [a, b],
+            "steps": [[n, s, e] for n, s, e in self.steps],
+            "names": list(names),
+            "lanes": lanes,
+            "flows": flows[:FLOWS],
+        }
+
+    def event(self, event_id: int) -> dict[str, Any]:
+        """One event's details: what it is, when, its arguments, and the event at the other end of its flow."""
+        if not 0 <= event_id < len(self.trace.events):
+            raise ValueError(f"the trace has no event {event_id}")
+        e = self.trace.events[event_id]
+        lane = int(self.lane_of[event_id])
+        details: dict[str, Any] = {
+            "id": event_id, "name": e.name, "kind": e.kind, "lane": lane, "depth": int(self.depth[event_id]),
+            "lane_name": self.lanes[lane]["name"] if lane >= 0 else None,
+            "start_us": e.start, "end_us": e.end, "duration_us": e.end - e.start,
+            "step": next((n for n, a, b in self.steps if a <= e.start < b), None),
+            "args": {k: v for k, v in e.args.items()},
+        }  # fmt: skip
+        for key, other in (("launches", self.flow_from.get(event_id)), ("launched_by", self.flow_to.get(event_id))):
+            if other is not None:
+                o = self.trace.events[other]
+                details[key] = {"id": other, "name": o.name, "lane": int(self.lane_of[other]),
+                                "depth": int(self.depth[other]), "start_us": o.start, "end_us": o.end}  # fmt: skip
+        return details
 
 
 def distributed(traces: Sequence[Trace]) -> dict[str, Any]:
