@@ -346,3 +346,15 @@ def recommend(overview: Overview) -> list[str]:
             "with compute (bucketing in DDP) or reduce their size (gradient compression, larger batches)."
         )
     return advice
+
+
+def span(trace: Trace, step: int) -> Trace:
+    """The part of ``trace`` within one step's window (``ProfilerStep#<step>``, extended as the Overview
+    extends it to the device work the step launched). Raises ValueError for a step the trace lacks."""
+    window = next(((s.start, s.end) for s in analyze(trace).steps if s.step == step), None)
+    if window is None:
+        raise ValueError(f"the trace has no step {step}")
+    start, end = window
+    events = [e for e in trace.events if e.end > start and e.start < end]
+    memory = [m for m in trace.memory if start <= m.time < end]
+    return Trace(trace.path, events, trace.header, trace.unknown_categories, memory)

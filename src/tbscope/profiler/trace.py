@@ -276,37 +276,42 @@ def load(path: str | os.PathLike[str]) -> Trace:
     return Trace(str(trace_path), events, header, unknown, allocations)
 
 
-def span(trace: Trace, step: int) -> Trace:
-    """The part of ``trace`` within one step's window (``ProfilerStep#<step>``, extended as the Overview
-    extends it to the device work the step launched). Raises ValueError for a step the trace lacks."""
-    from tbscope.profiler.overview import analyze
-
-    window = next(((s.start, s.end) for s in analyze(trace).steps if s.step == step), None)
-    if window is None:
-        raise ValueError(f"the trace has no step {step}")
-    start, end = window
-    events = [e for e in trace.events if e.end > start and e.start < end]
-    memory = [m for m in trace.memory if start <= m.time < end]
-    return Trace(trace.path, events, trace.header, trace.unknown_categories, memory)
-
-
 def is_trace_file(name: str) -> bool:
     """Whether a file name is a torch.profiler trace's: ``*.pt.trace.json`` or ``*.pt.trace.json.gz``."""
     return name.endswith(TRACE_SUFFIXES)
 
 
+# Entries a search for traces looks at, at most: a logdir holding millions of files is not walked to its end.
+WALK_LIMIT = 200_000
+
+
 def find_traces(path: str | os.PathLike[str]) -> list[Path]:
-    """Trace files: ``path`` itself, or every trace under it. Under a folder only regular files count,
-    found without following symbolic links: a link, or a FIFO, named like a trace could lead anywhere."""
+    """Trace files: ``path`` itself, or every trace under it, at any depth (``tbscope.profile`` writes
+    ``<run>/profile/<worker>.<time>.pt.trace.json.gz``, torch's ``tensorboard_trace_handler``
+    ``<run>/<worker>.<time>.pt.trace.json``). Under a folder only regular files count, found without
+    following symbolic links: a link, or a FIFO, named like a trace could lead anywhere. The walk stops
+    after ``WALK_LIMIT`` entries.
+
+    Example:
+        >>> import tempfile; root = Path(tempfile.mkdtemp())
+        >>> (root / "run").mkdir(); (root / "run" / "host_1.17.pt.trace.json").write_text("{}")
+        2
+        >>> [p.relative_to(root).as_posix() for p in find_traces(root)]
+        ['run/host_1.17.pt.trace.json']
+    """
     root = Path(path)
     if root.is_file():
         return [root]
     found = []
+    seen = 0
     for folder, dirs, files in os.walk(root):
         dirs.sort()
+        seen += len(dirs) + len(files)
         for name in sorted(files):
             full = os.path.join(folder, name)
             with contextlib.suppress(OSError):
                 if is_trace_file(name) and stat.S_ISREG(os.lstat(full).st_mode):
                     found.append(Path(full))
+        if seen > WALK_LIMIT:
+            break
     return found
