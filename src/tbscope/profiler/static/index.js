@@ -125,6 +125,14 @@ function ticks(lo, hi, count = 5) {
   return out;
 }
 
+// Ticks from 0 up to a round value at or above `top`: a chart's highest point never sits above its last tick.
+function upTo(top, count = 5) {
+  const out = ticks(0, top, count);
+  const step = out.length > 1 ? out[1] - out[0] : top || 1;
+  while (out[out.length - 1] < top) out.push(out[out.length - 1] + step);
+  return out;
+}
+
 const tickLabel = (value, scale) => {
   const v = value / scale;
   return Number.isInteger(Math.round(v * 1000) / 1000) ? String(Math.round(v)) : String(parseFloat(v.toPrecision(4)));
@@ -174,8 +182,8 @@ function stepChart(overview) {
   const steps = overview.steps;
   const plot = Math.max(360, steps.length * 56), height = 220, left = 64, bottom = 40, top = 10;
   const longest = Math.max(...steps.map((s) => s.duration_us), 1);
-  const yTicks = ticks(0, longest, 5);
-  const yMax = Math.max(longest, yTicks[yTicks.length - 1]);
+  const yTicks = upTo(longest, 5);
+  const yMax = yTicks[yTicks.length - 1];
   const [scale, unit] = timeUnit(yMax);
   const y = (us) => top + height - (us / yMax) * height;
   const svg = element("svg", { id: "step-chart", width: plot + left + 10, height: top + height + bottom });
@@ -443,10 +451,10 @@ function memoryChart(id, curve, steps, onZoom, windowUs) {
   const t1 = windowUs ? windowUs[1] : curve.length ? curve[curve.length - 1][0] : 1;
   const inView = curve.filter((p) => p[0] >= t0 && p[0] <= t1);
   const most = Math.max(1, ...inView.flatMap((p) => [p[1], p[2]]));
-  const yTicks = ticks(0, most, 5);
-  const yMax = Math.max(most, yTicks[yTicks.length - 1]);
+  const yTicks = upTo(most, 5);
+  const yMax = yTicks[yTicks.length - 1];
   const [bScale, bUnit] = byteUnit(yMax);
-  const xTicks = ticks(t0, t1, 8);
+  const xTicks = ticks(0, t1 - t0, 8).map((t) => t + t0);
   const [tScale, tUnit] = timeUnit(t1 - t0 || 1);
   const x = (t) => left + ((t - t0) / (t1 - t0 || 1)) * width;
   const y = (v) => top + height - (v / yMax) * height;
