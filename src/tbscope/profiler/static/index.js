@@ -30,6 +30,7 @@ const STYLE = `
   th, td { padding: 3px 10px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
   th { cursor: pointer; user-select: none; background: var(--panel); font-weight: 500; }
   td.name, th.name, td.text, th.text { text-align: left; max-width: 560px; overflow: hidden; text-overflow: ellipsis; }
+  th.stack { text-align: left; }
   td.stack { text-align: left; max-width: 420px; overflow: hidden; text-overflow: ellipsis; font-family: monospace; font-size: 12px; }
   .advice { background: var(--advice); border-left: 3px solid var(--accent); padding: 6px 10px; margin: 6px 0; }
   .legend { margin: 4px 0; }
@@ -285,16 +286,20 @@ function frames(stack) {
 }
 
 function frameText(frame) {
-  // torch writes "path/to/file.py(42): function"
+  // torch writes "path/to/file.py(42): function", and "<built-in method conv2d of type object at 0x7f...>"
+  const builtin = /^<built-in (?:method|function) (\S+)/.exec(frame);
+  if (builtin) return `${builtin[1]} (built-in)`;
   const match = /^(.*)\((\d+)\):\s*(.*)$/.exec(frame);
-  if (!match) return frame;
+  if (!match) return frame.replace(/ at 0x[0-9a-f]+/gi, "");
   const file = match[1].split("/").slice(-2).join("/");
   return `${file}:${match[2]} ${match[3]}`;
 }
 
+// The innermost frame of the user's own code; else the innermost Python frame of a library.
 function calledFrom(stack) {
-  const list = frames(stack);
-  const own = list.find((f) => !/(site-packages|dist-packages|\/torch\/|<built-in|^<)/.test(f)) || list[0];
+  const python = frames(stack).filter((f) => /\.py\(\d+\)/.test(f));
+  const library = /(^|\/)(torch|site-packages|dist-packages|lightning|pytorch_lightning)\//;
+  const own = python.find((f) => !library.test(f)) || python[0];
   return own ? frameText(own) : "-";
 }
 

@@ -1,0 +1,263 @@
+"""Every view of the Profile tab in Chromium, on a real TensorBoard, as a user sees it: on the shared GPU
+traces, on a trace captured here with ``tbscope.profile`` on the CPU, and on a logdir written by torch's own
+``tensorboard_trace_handler``. The Timeline zooms on the wheel and shows a kernel's details on a click, the
+Memory view has axis ticks with units and a legend, the tab follows TensorBoard's dark mode, no request
+leaves the origin and nothing is logged as an error."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tbscope
+from conftest import frame_of, running_tensorboard
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "traces"
+TRACES = {
+    "v100": "gpu/v100_rank0_steps101-104.pt.trace.json.gz",
+    "memory": "gpu/v100_memory_steps2-5.pt.trace.json.gz",
+    "h200": "gpu/h200_eager_cnn_steps2-4.pt.trace.json.gz",
+    "cpu": "cpu/cpu_only_rank34.pt.trace.json.gz",
+    "diff": "gpu/a100_diff_control.pt.trace.json.gz",
+}
+# Where the screenshots go, to be looked at: an ignored folder of the checkout, or $TBSCOPE_SCREENSHOTS.
+SHOTS = Path(os.environ.get("TBSCOPE_SCREENSHOTS", Path(__file__).resolve().parents[2] / "screenshots")) / "profile"
+# What each view shows once drawn: a selector that only content matches.
+CONTENT = {
+    "Overview": "#step-chart rect.segment",
+    "Operators": "#operators tbody tr",
+    "Kernels": "#kernels tbody tr, #kernels",
+    "Memory": "#allocators",
+    "Timeline": "#timeline-lanes div",
+    "Distributed": "#distributed tbody tr",
+    "Modules": "#modules tbody tr, #modules-empty",
+    "Diff": "#diff-category tbody tr, #diff-path",
+}
+
+
+def missing(what: str) -> None:
+    """Skip for want of ``what``; under CI a skipped browser test is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"cannot be skipped under CI: {what}")
+    pytest.skip(what)
+
+
+def capture(directory: Path, handler: bool) -> None:
+    """A few training steps of a small CNN on the CPU, profiled by ``tbscope.profile`` into the run at
+    ``directory`` or, with ``handler``, by torch's ``tensorboard_trace_handler`` into ``directory``."""
+    import torch
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 14 * 14, 4)
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def train(profiler: Any) -> None:
+        for _ in range(4):
+            loss = model(torch.randn(8, 3, 16, 16)).sum()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            profiler.step()
+
+    if handler:
+        with torch.profiler.profile(
+            schedule=torch.profiler.schedule(wait=0, warmup=1, active=2),
+            on_trace_ready=torch.profiler.tensorboard_trace_handler(str(directory)),
+            record_shapes=True,
+            profile_memory=True,
+        ) as profiler:
+            train(profiler)
+    else:
+        with (
+            tbscope.init("captured", root=directory) as run,
+            tbscope.profile(run, wait=0, warmup=1, active=2) as profiler,
+        ):
+            train(profiler)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A TensorBoard over one run per shared trace (copied: never read in place) and one captured here."""
+    if not SHARED.is_dir():
+        missing(f"the shared traces are not at {SHARED}")
+    root = tmp_path_factory.mktemp("logs")
+    for run, name in TRACES.items():
+        (root / run / "profile").mkdir(parents=True)
+        shutil.copy(SHARED / name, root / run / "profile")
+    shutil.copy(SHARED / "gpu/a100_diff_test.pt.trace.json.gz", root / "diff" / "profile")
+    capture(root, handler=False)
+    with running_tensorboard(root) as url:
+        yield url
+
+
+@pytest.fixture
+def watched(page: Any) -> Iterator[tuple[Any, list[str], list[str]]]:
+    """The page, every URL it requested, and every error it logged."""
+    requests: list[str] = []
+    errors: list[str] = []
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page, requests, errors
+
+
+def open_tab(page: Any, url: str, run: str) -> Any:
+    page.goto(f"{url}/#tbscope_profile", wait_until="domcontentloaded")
+    frame = frame_of(page, "plugin_entry")
+    frame.locator("#step-chart").wait_for(state="visible", timeout=60_000)
+    options = frame.locator("#run option").all_text_contents()
+    chosen = next(o for o in options if o == run or o.startswith(f"{run}/"))
+    if frame.locator("#run").input_value() != chosen:
+        frame.locator("#run").select_option(chosen)
+        frame.locator("#step-chart").wait_for(state="visible", timeout=60_000)
+    return frame
+
+
+def view(frame: Any, name: str) -> None:
+    frame.get_by_role("button", name=name, exact=True).click()
+    frame.locator(f"#view {CONTENT[name]}").first.wait_for(state="attached", timeout=60_000)
+
+
+@pytest.mark.parametrize("run", [*TRACES, "captured"])
+def test_every_view_shows_its_content_and_nothing_leaves_the_origin(served: str, watched: Any, run: str) -> None:
+    page, requests, errors = watched
+    frame = open_tab(page, served, run)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for name in CONTENT:
+        view(frame, name)
+        assert "Could not analyze" not in frame.locator("#view").inner_text(), (run, name)
+        page.screenshot(path=str(SHOTS / f"{run}-{name.lower()}-light.png"), full_page=True)
+    assert requests and all(url.startswith(served) for url in requests), [
+        u for u in requests if not u.startswith(served)
+    ]
+    assert not errors, errors
+
+
+def canvas_picture(frame: Any) -> str:
+    return str(frame.evaluate("document.querySelector('#timeline').toDataURL()"))
+
+
+def test_timeline_zooms_on_the_wheel_and_shows_a_kernels_details_on_click(served: str, watched: Any) -> None:
+    page, _, errors = watched
+    frame = open_tab(page, served, "v100")
+    view(frame, "Timeline")
+    lane = frame.locator("#timeline-lanes div", has_text="stream 7")
+    lane.wait_for(state="attached", timeout=60_000)
+    before, shown = canvas_picture(frame), frame.locator("#timeline-window").inner_text()
+    box = frame.locator("#timeline").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + 60)
+    for _ in range(6):
+        page.mouse.wheel(0, -400)
+    frame.wait_for_function(f"document.querySelector('#timeline-window').textContent !== {shown!r}", timeout=30_000)
+    assert canvas_picture(frame) != before
+    assert float(frame.locator("#timeline-window").inner_text().split()[1]) < float(shown.split()[1])
+    page.wait_for_load_state("networkidle")
+    # A kernel, as the user finds one: a run of the kernel colour in the stream's lane.
+    lane_top = float(lane.evaluate("node => node.offsetTop"))
+    found = frame.evaluate(
+        """(y) => {
+            const canvas = document.querySelector('#timeline');
+            const ratio = canvas.width / canvas.clientWidth;
+            const row = canvas.getContext('2d').getImageData(0, Math.round((y + 8) * ratio), canvas.width, 1).data;
+            let run = 0;
+            for (let x = 0; x < canvas.width; x++) {
+                const [r, g, b] = row.slice(4 * x, 4 * x + 3);
+                run = r === 0x8f && g === 0xb8 && b === 0xde ? run + 1 : 0;
+                if (run >= 4) return (x - 2) / ratio;
+            }
+            return null;
+        }""",
+        lane_top,
+    )
+    assert found is not None, "no kernel drawn in the stream's lane"
+    page.mouse.click(box["x"] + found, box["y"] + lane_top + 8)
+    details = frame.locator("#event-details")
+    details.locator("#event-args").wait_for(timeout=30_000)
+    text = details.inner_text()
+    assert "kernel" in text and "launched by" in text and "duration" in text, text
+    api = f"{served}/data/plugin/tbscope_profile/kernels?run=v100&worker={Path(TRACES['v100']).name}"
+    with urllib.request.urlopen(api, timeout=60) as response:
+        names = {row["name"] for row in json.loads(response.read())}
+    assert details.locator(".title").inner_text() in names
+    assert not errors, errors
+
+
+def test_memory_view_shows_ticks_with_units_a_legend_and_what_the_table_sums(served: str, watched: Any) -> None:
+    page, _, errors = watched
+    frame = open_tab(page, served, "memory")
+    view(frame, "Memory")
+    chart = frame.locator("#view svg[id^='memory-cuda']").first
+    chart.wait_for(timeout=60_000)
+    y_ticks = chart.locator("text.tick.y").all_text_contents()
+    x_ticks = chart.locator("text.tick.x").all_text_contents()
+    assert len(y_ticks) >= 3 and all(t.split()[-1] in ("B", "KB", "MB", "GB") for t in y_ticks), y_ticks
+    assert len(x_ticks) >= 3, x_ticks
+    assert "time (" in chart.text_content()
+    legend = frame.locator("#memory-legend").inner_text()
+    assert "allocated" in legend and "reserved" in legend
+    assert {"allocated", "reserved"} <= set(
+        chart.locator("path[data-series]").evaluate_all("ps => ps.map(p => p.dataset.series)")
+    )
+    assert "summed over" in frame.locator("#allocations-span").inner_text()
+    # Dragging across the chart zooms in: the time axis then covers less.
+    first = chart.locator("text.tick.x").last.text_content()
+    box = chart.bounding_box()
+    page.mouse.move(box["x"] + 200, box["y"] + 100)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 400, box["y"] + 100, steps=5)
+    page.mouse.up()
+    zoomed = frame.locator("#view svg[id^='memory-cuda']").first.locator("text.tick.x").last.text_content()
+    assert zoomed != first
+    assert not errors, errors
+
+
+def test_the_tab_follows_tensorboards_dark_mode(served: str, watched: Any) -> None:
+    page, _, errors = watched
+    frame = open_tab(page, served, "h200")
+    background = "getComputedStyle(document.body).backgroundColor"
+    light = frame.evaluate(background)
+    page.evaluate("document.body.classList.add('dark-mode')")  # what TensorBoard's own toggle does
+    frame.wait_for_function(f"{background} !== {light!r}", timeout=10_000)
+    dark = frame.evaluate(background)
+    channels = [int(c) for c in dark[dark.index("(") + 1 : dark.index(")")].split(",")[:3]]
+    assert max(channels) < 100, dark
+    page.evaluate("document.body.classList.remove('dark-mode')")
+    frame.wait_for_function(f"{background} === {light!r}", timeout=10_000)
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("name", list(CONTENT))
+def test_each_view_draws_dark_when_the_browser_prefers_dark(served: str, browser: Any, name: str) -> None:
+    """Each view, on the H200 trace, dark as TensorBoard is when the browser prefers dark; saved to be looked at."""
+    context = browser.new_context(color_scheme="dark", viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        frame = open_tab(page, served, "h200" if name != "Memory" else "memory")
+        assert frame.evaluate("document.documentElement.classList.contains('dark')")
+        view(frame, name)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name.lower()}-dark.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_the_tab_appears_for_a_logdir_written_by_torchs_trace_handler(tmp_path: Path, watched: Any) -> None:
+    page, requests, errors = watched
+    capture(tmp_path / "handler_run", handler=True)
+    assert list((tmp_path / "handler_run").glob("*.pt.trace.json*")), "torch wrote no trace"
+    with running_tensorboard(tmp_path) as url:
+        frame = open_tab(page, url, "handler_run")
+        assert frame.locator("#step-chart rect.segment").count() > 0
+        view(frame, "Timeline")
+        assert frame.locator("#timeline-lanes div").count() >= 1
+        assert all(u.startswith(url) for u in requests)
+    assert not errors, errors
