@@ -314,7 +314,9 @@ function recommendation(item) {
   if (typeof item === "string") return element("div", { class: "advice" }, item);
   const box = element("div", { class: "advice" }, item.text);
   if (item.figure && item.figure.name) {
-    box.append(element("span", { class: "muted" }, ` (${item.figure.name}: ${item.figure.value}${item.figure.unit ? ` ${item.figure.unit}` : ""})`));
+    const { name, value, unit } = item.figure;
+    const shown = unit === "share" ? pct(value) : unit === "count" ? String(Math.round(value)) : `${value}${unit ? ` ${unit}` : ""}`;
+    box.append(element("span", { class: "muted figure" }, ` (${name}: ${shown})`));
   }
   const links = (item.events || []).map((e) => {
     const link = element("button", { class: "link", title: `show ${e.name} in ${e.view}` }, e.name.length > 60 ? `${e.name.slice(0, 59)}…` : e.name);
@@ -351,20 +353,23 @@ async function showOverview(view, run, worker) {
   const configuration = card("Run", [
     ["worker", config.worker || overview.worker],
     ["torch", config.torch_version],
+    ["distributed", !config.distributed ? "no" : typeof config.distributed !== "object" ? String(config.distributed)
+      : Object.entries(config.distributed).filter(([, v]) => typeof v !== "object").map(([k, v]) => `${k} ${v}`).join(", ")],
     ["steps", stepsShown.length ? `${stepsShown.length} (${stepsShown[0]}${stepsShown.length > 1 ? `–${stepsShown[stepsShown.length - 1]}` : ""})` : "0"],
     ["average step", `${ms(all / n)} ms`],
     ["trace", String(overview.file || worker).split("/").pop()],
   ]);
-  const gpus = overview.gpus || (overview.devices || []).map((d) => ({ ...d, sm_efficiency: overview.sm_efficiency,
-    achieved_occupancy: overview.achieved_occupancy, tensor_core_share: overview.tensor_core_share }));
+  const gpus = overview.gpus || overview.devices || [];
+  const share = (v) => (v === null || v === undefined ? "-" : pct(v));
   const gpuCards = gpus.map((g) => card(`GPU ${g.id ?? ""} ${g.name || ""}`.trim(), [
     ["utilization", pct(g.utilization ?? overview.gpu_utilization)],
-    ["SM efficiency", pct(g.sm_efficiency)],
-    ["achieved occupancy", g.achieved_occupancy === null || g.achieved_occupancy === undefined ? "-" : `${g.achieved_occupancy.toFixed(1)}%`],
-    ["tensor-core share", pct(g.tensor_core_share)],
-    ["peak memory", g.peak_memory_bytes ? bytes(g.peak_memory_bytes) : overview.memory_peak_share !== null && overview.memory_peak_share !== undefined ? `${pct(overview.memory_peak_share)} of capacity` : "-"],
+    ["SM efficiency", share(g.sm_efficiency ?? overview.sm_efficiency)],
+    ["achieved occupancy", (() => { const v = g.achieved_occupancy ?? overview.achieved_occupancy; return v === null || v === undefined ? "-" : `${v.toFixed(1)}%`; })()],
+    ["tensor-core share", share(g.tensor_core_share ?? overview.tensor_core_share)],
+    ["peak allocated", g.peak_allocated_bytes ? bytes(g.peak_allocated_bytes) : "-"],
+    ["peak reserved", g.peak_reserved_bytes ? bytes(g.peak_reserved_bytes) : overview.memory_peak_share !== null && overview.memory_peak_share !== undefined ? `${pct(overview.memory_peak_share)} of capacity` : "-"],
     ["memory", g.memory_gib ? `${g.memory_gib} GiB` : g.memory_bytes ? bytes(g.memory_bytes) : "-"],
-    ["SMs · compute", `${g.sms ?? "-"} · ${g.compute_capability ?? "-"}`],
+    ["SMs · compute capability", `${g.sms ?? "-"} · ${g.compute_capability ?? "-"}`],
   ]));
   if (!gpuCards.length) gpuCards.push(card("GPU", [["device", "none in this trace (CPU only)"]]));
   view.replaceChildren(
@@ -382,7 +387,7 @@ async function showOverview(view, run, worker) {
 const opColumns = [["name", "operator"], ["input_shapes", "input shapes"], ["calls", "calls"],
   ["device_self_us", "device self ms", ms], ["device_total_us", "device total ms", ms],
   ["host_self_us", "host self ms", ms], ["host_total_us", "host total ms", ms],
-  ["call_stack", "called from", calledFrom, (v, row) => stackTitle(row.call_stack_full || v)]];
+  ["call_stack", "called from", (v, row) => row.called_from || calledFrom(v), (v) => stackTitle(v)]];
 
 async function showOperators(view, run, worker, search = "") {
   const byShapes = element("input", { type: "checkbox", id: "by-shapes" });
@@ -395,7 +400,7 @@ async function showOperators(view, run, worker, search = "") {
     const shown = rows.filter((r) => !text || r.name.toLowerCase().includes(text));
     const device = rows.some((r) => r.device_self_us > 0);
     const key = device ? "device_self_us" : "host_self_us";
-    const stacks = rows.some((r) => r.call_stack);
+    const stacks = rows.some((r) => (Array.isArray(r.call_stack) ? r.call_stack.length : r.call_stack));
     holder.replaceChildren(
       element("h4", {}, `Top operators by ${device ? "device" : "host"} self time`),
       barChart("operator-bars", [...shown].sort((a, b) => b[key] - a[key]), key,
@@ -881,13 +886,19 @@ async function openInPerfetto(run, worker) {
 
 async function showDistributed(view, run) {
   const data = await get("distributed", { run });
-  const workers = data.workers.map((w) => ({ ...w, name: w.worker }));
+  // Every figure per step, as the Overview shows them: totals over a rank's steps divided by their count.
+  const perStep = (w, key) => (w[key] === undefined || w[key] === null ? null : w[key] / Math.max(w.steps, 1));
+  const workers = data.workers.map((w) => ({
+    name: w.worker, steps: w.steps, step: perStep(w, "step_time_us"), computation: perStep(w, "computation_us"),
+    communication: perStep(w, "communication_us"), overlap: perStep(w, "overlap_us"), idle: perStep(w, "idle_us"),
+    overlap_share: w.overlap_share ?? (w.communication_us ? w.overlap_us / w.communication_us : null),
+  }));
   const parts = [
     element("h3", {}, `${workers.length} worker(s); slowest: ${data.slowest ?? "-"}`),
-    element("h4", {}, "Per rank"),
-    sortableTable("distributed", [["name", "worker"], ["steps", "steps"], ["step_time_us", "mean step ms", (v, r) => ms(r.mean_step_us ?? v / Math.max(r.steps, 1))],
-      ["computation_us", "computation ms", ms], ["communication_us", "communication ms", ms],
-      ["overlap_us", "overlap ms", ms], ["overlap_share", "overlap", pct], ["idle_us", "idle ms", ms]], workers),
+    element("h4", {}, "Per rank, per step"),
+    sortableTable("distributed", [["name", "worker"], ["steps", "steps"], ["step", "step ms", ms],
+      ["computation", "computation ms", ms], ["communication", "communication ms", ms],
+      ["overlap", "overlapped ms", ms], ["overlap_share", "communication overlapped", pct], ["idle", "device idle ms", ms]], workers),
   ];
   if (data.collectives) {
     const ranks = [...new Set(data.collectives.flatMap((c) => Object.keys(c.per_rank || {})))].sort();
@@ -1006,6 +1017,10 @@ async function showDiff(view, run, worker) {
     const categories = () => {
       show("Categories, per step (click one to see its operators)",
         Object.entries(data.categories_us).map(([name, v]) => ({ name, ...v })), "category", operatorsOf);
+      const most = (rows, what) => sortableTable(`diff-top-${what}`, columns(what),
+        rows.slice(0, 10).map((r) => ({ name: r.name, base: r.base ?? r.base_us, other: r.other ?? r.other_us, delta: r.delta ?? r.delta_us })));
+      level.append(element("h4", {}, "Operators that changed most, per step"), most(data.operators, "operator"),
+        element("h4", {}, "Kernels that changed most, per step"), most(data.kernels, "kernel"));
     };
     path.push(["all categories", categories]);
     categories();
