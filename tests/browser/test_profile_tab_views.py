@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,3 +262,27 @@ def test_the_tab_appears_for_a_logdir_written_by_torchs_trace_handler(tmp_path: 
         assert frame.locator("#timeline-lanes div").count() >= 1
         assert all(u.startswith(url) for u in requests)
     assert not errors, errors
+
+
+def test_the_server_downsamples_the_timeline_to_the_window_shown(served: str) -> None:
+    api = f"{served}/data/plugin/tbscope_profile"
+    query = f"run=memory&worker={Path(TRACES['memory']).name}"
+
+    def timeline(extra: str) -> Any:
+        with urllib.request.urlopen(f"{api}/timeline?{query}{extra}", timeout=120) as response:
+            return json.loads(response.read())
+
+    whole = timeline("&px=200")
+    drawn = sum(len(lane["events"]) for lane in whole["lanes"])
+    merged = sum(e[5] for lane in whole["lanes"] for e in lane["events"])
+    assert merged > 10 * drawn  # 120,000 events drawn as a few thousand
+    assert all(sum(1 for e in lane["events"] if e[2] == 0) <= 2 * 200 for lane in whole["lanes"])
+    start, end = whole["span_us"]
+    a, b = start + (end - start) * 0.5, start + (end - start) * 0.5 + 2000
+    narrow = timeline(f"&start_us={a}&end_us={b}&px=1000")
+    events = [e for lane in narrow["lanes"] for e in lane["events"]]
+    assert events and all(e[1] > a and e[0] < b for e in events)
+    assert any(e[5] == 1 for e in events) and narrow["window_us"] == [a, b]
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        timeline("&start_us=soon")
+    assert bad.value.code == 400

@@ -845,9 +845,8 @@ async function showTimeline(view, run, worker) {
       });
       links.push(element("div", {}, `${label}: `, link, ` (${duration(other.end_us - other.start_us)})`));
     }
-    details.replaceChildren(element("div", { class: "title" }, event.name),
-      merged > 1 ? element("div", { class: "muted" }, `${merged} events narrower than a pixel are drawn here as one; this is the longest. Zoom in to see each.`) : null,
-      ...links, table);
+    const note = merged > 1 ? [element("div", { class: "muted" }, `${merged} events narrower than a pixel are drawn here as one; this is the longest. Zoom in to see each.`)] : [];
+    details.replaceChildren(element("div", { class: "title" }, event.name), ...note, ...links, table);
   };
 
   const select = (x, y) => {
@@ -932,6 +931,7 @@ async function showModules(view, run, worker) {
   const roots = rows.filter((r) => !known.has(r.parent ?? (name(r).includes(".") ? name(r).slice(0, name(r).lastIndexOf(".")) : "")));
   const open = new Set(roots.map(name));
   const body = element("tbody");
+  const typed = rows.some((r) => r.type), onDevice = rows.some((r) => r.device_total_us !== undefined && r.device_total_us !== null);
   const fill = () => {
     const out = [];
     const walk = (r, depth) => {
@@ -940,9 +940,9 @@ async function showModules(view, run, worker) {
       toggle.addEventListener("click", () => { open.has(name(r)) ? open.delete(name(r)) : open.add(name(r)); fill(); });
       const short = depth ? name(r).split(".").pop() : name(r);
       out.push(element("tr", {}, element("td", { class: "name", title: name(r), style: `padding-left:${10 + depth * 16}px` }, toggle, short),
-        element("td", {}, r.type || ""), element("td", {}, String(r.calls ?? "-")),
+        typed ? element("td", { class: "text" }, r.type || "") : null, element("td", {}, String(r.calls ?? "-")),
         element("td", {}, r.host_total_us === undefined ? "-" : ms(r.host_total_us)),
-        element("td", {}, r.device_total_us === undefined || r.device_total_us === null ? "-" : ms(r.device_total_us))));
+        onDevice ? element("td", {}, r.device_total_us === undefined || r.device_total_us === null ? "-" : ms(r.device_total_us)) : null));
       if (open.has(name(r))) for (const kid of kids) walk(kid, depth + 1);
     };
     for (const r of roots) walk(r, 0);
@@ -951,7 +951,8 @@ async function showModules(view, run, worker) {
   fill();
   view.replaceChildren(element("p", { class: "muted" }, "Modules by qualified name; ▸ unfolds a module's children."),
     element("table", { id: "modules", class: "tree" }, element("thead", {}, element("tr", {},
-      ...["module", "type", "calls", "host ms", "device ms"].map((h, i) => element("th", { class: i ? "" : "name" }, h)))), body));
+      ...["module", typed ? "type" : null, "calls", "host ms", onDevice ? "device ms" : null].filter(Boolean)
+        .map((h, i) => element("th", { class: i ? (h === "type" ? "text" : "") : "name" }, h)))), body));
 }
 
 async function showDiff(view, run, worker) {
