@@ -55,9 +55,16 @@ def capture(directory: Path, handler: bool) -> None:
     ``directory`` or, with ``handler``, by torch's ``tensorboard_trace_handler`` into ``directory``."""
     import torch
 
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 14 * 14, 4)
-    )
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten())
+            self.head = torch.nn.Linear(8 * 14 * 14, 4)
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.features(x))
+
+    model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 
     def train(profiler: Any) -> None:
@@ -79,7 +86,7 @@ def capture(directory: Path, handler: bool) -> None:
     else:
         with (
             tbscope.init("captured", root=directory) as run,
-            tbscope.profile(run, wait=0, warmup=1, active=2) as profiler,
+            tbscope.profile(run, wait=0, warmup=1, active=2, model=model) as profiler,
         ):
             train(profiler)
 
@@ -151,7 +158,7 @@ def test_timeline_zooms_on_the_wheel_and_shows_a_kernels_details_on_click(served
     page, _, errors = watched
     frame = open_tab(page, served, "v100")
     view(frame, "Timeline")
-    lane = frame.locator("#timeline-lanes div", has_text="stream 7")
+    lane = frame.locator("#timeline-lanes div[data-lane='GPU 0 stream 7']")
     lane.wait_for(state="attached", timeout=60_000)
     before, shown = canvas_picture(frame), frame.locator("#timeline-window").inner_text()
     box = frame.locator("#timeline").bounding_box()
@@ -286,3 +293,17 @@ def test_the_server_downsamples_the_timeline_to_the_window_shown(served: str) ->
     with pytest.raises(urllib.error.HTTPError) as bad:
         timeline("&start_us=soon")
     assert bad.value.code == 400
+
+
+def test_the_modules_view_is_a_tree_of_qualified_names(served: str, watched: Any) -> None:
+    page, _, errors = watched
+    frame = open_tab(page, served, "captured")
+    view(frame, "Modules")
+    table = frame.locator("#modules")
+    table.wait_for(timeout=60_000)
+    assert {"Net", "features", "head"} <= {t.strip("▸▾ ") for t in table.locator("td.name").all_inner_texts()}
+    folded = table.locator("tbody tr").count()
+    table.locator("tr", has_text="features").locator(".toggle").click()
+    assert table.locator("tbody tr").count() > folded  # its children, features.0 to features.2, unfold
+    assert table.locator("td.name[title='features.0']").count() == 1
+    assert not errors, errors

@@ -885,8 +885,8 @@ async function openInPerfetto(run, worker) {
 
 async function showDistributed(view, run) {
   const data = await get("distributed", { run });
-  // Every figure per step, as the Overview shows them: totals over a rank's steps divided by their count.
-  const perStep = (w, key) => (w[key] === undefined || w[key] === null ? null : w[key] / Math.max(w.steps, 1));
+  // Every figure is a mean per step, as the Overview shows them.
+  const perStep = (w, key) => w[key] ?? null;
   const workers = data.workers.map((w) => ({
     name: w.worker, steps: w.steps, step: perStep(w, "step_time_us"), computation: perStep(w, "computation_us"),
     communication: perStep(w, "communication_us"), overlap: perStep(w, "overlap_us"), idle: perStep(w, "idle_us"),
@@ -901,11 +901,13 @@ async function showDistributed(view, run) {
   ];
   if (data.collectives) {
     const ranks = [...new Set(data.collectives.flatMap((c) => Object.keys(c.per_rank || {})))].sort();
-    const rows = data.collectives.map((c) => ({ ...c, ...Object.fromEntries(ranks.map((r) => [`rank:${r}`, (c.per_rank || {})[r]])) }));
+    const rankTime = (value) => (value === undefined || value === null ? null : typeof value === "object" ? value.total_us : value);
+    const rows = data.collectives.map((c) => ({ ...c, mean_us: c.mean_us ?? (c.calls ? c.total_us / c.calls : null),
+      ...Object.fromEntries(ranks.map((r) => [`rank:${r}`, rankTime((c.per_rank || {})[r])])) }));
     parts.push(element("h4", {}, "Per collective"),
       rows.length
-        ? sortableTable("collectives", [["name", "collective"], ["calls", "calls"], ["bytes", "bytes", bytes], ["total_us", "total ms", ms],
-          ["mean_us", "mean ms", ms], ...ranks.map((r) => [`rank:${r}`, `${r} ms`, ms])], rows)
+        ? sortableTable("collectives", [["name", "collective"], ["calls", "calls"], ["bytes", "size", bytes], ["total_us", "total ms", ms],
+          ["mean_us", "mean ms", ms], ...ranks.map((r) => [`rank:${r}`, `${r} total ms`, ms])], rows)
         : element("p", { class: "muted" }, "No collectives in these traces."));
   }
   view.replaceChildren(...parts);
@@ -917,18 +919,19 @@ async function showModules(view, run, worker) {
   const rows = Array.isArray(data) ? data : data.modules || [];
   if (!rows.length) {
     view.replaceChildren(element("p", { id: "modules-empty" }, data.hint ||
-      "No nn.Module events in this trace. torch records them with with_stack=True (tbscope.profile(run, with_stack=True)) or torch.profiler.profile(with_modules=True)."));
+      "No nn.Module events in this trace. Record them with tbscope.profile(run, model=model) (each module by its qualified name, as layer3.1.conv2) or tbscope.profile(run, with_modules=True) (by class, as Conv2d_3)."));
     return;
   }
   const name = (r) => r.module || r.name;
+  const parentOf = (r) => ("parent" in r ? r.parent ?? "" : name(r).includes(".") ? name(r).slice(0, name(r).lastIndexOf(".")) : "");
   const children = new Map();
   for (const r of rows) {
-    const parent = r.parent ?? (name(r).includes(".") ? name(r).slice(0, name(r).lastIndexOf(".")) : "");
+    const parent = parentOf(r);
     if (!children.has(parent)) children.set(parent, []);
     children.get(parent).push(r);
   }
   const known = new Set(rows.map(name));
-  const roots = rows.filter((r) => !known.has(r.parent ?? (name(r).includes(".") ? name(r).slice(0, name(r).lastIndexOf(".")) : "")));
+  const roots = rows.filter((r) => !known.has(parentOf(r)));
   const open = new Set(roots.map(name));
   const body = element("tbody");
   const typed = rows.some((r) => r.type), onDevice = rows.some((r) => r.device_total_us !== undefined && r.device_total_us !== null);
@@ -938,7 +941,8 @@ async function showModules(view, run, worker) {
       const kids = children.get(name(r)) || [];
       const toggle = element("span", { class: "toggle" }, kids.length ? (open.has(name(r)) ? "▾" : "▸") : "");
       toggle.addEventListener("click", () => { open.has(name(r)) ? open.delete(name(r)) : open.add(name(r)); fill(); });
-      const short = depth ? name(r).split(".").pop() : name(r);
+      const parent = parentOf(r);
+      const short = depth && name(r).startsWith(`${parent}.`) ? name(r).slice(parent.length + 1) : name(r);
       out.push(element("tr", {}, element("td", { class: "name", title: name(r), style: `padding-left:${10 + depth * 16}px` }, toggle, short),
         typed ? element("td", { class: "text" }, r.type || "") : null, element("td", {}, String(r.calls ?? "-")),
         element("td", {}, r.host_total_us === undefined ? "-" : ms(r.host_total_us)),
