@@ -130,6 +130,15 @@ def open_tab(page: Any, url: str, run: str) -> Any:
     return frame
 
 
+def shoot(page: Any, frame: Any, path: Path) -> None:
+    """A screenshot of the whole tab: TensorBoard scrolls a plugin inside its frame, so the page is made
+    as tall as the frame's content first."""
+    height = int(frame.evaluate("document.documentElement.scrollHeight"))
+    page.set_viewport_size({"width": 1400, "height": min(max(height + 150, 1000), 6000)})
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
 def view(frame: Any, name: str) -> None:
     frame.get_by_role("button", name=name, exact=True).click()
     frame.locator(f"#view {CONTENT[name]}").first.wait_for(state="attached", timeout=60_000)
@@ -143,7 +152,7 @@ def test_every_view_shows_its_content_and_nothing_leaves_the_origin(served: str,
     for name in CONTENT:
         view(frame, name)
         assert "Could not analyze" not in frame.locator("#view").inner_text(), (run, name)
-        page.screenshot(path=str(SHOTS / f"{run}-{name.lower()}-light.png"), full_page=True)
+        shoot(page, frame, SHOTS / f"{run}-{name.lower()}-light.png")
     assert requests and all(url.startswith(served) for url in requests), [
         u for u in requests if not u.startswith(served)
     ]
@@ -253,7 +262,7 @@ def test_each_view_draws_dark_when_the_browser_prefers_dark(served: str, browser
         assert frame.evaluate("document.documentElement.classList.contains('dark')")
         view(frame, name)
         SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{name.lower()}-dark.png"), full_page=True)
+        shoot(page, frame, SHOTS / f"{name.lower()}-dark.png")
     finally:
         context.close()
 

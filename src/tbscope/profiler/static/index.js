@@ -19,7 +19,7 @@ const STYLE = `
   body { font-family: Roboto, sans-serif; font-size: 13px; margin: 16px; }
   select, button, input { font: inherit; margin-right: 8px; color: var(--fg); background: var(--panel);
     border: 1px solid var(--line); border-radius: 3px; padding: 2px 6px; }
-  a, .link { color: var(--link); cursor: pointer; text-decoration: underline; background: none; border: none; padding: 0; }
+  a, .link { color: var(--link); cursor: pointer; text-decoration: underline; background: none; border: none; padding: 0; margin: 0; }
   .tabs { border-bottom: 1px solid var(--line); margin: 10px 0 12px; }
   .tabs button { border: none; background: none; padding: 6px 12px; cursor: pointer; }
   .tabs button.on { border-bottom: 2px solid var(--accent); font-weight: 500; }
@@ -534,10 +534,12 @@ async function showMemory(view, run, worker) {
   let zoom = null;
   const drawCharts = () => {
     const parts = [];
-    for (const [device, d] of Object.entries(data.devices)) {
+    // GPUs first; every chart over the same span, so that their time axes line up.
+    const devices = Object.entries(data.devices).sort(([a], [b]) => (a === "cpu") - (b === "cpu") || a.localeCompare(b));
+    for (const [device, d] of devices) {
       const capacity = d.capacity ? ` of ${bytes(d.capacity)}` : "";
       parts.push(element("h3", {}, `${device}: peak allocated ${bytes(d.peak_allocated)}, peak reserved ${bytes(d.peak_reserved)}${capacity}`));
-      parts.push(memoryChart(`memory-${device.replace(/[^a-z0-9]/gi, "-")}`, d.curve, overview.steps, (w) => { zoom = w; drawCharts(); }, zoom));
+      parts.push(memoryChart(`memory-${device.replace(/[^a-z0-9]/gi, "-")}`, d.curve, overview.steps, (w) => { zoom = w; drawCharts(); }, zoom || data.window_us));
     }
     const reset = element("button", { id: "memory-reset" }, "Reset zoom");
     reset.addEventListener("click", () => { zoom = null; drawCharts(); });
