@@ -316,3 +316,26 @@ def test_the_modules_view_is_a_tree_of_qualified_names(served: str, watched: Any
     assert table.locator("tbody tr").count() > folded  # its children, features.0 to features.2, unfold
     assert table.locator("td.name[title='features.0']").count() == 1
     assert not errors, errors
+
+
+def test_the_diff_compares_two_traces_and_drills_down_to_kernels(served: str, watched: Any) -> None:
+    page, _, errors = watched
+    frame = open_tab(page, served, "diff")
+    view(frame, "Diff")
+    # Never a trace against itself: the other side is the run's other trace.
+    assert frame.locator("#diff-base").input_value().endswith("a100_diff_control.pt.trace.json.gz")
+    assert frame.locator("#diff-other").input_value().endswith("a100_diff_test.pt.trace.json.gz")
+    frame.locator("#diff-category tbody tr", has_text="kernel").first.click()
+    operators = frame.locator("#diff-operator tbody tr")
+    operators.first.wait_for(timeout=30_000)
+    name = operators.first.locator("td").first.inner_text()
+    operators.first.click()
+    frame.locator("#diff-kernel tbody tr").first.wait_for(timeout=30_000)
+    assert frame.locator("#diff-path button").last.inner_text() == name
+    frame.locator("#diff-path button", has_text="all categories").click()
+    frame.locator("#diff-category").wait_for(timeout=30_000)
+    # A step on each side.
+    frame.locator("#diff-other-step").select_option(index=1)
+    frame.locator("#diff-category").wait_for(timeout=30_000)
+    assert "step time" in frame.locator("#view h3").first.inner_text()
+    assert not errors, errors

@@ -247,13 +247,20 @@ function sortableTable(id, columns, rows, options = {}) {
   let sortKey = null, ascending = false;
   const cellClass = (key) => (key === "name" ? "name" : key === "call_stack" ? "stack" : options.text && options.text.includes(key) ? "text" : "");
   const fill = () => {
-    body.replaceChildren(...rows.slice(0, options.limit || rows.length).map((row) => element("tr", {}, ...columns.map(([key, , format, title]) => {
-      const value = row[key];
-      const shown = value === null || value === undefined ? "-" : format ? format(value, row) : String(value);
-      const cell = element("td", { class: cellClass(key), title: title ? title(value, row) : String(value ?? "") });
-      cell.append(shown);
-      return cell;
-    }))));
+    body.replaceChildren(...rows.slice(0, options.limit || rows.length).map((row) => {
+      const tr = element("tr", {}, ...columns.map(([key, , format, title]) => {
+        const value = row[key];
+        const shown = value === null || value === undefined ? "-" : format ? format(value, row) : String(value);
+        const cell = element("td", { class: cellClass(key), title: title ? title(value, row) : String(value ?? "") });
+        cell.append(shown);
+        return cell;
+      }));
+      if (options.onRow) {
+        tr.style.cursor = "pointer";
+        tr.addEventListener("click", () => options.onRow(row));
+      }
+      return tr;
+    }));
   };
   for (const [key, label] of columns) {
     const th = element("th", { class: cellClass(key), "data-key": key }, label);
@@ -967,7 +974,7 @@ async function showDiff(view, run, worker) {
   const label = ([r, w]) => `${r} / ${w}`;
   const side = (id, chosen) => element("select", { id }, ...choices.map((c) => element("option", { value: `${c[0]}\n${c[1]}`, selected: label(c) === label(chosen) ? "" : null }, label(c))));
   const base = side("diff-base", [run, worker]);
-  const otherChoice = choices.find((c) => label(c) !== label([run, worker]));
+  const otherChoice = choices.find((c) => c[0] === run && c[1] !== worker) || choices.find((c) => label(c) !== label([run, worker]));
   const other = side("diff-other", otherChoice || [run, worker]);
   const baseStep = element("select", { id: "diff-base-step" });
   const otherStep = element("select", { id: "diff-other-step" });
@@ -992,16 +999,14 @@ async function showDiff(view, run, worker) {
     const level = element("div");
     const columns = (what) => [["name", what], ["base", "base ms", ms], ["other", "other ms", ms], ["delta", "change ms", delta]];
     const show = (title, rows, what, next) => {
-      const table = sortableTable(`diff-${what}`, columns(what), rows.map((r) => ({ name: r.name, base: r.base ?? r.base_us, other: r.other ?? r.other_us, delta: r.delta ?? r.delta_us, row: r })));
-      if (next) {
-        table.querySelectorAll("tbody tr").forEach((tr, i) => {
-          tr.style.cursor = "pointer";
-          tr.title = "click to see what it is made of";
-          tr.addEventListener("click", () => next(rows[i]));
-        });
-      }
+      const table = sortableTable(`diff-${what}`, columns(what),
+        rows.map((r) => ({ name: r.name, base: r.base ?? r.base_us, other: r.other ?? r.other_us, delta: r.delta ?? r.delta_us, row: r })),
+        next ? { onRow: (shown) => next(shown.row) } : {});
       level.replaceChildren(element("h4", {}, title), table);
     };
+    // Operators by device time where the traces link kernels to operators, else by host time.
+    const moved = (rows) => rows.some((r) => (r.base_us ?? 0) > 0 || (r.other_us ?? 0) > 0);
+    const [opRows, opTime] = moved(data.operators) || !data.operators_host ? [data.operators, "device self time"] : [data.operators_host, "host self time"];
     const path = [];
     const breadcrumb = () => crumbs.replaceChildren(...path.map(([text, go], i) => {
       const link = element("button", { class: "link" }, text);
@@ -1010,14 +1015,14 @@ async function showDiff(view, run, worker) {
     }));
     const kernelsOf = (op) => {
       const rows = (data.kernels_by_operator && data.kernels_by_operator[op.name]) || op.kernels;
-      if (rows) show(`Kernels of ${op.name}`, rows, "kernel", null);
-      else show("Kernels (this server does not link kernels to operators)", data.kernels, "kernel", null);
+      if (rows) show(`Kernels ${op.name} launched, per step`, rows, "kernel", null);
+      else show(`Kernels that changed most, per step (the traces do not link kernels to ${op.name})`, data.kernels, "kernel", null);
       path.push([op.name, () => kernelsOf(op)]);
       breadcrumb();
     };
     const operatorsOf = (category) => {
-      const rows = (data.operators_by_category && data.operators_by_category[category.name]) || data.operators;
-      show(`Operators${data.operators_by_category ? ` in ${category.name}` : ""}, per step`, rows, "operator", kernelsOf);
+      const rows = (data.operators_by_category && data.operators_by_category[category.name]) || opRows;
+      show(`Operators${data.operators_by_category ? ` in ${category.name}` : ""} that changed most, ${opTime} per step (click one to see its kernels)`, rows, "operator", kernelsOf);
       path.push([category.name, () => operatorsOf(category)]);
       breadcrumb();
     };
@@ -1026,7 +1031,7 @@ async function showDiff(view, run, worker) {
         Object.entries(data.categories_us).map(([name, v]) => ({ name, ...v })), "category", operatorsOf);
       const most = (rows, what) => sortableTable(`diff-top-${what}`, columns(what),
         rows.slice(0, 10).map((r) => ({ name: r.name, base: r.base ?? r.base_us, other: r.other ?? r.other_us, delta: r.delta ?? r.delta_us })));
-      level.append(element("h4", {}, "Operators that changed most, per step"), most(data.operators, "operator"),
+      level.append(element("h4", {}, `Operators that changed most, ${opTime} per step`), most(opRows, "operator"),
         element("h4", {}, "Kernels that changed most, per step"), most(data.kernels, "kernel"));
     };
     path.push(["all categories", categories]);
