@@ -18,12 +18,22 @@ import torch
 
 import tbscope
 from conftest import accumulate
-from tbscope.profiler.overview import CATEGORIES, analyze, union
+from tbscope.profiler.overview import CATEGORIES, analyze
 from tbscope.profiler.trace import TraceError, load
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 ALL = sorted(TRACES.rglob("*.pt.trace.json.gz"))
 pytestmark = pytest.mark.skipif(not ALL, reason=f"the shared traces are not at {TRACES}")
+
+
+def union_length(intervals: list[tuple[float, float]]) -> float:
+    """The length of a union of intervals, the plain way."""
+    total, reach = 0.0, -float("inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def raw_events(path: Path) -> list[dict[str, Any]]:
@@ -116,7 +126,7 @@ def test_kernel_busy_time_is_the_union_of_the_kernels_in_the_step(path: Path) ->
     overview = analyze(load(path))
     for step in overview.steps:
         clipped = [(max(a, step.start), min(b, step.end)) for a, b in kernels if b > step.start and a < step.end]
-        busy = sum(b - a for a, b in union(clipped))
+        busy = union_length(clipped)
         assert step.breakdown_us["kernel"] + step.breakdown_us["communication"] == pytest.approx(busy, abs=1e-3)
     assert overview.gpu_utilization is not None and 0 <= overview.gpu_utilization <= 1
 
@@ -157,21 +167,35 @@ def test_a_profile_captured_here_shows_a_dataloader_bound_cnn(tmp_path: Path) ->
                                 torch.nn.Linear(8 * 14 * 14, 4))  # fmt: skip
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     loader = torch.utils.data.DataLoader(SlowData(), batch_size=8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a busy machine, a thread pool's stragglers would outlast the data loading
     with tbscope.init("prof", root=tmp_path) as run, tbscope.profile(run, wait=1, warmup=1, active=3) as prof:
-        for x, y in loader:
+        for step, (x, y) in enumerate(loader, start=1000):
             loss = torch.nn.functional.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            prof.step()
+            run.writer.add_scalar("train/loss", loss, step)
+            prof.step(step)
+    torch.set_num_threads(threads)
     (trace,) = prof.traces
     assert trace.parent == run.dir / "profile" and trace.name.endswith(".pt.trace.json.gz")
     overview = analyze(load(trace))
     assert [s.step for s in overview.steps] == [2, 3, 4]
     assert all(s.breakdown_us["dataloader"] > 0.3 * s.duration_us for s in overview.steps)
-    assert any(r.startswith("DataLoader-bound") for r in overview.recommendations)
-    scalars = accumulate(run.dir).Tags()["scalars"]
-    assert {"profile/step_time_ms", "profile/share/dataloader"} <= set(scalars)
+    (advice,) = [r for r in overview.recommendations if r["text"].startswith("DataLoader-bound")]
+    assert advice["figure"]["value"] == pytest.approx(
+        sum(s.breakdown_us["dataloader"] for s in overview.steps) / sum(s.duration_us for s in overview.steps)
+    )
+    # The headline scalars sit at the training steps of the profiled steps (the 3rd to 5th: 1002 to 1004),
+    # next to the loss; without a GPU, no utilization.
+    logged = accumulate(run.dir)
+    assert set(logged.Tags()["scalars"]) == {"train/loss", "profile/step_time_ms", "profile/share/dataloader"}
+    for tag in ("profile/step_time_ms", "profile/share/dataloader"):
+        assert [e.step for e in logged.Scalars(tag)] == [1002, 1003, 1004]
+    assert [e.value for e in logged.Scalars("profile/step_time_ms")] == pytest.approx(
+        [s.duration_us / 1000 for s in overview.steps], rel=1e-6
+    )
 
 
 def tbscope_profile(*args: str) -> subprocess.CompletedProcess[str]:
@@ -217,7 +241,7 @@ def test_bad_traces_get_a_clear_message_and_the_rest_is_still_shown(tmp_path: Pa
 
 
 def test_memory_curve_peaks_and_top_allocators() -> None:
-    from tbscope.profiler.views import CURVE_POINTS, memory
+    from tbscope.profiler.memory import CURVE_POINTS, memory
 
     (path,) = [p for p in ALL if "memory" in p.name]
     raw = [e for e in raw_events(path) if e.get("name") == "[memory]"]
@@ -235,7 +259,7 @@ def test_memory_curve_peaks_and_top_allocators() -> None:
 
 
 def test_distributed_breakdown_per_rank_and_the_slowest_named() -> None:
-    from tbscope.profiler.views import distributed
+    from tbscope.profiler.distributed import distributed
 
     traces = [load(p) for p in ALL if "diff" in p.name]
     data = distributed(traces)
@@ -249,7 +273,7 @@ def test_distributed_breakdown_per_rank_and_the_slowest_named() -> None:
 
 
 def test_diff_of_two_runs_of_one_job() -> None:
-    from tbscope.profiler.views import diff
+    from tbscope.profiler.diff import diff
 
     control, test = (load(p) for p in sorted(p for p in ALL if "diff" in p.name))
     data = diff(control, test)
@@ -261,17 +285,19 @@ def test_diff_of_two_runs_of_one_job() -> None:
     assert deltas == sorted(deltas, reverse=True) and deltas[0] > 0
 
 
-def test_modules_view_from_nn_module_events(tmp_path: Path) -> None:
-    from tbscope.profiler.views import modules
+def test_modules_view_nests_torchs_module_events_into_a_tree(tmp_path: Path) -> None:
+    from tbscope.profiler.modules import modules
 
-    events = [{"ph": "X", "cat": "python_function", "name": f"nn.Module: {name}", "ts": ts, "dur": dur}
-              for name, ts, dur in (("Linear_0", 0, 10), ("Linear_0", 20, 14), ("ReLU_0", 40, 3))]  # fmt: skip
+    calls = (("Net_0", 0, 100), ("Linear_0", 10, 20), ("ReLU_0", 40, 3), ("Linear_0", 50, 14), ("Net_0", 200, 60))
+    events = [{"ph": "X", "cat": "python_function", "name": f"nn.Module: {name}", "ts": ts, "dur": dur,
+               "pid": 1, "tid": 1} for name, ts, dur in calls]  # fmt: skip
     path = tmp_path / "modules.pt.trace.json"
     path.write_text(json.dumps({"traceEvents": events}))
-    assert modules(load(path)) == [
-        {"module": "Linear_0", "calls": 2, "host_total_us": 24.0},
-        {"module": "ReLU_0", "calls": 1, "host_total_us": 3.0},
-    ]
+    rows = {r["module"]: r for r in modules(load(path))}
+    assert list(rows) == ["Net_0", "Net_0.Linear_0", "Net_0.ReLU_0"]
+    assert (rows["Net_0"]["calls"], rows["Net_0"]["host_total_us"], rows["Net_0"]["depth"]) == (2, 160, 0)
+    assert (rows["Net_0.Linear_0"]["calls"], rows["Net_0.Linear_0"]["host_total_us"]) == (2, 34)
+    assert rows["Net_0.ReLU_0"]["parent"] == "Net_0" and rows["Net_0.ReLU_0"]["depth"] == 1
 
 
 def test_overview_device_figures_where_the_trace_has_them() -> None:
@@ -292,9 +318,12 @@ def test_streaming_a_trace_reads_what_parsing_it_whole_reads(path: Path, monkeyp
     monkeypatch.setattr(trace_module, "_CHUNK", 4096)  # values straddle many chunk boundaries
     streamed = load(path)
     assert streamed.header == whole.header
-    assert [(e.kind, e.name, e.start, e.end) for e in streamed.events] == [
-        (e.kind, e.name, e.start, e.end) for e in whole.events
-    ]
+    def events(trace: Any) -> list[tuple[Any, ...]]:
+        return list(zip(trace.kind.tolist(), [trace.strings[n] for n in trace.name], trace.start.tolist(),
+                        trace.end.tolist(), strict=True))  # fmt: skip
+
+    assert events(streamed) == events(whole)
+    assert streamed.arg("correlation").tobytes() == whole.arg("correlation").tobytes()
     assert len(streamed.memory) == len(whole.memory)
 
 
@@ -320,7 +349,7 @@ def test_each_rank_of_a_distributed_job_writes_its_own_trace(tmp_path: Path) -> 
     assert [p.wait(timeout=180) for p in procs] == [0, 0]
     traces = sorted((tmp_path / "profile").glob("*.pt.trace.json.gz"))
     assert [t.name.split(".")[0] for t in traces] == ["rank0", "rank1"]
-    from tbscope.profiler.views import distributed
+    from tbscope.profiler.distributed import distributed
 
     assert {w["worker"] for w in distributed([load(t) for t in traces])["workers"]} == {"rank0", "rank1"}
 
@@ -341,8 +370,9 @@ def test_operators_carry_the_python_call_stack_that_called_them(tmp_path: Path) 
         {"ph": "X", "cat": "cpu_op", "name": "aten::add", "ts": 70, "dur": 5, "pid": 1, "tid": 1},
     ]
     rows = {r["name"]: r for r in operators(load(synthetic(tmp_path, events)))}
-    assert rows["aten::linear"]["call_stack"] == "model.py(42): forward <- train.py(10): step"
-    assert rows["aten::add"]["call_stack"] == "train.py(10): step"
+    assert rows["aten::linear"]["call_stack"] == ["model.py:42 forward", "train.py:10 step"]
+    assert rows["aten::linear"]["called_from"] == "model.py:42 forward"
+    assert rows["aten::add"]["call_stack"] == ["train.py:10 step"]
 
 
 def test_host_collectives_count_as_communication(tmp_path: Path) -> None:
@@ -364,7 +394,7 @@ def test_a_span_is_one_steps_window() -> None:
     trace = load(path)
     one = span(trace, 103)
     (step,) = [s for s in analyze(trace).steps if s.step == 103]
-    assert all(e.end > step.start and e.start < step.end for e in one.events)
+    assert len(one) and all(one.end > step.start) and all(one.start < step.end)
     assert sum(k["calls"] for k in kernels(one)) < sum(k["calls"] for k in kernels(trace))
     with pytest.raises(ValueError, match="the trace has no step 7"):
         span(trace, 7)
@@ -440,7 +470,7 @@ def test_the_profile_tab_serves_only_regular_trace_files_inside_the_logdir(tmp_p
 
 def test_a_trace_with_fields_of_unexpected_types_still_analyzes(tmp_path: Path) -> None:
     """A header or event arguments of other types than torch writes: every view still answers."""
-    from tbscope.profiler import tables, views
+    from tbscope.profiler import memory, tables
 
     path = tmp_path / "odd.pt.trace.json"
     path.write_text(json.dumps({
@@ -456,4 +486,4 @@ def test_a_trace_with_fields_of_unexpected_types_still_analyzes(tmp_path: Path) 
     overview = analyze(trace)
     assert [s.step for s in overview.steps] == [1] and overview.devices == []
     assert tables.operators(trace)[0]["name"] == "aten::mm"
-    assert views.memory(trace)["devices"] is not None
+    assert memory.memory(trace)["devices"] is not None

@@ -57,7 +57,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
             "/runs": wrappers.Request.application(self._runs),
             "/overview": wrappers.Request.application(functools.partial(self._view, view="overview")),
             "/operators": wrappers.Request.application(self._operators),
-            "/kernels": wrappers.Request.application(functools.partial(self._view, view="kernels")),
+            "/kernels": wrappers.Request.application(self._kernels),
             "/memory": wrappers.Request.application(functools.partial(self._view, view="memory")),
             "/timeline": wrappers.Request.application(self._timeline),
             "/event": wrappers.Request.application(self._event),
@@ -93,7 +93,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
     def _analysis(self, path: Path, view: str, step: str) -> Any:
         """One view of one trace (of one step's span when ``step`` is given), kept in memory and, through
         ``cache.cached``, in tbscope's cache directory; the trace itself is parsed once for all views."""
-        from tbscope.profiler import cache, overview, tables, views
+        from tbscope.profiler import cache, memory, modules, overview, tables
 
         key = (*cache.version(path), view, step)
         if key not in self._cache:
@@ -107,8 +107,9 @@ class ProfilePlugin(base_plugin.TBPlugin):
                     "operators": lambda: tables.operators(trace)[:MAX_ROWS],
                     "operators_by_shapes": lambda: tables.operators(trace, "shapes")[:MAX_ROWS],
                     "kernels": lambda: tables.kernels(trace)[:MAX_ROWS],
-                    "memory": lambda: views.memory(trace),
-                    "modules": lambda: views.modules(trace)[:MAX_ROWS],
+                    "kernels_by_operator": lambda: tables.kernels(trace, "operator")[:MAX_ROWS],
+                    "memory": lambda: memory.memory(trace),
+                    "modules": lambda: modules.modules(trace)[:MAX_ROWS],
                 }[view]()
 
             self._cache[key] = cache.cached(path, f"{view}@{step}" if step else view, compute)
@@ -150,27 +151,32 @@ class ProfilePlugin(base_plugin.TBPlugin):
         return self._cache[key]
 
     def _distributed(self, request: wrappers.Request) -> wrappers.Response:
-        from tbscope.profiler import cache, views
+        from tbscope.profiler import cache, distributed
 
         paths = self._find().get(request.args.get("run", ""), [])
         if not paths:
             return _error(request, "no such run", 404)
         return self._answer(request, lambda: self._many(
             ("distributed", *(cache.version(p) for p in paths)),
-            lambda: views.distributed([cache.loaded(p) for p in paths]),
+            lambda: distributed.distributed([cache.loaded(p) for p in paths]),
         ))  # fmt: skip
 
     def _diff(self, request: wrappers.Request) -> wrappers.Response:
-        from tbscope.profiler import cache, views
+        """``run``/``worker`` against ``run2``/``worker2``, each over its one step ``step``/``step2`` when given."""
+        from tbscope.profiler import cache, diff
 
         base = self._trace_path(request)
         runs = self._find().get(request.args.get("run2", ""), [])
         other = next((p for p in runs if p.name == request.args.get("worker2", "")), None)
         if base is None or other is None:
             return _error(request, "no such pair of traces", 404)
+        steps = [request.args.get(k, "") for k in ("step", "step2")]
+        if any(s and not s.isdigit() for s in steps):
+            return _error(request, f"step and step2 must be step numbers, got {steps[0]!r} and {steps[1]!r}", 400)
+        base_step, other_step = (int(s) if s else None for s in steps)
         return self._answer(request, lambda: self._many(
-            ("diff", cache.version(base), cache.version(other)),
-            lambda: views.diff(cache.loaded(base), cache.loaded(other)),
+            ("diff", cache.version(base), cache.version(other), base_step, other_step),
+            lambda: diff.diff(cache.loaded(base), cache.loaded(other), base_step, other_step),
         ))  # fmt: skip
 
     def _timeline_of(self, path: Path) -> Any:
@@ -218,6 +224,10 @@ class ProfilePlugin(base_plugin.TBPlugin):
             return http_util.Respond(request, path.read_bytes(), "application/octet-stream")
         except OSError as err:
             return _error(request, f"{path.name}: the trace cannot be read ({err.strerror}); reload the page", 404)
+
+    def _kernels(self, request: wrappers.Request) -> wrappers.Response:
+        by_operator = request.args.get("group_by") == "operator"
+        return self._view(request, "kernels_by_operator" if by_operator else "kernels")
 
     def _operators(self, request: wrappers.Request) -> wrappers.Response:
         shapes = request.args.get("group_by") == "shapes"

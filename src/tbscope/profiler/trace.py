@@ -14,9 +14,14 @@ import os
 import re
 import stat
 import zlib
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # numpy is imported where events are read, so that finding traces stays light
+    import numpy as np
+    from numpy.typing import NDArray
 
 # A trace's category names, old and new, as the few kinds the analysis tells apart.
 CATEGORIES = {
@@ -28,50 +33,86 @@ CATEGORIES = {
     "user_annotation": "annotation", "gpu_user_annotation": "gpu_annotation",
     "python_function": "python",
 }  # fmt: skip
+# The kinds of event the analyses tell apart; an event's kind is its index here.
+KINDS = ("kernel", "memcpy", "memset", "runtime", "cpu_op", "annotation", "gpu_annotation", "python")
+KIND = {kind: code for code, kind in enumerate(KINDS)}
+DEVICE_KINDS = ("kernel", "memcpy", "memset")  # work that runs on the device
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
 TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
-# The event arguments any analysis reads; the rest are dropped as events are read, so a large trace's
-# events take a fraction of the memory its JSON text would.
-KEPT_ARGS = frozenset({
-    "External id", "correlation", "stream", "device", "Input Dims", "blocks per SM", "est. achieved occupancy %",
-    "Collective name", "Device Type", "Device Id", "Bytes", "Total Allocated", "Total Reserved",
+# The event arguments kept, as numbers or as text (a list is kept as its JSON text); the rest are dropped
+# as events are read, so a large trace's events take a fraction of the memory its JSON text would.
+NUMBER_ARGS = frozenset({
+    "External id", "correlation", "stream", "device", "blocks per SM", "est. achieved occupancy %",
+    "registers per thread", "shared memory", "bytes", "memory bandwidth (GB/s)", "In msg nelems",
+    "Out msg nelems", "Group size", "Python id", "Python parent id", "Sequence number", "Fwd thread id",
 })  # fmt: skip
+TEXT_ARGS = frozenset({
+    "Input Dims", "Input type", "Concrete Inputs", "Collective name", "dtype", "grid", "block",
+    "Process Group Name", "Process Group Ranks", "Module Hierarchy", "Call stack",
+})  # fmt: skip
+# What a ``[memory]`` instant event (``profile_memory=True``) says, by the field of ``Memory`` it goes to.
+MEMORY_ARGS = {"Bytes": "bytes", "Addr": "addr", "Total Allocated": "allocated", "Total Reserved": "reserved",
+               "Device Type": "device_type", "Device Id": "device_id"}  # fmt: skip
 
 
 class TraceError(ValueError):
     """A file that is not a readable torch.profiler trace; the message says what was found."""
 
 
-@dataclass(slots=True)
-class Event:
-    """One complete ("X") event: what it is, and when, in microseconds from the trace's start."""
+@dataclass
+class Memory:
+    """The ``[memory]`` instant events, one column a field, in file order: ``time`` (microseconds from the
+    trace's first event), ``bytes`` (> 0 an allocation, < 0 a free), ``addr``, ``allocated`` and
+    ``reserved`` (the allocator's totals after it), ``device_type`` (0 CPU, 1 CUDA), ``device_id``
+    (NaN where the trace lacks a field), and ``thread`` (an index into ``Trace.strings``)."""
 
-    kind: str
-    name: str
-    start: float
-    end: float
-    args: dict[str, Any]
-    thread: str = ""  # "pid:tid": operators nest within one thread
+    time: NDArray[np.float64]
+    bytes: NDArray[np.float64]
+    addr: NDArray[np.float64]
+    allocated: NDArray[np.float64]
+    reserved: NDArray[np.float64]
+    device_type: NDArray[np.float64]
+    device_id: NDArray[np.float64]
+    thread: NDArray[np.int32]
 
-
-@dataclass(slots=True)
-class MemoryEvent:
-    """One ``[memory]`` instant event (``profile_memory=True``): an allocation (Bytes > 0) or a free."""
-
-    time: float
-    args: dict[str, Any]
-    thread: str
+    def __len__(self) -> int:
+        return len(self.time)
 
 
 @dataclass
 class Trace:
-    """The events of one trace file, and what its header says."""
+    """The complete ("X") events of one trace file, one NumPy column a field, in file order (an event's
+    index is its id), and what the header says.
+
+    ``kind`` indexes ``KINDS``; ``name`` and ``thread`` ("pid:tid") index ``strings``, where each distinct
+    text is kept once; ``start`` and ``end`` are microseconds from the trace's first event. Arguments are
+    kept sparsely: ``arg(key)`` and ``text_arg(key)`` give them as columns.
+
+    Example:
+        >>> import json, tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "w.pt.trace.json"
+        >>> _ = path.write_text(json.dumps({"traceEvents": [
+        ...     {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 100, "dur": 5, "args": {"External id": 7}},
+        ...     {"ph": "X", "cat": "kernel", "name": "sgemm", "ts": 103, "dur": 9, "args": {"External id": 7}}]}))
+        >>> trace = load(path)
+        >>> [trace.strings[n] for n in trace.name], trace.end.tolist(), trace.arg("External id").tolist()
+        (['aten::mm', 'sgemm'], [5.0, 12.0], [7.0, 7.0])
+    """
 
     path: str
-    events: list[Event]
     header: dict[str, Any]
+    strings: list[str]
+    kind: NDArray[np.uint8]
+    name: NDArray[np.int32]
+    start: NDArray[np.float64]
+    end: NDArray[np.float64]
+    thread: NDArray[np.int32]
+    args: dict[str, tuple[NDArray[np.int64], NDArray[Any]]]  # key: (events that have it, values)
+    memory: Memory
     unknown_categories: dict[str, int] = field(default_factory=dict)
-    memory: list[MemoryEvent] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.kind)
 
     @property
     def worker(self) -> str:
@@ -82,13 +123,71 @@ class Trace:
             return f"rank{info['rank']}"
         return os.path.basename(self.path).split(".")[0]
 
+    def of(self, *kinds: str) -> NDArray[np.bool_]:
+        """Which events are of one of ``kinds`` (names from ``KINDS``)."""
+        import numpy as np
+
+        return np.isin(self.kind, [KIND[k] for k in kinds])
+
+    def arg(self, key: str) -> NDArray[np.float64]:
+        """A numeric argument (one of ``NUMBER_ARGS``) of every event; NaN where an event lacks it."""
+        import numpy as np
+
+        column = np.full(len(self), np.nan)
+        if key in self.args:
+            where, values = self.args[key]
+            column[where] = values
+        return column
+
+    def text_arg(self, key: str) -> NDArray[np.int32]:
+        """A text argument (one of ``TEXT_ARGS``) of every event, as an index into ``strings``; -1 where
+        an event lacks it."""
+        import numpy as np
+
+        column = np.full(len(self), -1, dtype=np.int32)
+        if key in self.args:
+            where, values = self.args[key]
+            column[where] = values
+        return column
+
+    def matching(self, pattern: re.Pattern[str], column: NDArray[np.int32] | None = None) -> NDArray[np.bool_]:
+        """Which events' names (or texts of ``column``, indexes into ``strings``) ``pattern`` finds."""
+        import numpy as np
+
+        hits = np.fromiter((pattern.search(text) is not None for text in self.strings), bool, len(self.strings))
+        indexes = self.name if column is None else column
+        return np.where(indexes >= 0, hits[indexes], False)
+
+    def event_args(self, index: int) -> dict[str, Any]:
+        """The kept arguments of one event, as the trace wrote them (texts for lists)."""
+        found: dict[str, Any] = {}
+        for key, (where, values) in self.args.items():
+            at = int(where.searchsorted(index))
+            if at < len(where) and where[at] == index:
+                value = values[at].item()
+                found[key] = self.strings[value] if key in TEXT_ARGS else value
+        return found
+
+    def select(self, keep: NDArray[np.bool_], memory: NDArray[np.bool_]) -> Trace:
+        """The events where ``keep`` holds and the memory events where ``memory`` holds (renumbered)."""
+        import numpy as np
+
+        renumber = np.cumsum(keep) - 1
+        args = {}
+        for key, (where, values) in self.args.items():
+            kept = keep[where]
+            args[key] = (renumber[where[kept]], values[kept])
+        columns = {f: getattr(self.memory, f)[memory] for f in Memory.__dataclass_fields__}
+        return Trace(self.path, self.header, self.strings, self.kind[keep], self.name[keep], self.start[keep],
+                     self.end[keep], self.thread[keep], args, Memory(**columns), self.unknown_categories)  # fmt: skip
+
 
 _CHUNK = 1 << 20
 _WHITESPACE = " \t\r\n"
 _DECODER = json.JSONDecoder()
 # Traces whose JSON text is smaller than this are parsed whole (fast, in C); larger ones are streamed,
 # an event at a time, so that their text never sits in memory.
-WHOLE_DOCUMENT_BYTES = 256 << 20
+WHOLE_DOCUMENT_BYTES = 64 << 20
 
 
 def text_size(path: Path) -> int:
@@ -220,60 +319,96 @@ def _elements(stream: _Stream, keep: Any) -> None:
 
 def load(path: str | os.PathLike[str]) -> Trace:
     """The events of the trace at ``path``, read as a stream (a trace of any size never sits in memory
-    as text). Raises ``TraceError`` for a file that is not a trace; a trace with no events, or with
-    unknown categories, loads (the unknown ones are counted)."""
+    as text) into columns. Raises ``TraceError`` for a file that is not a trace; a trace with no events,
+    or with unknown categories, loads (the unknown ones are counted)."""
+    import numpy as np
+
     trace_path = Path(path)
-    # Each event becomes a small Event as it is read (its JSON object is dropped at once), with its
-    # absolute timestamp in ``start`` and its duration in ``end`` until the trace's first instant is known.
-    events: list[Event] = []
-    memory: list[MemoryEvent] = []
+    strings: dict[str, int] = {}  # each distinct name, thread and text argument once: they repeat by the million
+    kinds, names, threads = array("B"), array("i"), array("i")
+    starts, ends = array("d"), array("d")
+    numbers: dict[str, tuple[array[int], array[float]]] = {}
+    texts: dict[str, tuple[array[int], array[int]]] = {}
+    memory = {f: array("d") for f in ("time", *MEMORY_ARGS.values())}
+    memory_threads = array("i")
     unknown: dict[str, int] = {}
-    shared: dict[str, str] = {}  # one string object per distinct name and thread: they repeat by the million
+
+    def intern(text: str) -> int:
+        code = strings.get(text)
+        if code is None:
+            code = strings[text] = len(strings)
+        return code
 
     def keep(raw: Any) -> None:
         if not isinstance(raw, dict) or "ts" not in raw:
             return
         phase = raw.get("ph")
-        thread = f"{raw.get('pid', '')}:{raw.get('tid', '')}"
         if phase == "i" and raw.get("name") == "[memory]":
-            with contextlib.suppress(TypeError, ValueError):
-                args = raw.get("args")
-                memory.append(
-                    MemoryEvent(
-                        float(raw["ts"]), args if isinstance(args, dict) else {}, shared.setdefault(thread, thread)
-                    )
-                )
+            args = raw.get("args")
+            args = args if isinstance(args, dict) else {}
+            try:
+                row = [float(raw["ts"])] + [float(args.get(key, "nan")) for key in MEMORY_ARGS]
+            except (TypeError, ValueError):
+                return
+            for column, value in zip(memory.values(), row, strict=True):
+                column.append(value)
+            memory_threads.append(intern(f"{raw.get('pid', '')}:{raw.get('tid', '')}"))
             return
         if phase != "X":
             return
-        category = str(raw.get("cat", ""))
-        kind = CATEGORIES.get(category)
+        category = raw.get("cat", "")
+        kind = CATEGORIES.get(category) if isinstance(category, str) else None
         if kind is None:
             if category not in ("Trace", ""):
-                unknown[category] = unknown.get(category, 0) + 1
+                unknown[str(category)] = unknown.get(str(category), 0) + 1
             return
         try:
             ts, dur = float(raw["ts"]), float(raw.get("dur", 0.0))
         except (TypeError, ValueError):
             return
-        name = str(raw.get("name", ""))
+        index = len(kinds)
+        kinds.append(KIND[kind])
+        names.append(intern(str(raw.get("name", ""))))
+        threads.append(intern(f"{raw.get('pid', '')}:{raw.get('tid', '')}"))
+        starts.append(ts)
+        ends.append(dur)
         args = raw.get("args")
-        kept_args = {k: v for k, v in args.items() if k in KEPT_ARGS} if isinstance(args, dict) else {}
-        events.append(Event(kind, shared.setdefault(name, name), ts, dur, kept_args, shared.setdefault(thread, thread)))
+        if not isinstance(args, dict):
+            return
+        for key, value in args.items():
+            if key in NUMBER_ARGS:
+                if isinstance(value, (int, float)):
+                    where, values = numbers.setdefault(key, (array("q"), array("d")))
+                    where.append(index)
+                    values.append(value)
+            elif key in TEXT_ARGS:
+                where, codes = texts.setdefault(key, (array("q"), array("i")))
+                where.append(index)
+                codes.append(intern(value if isinstance(value, str) else json.dumps(value)))
 
     header = _read(trace_path, keep)
     devices = header.get("deviceProperties")  # what the analyses read of the header, of the types they read
     header["deviceProperties"] = [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
+    start = np.frombuffer(starts, dtype=np.float64)  # views of the arrays read: no copy
+    duration = np.frombuffer(ends, dtype=np.float64)
     # Offsets from the first event, durations added after: an absolute timestamp (about 1e15 us) has
     # a quarter-microsecond resolution as a float, which a sum with a duration would lose.
-    origin = min((e.start for e in events), default=0.0)
-    for e in events:
-        e.start -= origin
-        e.end = e.start + e.end
-    for m in memory:
-        m.time -= origin
-    allocations = memory
-    return Trace(str(trace_path), events, header, unknown, allocations)
+    origin = float(start.min()) if len(start) else 0.0
+    start -= origin
+    columns = {f: np.frombuffer(c, dtype=np.float64) for f, c in memory.items()}
+    columns["time"] -= origin
+    kept: dict[str, tuple[NDArray[np.int64], NDArray[Any]]] = {
+        key: (np.frombuffer(where, dtype=np.int64), np.frombuffer(values, dtype=np.float64))
+        for key, (where, values) in numbers.items()
+    }
+    for key, (where, codes) in texts.items():
+        kept[key] = (np.frombuffer(where, dtype=np.int64), np.frombuffer(codes, dtype=np.int32))
+    return Trace(
+        str(trace_path), header, list(strings),
+        np.frombuffer(kinds, dtype=np.uint8), np.frombuffer(names, dtype=np.int32),
+        start, start + duration, np.frombuffer(threads, dtype=np.int32), kept,
+        Memory(thread=np.frombuffer(memory_threads, dtype=np.int32), **columns), unknown,
+    )  # fmt: skip
 
 
 def is_trace_file(name: str) -> bool:
