@@ -339,3 +339,29 @@ def test_the_diff_compares_two_traces_and_drills_down_to_kernels(served: str, wa
     frame.locator("#diff-category").wait_for(timeout=30_000)
     assert "step time" in frame.locator("#view h3").first.inner_text()
     assert not errors, errors
+
+
+def test_operators_and_kernels_search_group_chart_and_recommendations_link_to_them(served: str, watched: Any) -> None:
+    page, _, errors = watched
+    frame = open_tab(page, served, "h200")
+    # A recommendation names the kernels it rests on; its link opens them in the Kernels view.
+    link = frame.locator(".advice button.link").first
+    link.wait_for(timeout=30_000)
+    link.click()
+    frame.locator("#kernels tbody tr").first.wait_for(timeout=60_000)
+    search = frame.locator("#kernel-search").input_value()
+    assert search and all(search.lower() in n.lower() for n in frame.locator("#kernels td.name").all_inner_texts())
+    assert frame.locator("#kernel-bars rect").count() >= 1
+    frame.locator("#kernel-search").fill("")
+    frame.locator("#by-operator").check()
+    frame.locator("#kernels th[data-key='operator']").wait_for(timeout=60_000)
+    assert any(t.startswith("aten::") for t in frame.locator("#kernels tbody td.text").all_inner_texts())
+    view(frame, "Operators")
+    every = frame.locator("#operators tbody tr").count()
+    assert frame.locator("#operator-bars rect").count() >= 3
+    frame.locator("#operator-search").fill("conv")
+    names = frame.locator("#operators td.name").all_inner_texts()
+    assert 0 < len(names) < every and all("conv" in n.lower() for n in names)
+    frame.locator("#by-shapes").check()
+    frame.locator("#operators th[data-key='input_shapes']").wait_for(timeout=60_000)
+    assert not errors, errors
