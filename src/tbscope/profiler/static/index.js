@@ -403,6 +403,10 @@ async function showOperators(view, run, worker, search = "") {
   query.value = search;
   let rows = [];
   const fill = () => {
+    if (!rows.length) {
+      holder.replaceChildren(element("p", { id: "operators-empty" }, "No operators in this trace (or this step): torch records them with the CPU activity."));
+      return;
+    }
     const text = query.value.trim().toLowerCase();
     const shown = rows.filter((r) => !text || r.name.toLowerCase().includes(text));
     const device = rows.some((r) => r.device_self_us > 0);
@@ -433,6 +437,10 @@ async function showKernels(view, run, worker, search = "") {
   let rows = [];
   const num = (digits) => (v) => v.toFixed(digits);
   const fill = () => {
+    if (!rows.length) {
+      holder.replaceChildren(element("p", { id: "kernels-empty" }, "No kernels in this trace: it was recorded without GPU activity (CUDA or ROCm)."));
+      return;
+    }
     const text = query.value.trim().toLowerCase();
     const shown = rows.filter((r) => !text || r.name.toLowerCase().includes(text) || (r.operator || "").toLowerCase().includes(text));
     const columns = [["operator", "operator"], ["name", "kernel"], ["calls", "calls"], ["total_us", "total ms", ms],
