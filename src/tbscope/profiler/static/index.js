@@ -1014,7 +1014,10 @@ async function showDiff(view, run, worker) {
     };
     // Operators by device time where the traces link kernels to operators, else by host time.
     const moved = (rows) => rows.some((r) => (r.base_us ?? 0) > 0 || (r.other_us ?? 0) > 0);
-    const [opRows, opTime] = moved(data.operators) || !data.operators_host ? [data.operators, "device self time"] : [data.operators_host, "host self time"];
+    const device = [data.operators, "device self time"], host = [data.operators_host || data.operators, "host self time"];
+    const [opRows, opTime] = moved(data.operators) || !data.operators_host ? device : host;
+    // Device categories drill into operators by the device time they launched; host ones by host time.
+    const operatorsFor = (category) => (["kernel", "memcpy", "memset", "communication"].includes(category) && moved(data.operators) ? device : host);
     const path = [];
     const breadcrumb = () => crumbs.replaceChildren(...path.map(([text, go], i) => {
       const link = element("button", { class: "link" }, text);
@@ -1029,8 +1032,8 @@ async function showDiff(view, run, worker) {
       breadcrumb();
     };
     const operatorsOf = (category) => {
-      const rows = (data.operators_by_category && data.operators_by_category[category.name]) || opRows;
-      show(`Operators${data.operators_by_category ? ` in ${category.name}` : ""} that changed most, ${opTime} per step (click one to see its kernels)`, rows, "operator", kernelsOf);
+      const [rows, time] = operatorsFor(category.name);
+      show(`Operators that changed most, ${time} per step (click one to see its kernels)`, rows, "operator", kernelsOf);
       path.push([category.name, () => operatorsOf(category)]);
       breadcrumb();
     };
