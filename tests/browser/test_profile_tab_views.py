@@ -154,6 +154,12 @@ def test_every_view_shows_its_content_and_nothing_leaves_the_origin(served: str,
         assert "Could not analyze" not in frame.locator("#view").inner_text(), (run, name)
         if name == "Operators" or (name in ("Kernels", "Memory") and run in ("v100", "memory", "h200", "diff")):
             assert frame.locator(f"#view {CONTENT[name].split(',')[0]}").count() > 0, (run, name)
+        if name == "Overview":
+            ticks = frame.locator("#step-chart text.tick").all_text_contents()
+            assert len(ticks) >= 3 and ticks[0] == "0", ticks
+            assert "step time (" in frame.locator("#step-chart").text_content()
+            summary = frame.locator("#summary").inner_text()
+            assert "worker" in summary and ("SM efficiency" in summary) == (run in ("v100", "memory", "h200", "diff"))
         shoot(page, frame, SHOTS / f"{run}-{name.lower()}-light.png")
     assert requests and all(url.startswith(served) for url in requests), [
         u for u in requests if not u.startswith(served)

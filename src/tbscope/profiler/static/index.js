@@ -222,6 +222,20 @@ function stepChart(overview) {
 // The training loop's own step number when the trace knows it, else the profiler's.
 const stepLabel = (step) => String(step.training_step ?? step.step);
 
+// A long C++ kernel name as a label: no "void ", no template or argument lists (the tooltip has them).
+function shortName(name, room = 48) {
+  if (name.length <= room) return name;
+  let short = name.replace(/^void /, "");
+  let depth = 0, out = "";
+  for (const c of short) {
+    if (c === "<" || c === "(") { if (depth++ === 0) out += c === "<" ? "<…>" : "(…)"; continue; }
+    if (c === ">" || c === ")") { depth = Math.max(depth - 1, 0); continue; }
+    if (depth === 0) out += c;
+  }
+  short = out.replace(/\(…\)$/, "");
+  return short.length > room ? `${short.slice(0, room - 1)}…` : short;
+}
+
 // Horizontal bars: the top rows of a table by one column.
 function barChart(id, rows, value, label, format) {
   const shown = rows.filter((r) => r[value] > 0).slice(0, 10);
@@ -230,7 +244,7 @@ function barChart(id, rows, value, label, format) {
   const svg = element("svg", { id, class: "bars", width: left + width + 80, height: shown.length * row + 26 });
   shown.forEach((r, i) => {
     const name = label(r);
-    const text = element("text", { x: left - 6, y: i * row + 14, "text-anchor": "end" }, name.length > 48 ? `${name.slice(0, 47)}…` : name);
+    const text = element("text", { x: left - 6, y: i * row + 14, "text-anchor": "end" }, shortName(name));
     text.append(element("title", {}, name));
     const w = (r[value] / most) * width;
     svg.append(text, element("rect", { x: left, y: i * row + 3, width: Math.max(w, 1), height: row - 6, fill: COLORS.kernel }),
@@ -359,7 +373,7 @@ async function showOverview(view, run, worker) {
   const stepsShown = overview.steps.map(stepLabel);
   const configuration = card("Run", [
     ["worker", config.worker || overview.worker],
-    ["torch", config.torch_version],
+    ...(config.torch_version ? [["torch", config.torch_version]] : []),
     ["distributed", !config.distributed ? "no" : typeof config.distributed !== "object" ? String(config.distributed)
       : Object.entries(config.distributed).filter(([, v]) => typeof v !== "object").map(([k, v]) => `${k} ${v}`).join(", ")],
     ["steps", stepsShown.length ? `${stepsShown.length} (${stepsShown[0]}${stepsShown.length > 1 ? `–${stepsShown[stepsShown.length - 1]}` : ""})` : "0"],
