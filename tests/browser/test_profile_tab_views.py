@@ -101,6 +101,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         (root / run / "profile").mkdir(parents=True)
         shutil.copy(SHARED / name, root / run / "profile")
     shutil.copy(SHARED / "gpu/a100_diff_test.pt.trace.json.gz", root / "diff" / "profile")
+    # Two ranks in one run (rank 0 and rank 1 of the shared V100 traces), as a distributed job writes them.
+    (root / "ranks" / "profile").mkdir(parents=True)
+    for name in (TRACES["v100"], TRACES["memory"]):
+        shutil.copy(SHARED / name, root / "ranks" / "profile")
     capture(root, handler=False)
     with running_tensorboard(root) as url:
         yield url
@@ -372,4 +376,20 @@ def test_operators_and_kernels_search_group_chart_and_recommendations_link_to_th
     assert 0 < len(names) < every and all("conv" in n.lower() for n in names)
     frame.locator("#by-shapes").check()
     frame.locator("#operators th[data-key='input_shapes']").wait_for(timeout=60_000)
+    assert not errors, errors
+
+
+def test_distributed_compares_ranks_and_collectives_and_names_the_slowest(served: str, watched: Any) -> None:
+    page, _, errors = watched
+    frame = open_tab(page, served, "ranks")
+    view(frame, "Distributed")
+    rows = frame.locator("#distributed tbody tr")
+    assert sorted(r.split("\t")[0] for r in rows.all_inner_texts()) == ["rank0", "rank1"]
+    assert "slowest: rank" in frame.locator("#distributed-headline").inner_text()
+    assert frame.locator("#rank-bars rect").count() >= 2 and frame.locator("#rank-bars text.tick").count() >= 3
+    headers = frame.locator("#collectives th").all_inner_texts()
+    assert {"collective", "calls", "rank0 total ms", "rank1 total ms"} <= set(headers), headers
+    assert frame.locator("#collectives tbody tr").count() >= 1
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shoot(page, frame, SHOTS / "ranks-distributed-light.png")
     assert not errors, errors
