@@ -50,10 +50,15 @@ class Timeline:
         # then each device's streams, a stream's annotations right after its work.
         keys: dict[tuple[Any, ...], list[int]] = {}
         host = ~on_device & ~annotations
-        for thread in np.unique(trace.thread[host]).tolist():
+        threads = np.unique(trace.thread[host]).tolist()
+        # A DataLoader's workers are processes of their own: then a thread is named with its process.
+        processes = {trace.strings[t].split(":", 1)[0] for t in threads}
+        for thread in threads:
             where = np.flatnonzero(host & (trace.thread == thread))
             name = trace.strings[thread]
             label = f"thread {tid.get(thread, name)}" + (" (main)" if thread in stepped else "")
+            if len(processes) > 1:
+                label = f"process {name.split(':', 1)[0]} {label}"
             keys[(0, thread not in stepped, -len(where), label)] = where.tolist()
         device_streams = np.where(on_device, stream, np.nan)
         for d, s in {(float(a), float(b)) for a, b in zip(device[on_device], device_streams[on_device], strict=True)}:

@@ -51,6 +51,8 @@ const STYLE = `
   .lanes { position: absolute; left: 0; top: 0; width: 170px; pointer-events: none; }
   .lanes div { position: absolute; left: 6px; width: 160px; font-size: 12px; white-space: nowrap; overflow: hidden;
     text-overflow: ellipsis; color: var(--fg); }
+  .tip { position: absolute; display: none; max-width: 320px; background: var(--panel); color: var(--fg); border: 1px solid var(--line);
+    padding: 3px 6px; font-size: 12px; pointer-events: none; word-break: break-all; box-shadow: 0 1px 3px rgba(0,0,0,0.3); }
   #event-details { margin-top: 10px; border: 1px solid var(--line); background: var(--panel); padding: 8px 12px; min-height: 40px; }
   #event-details .title { font-weight: 500; word-break: break-all; }
   #event-details table td { text-align: left; }
@@ -629,7 +631,8 @@ async function showTimeline(view, run, worker) {
   }
   const canvas = element("canvas", { id: "timeline" });
   const labels = element("div", { class: "lanes", id: "timeline-lanes" });
-  const box = element("div", { class: "timeline" }, canvas, labels);
+  const tip = element("div", { class: "tip", id: "timeline-tip" });
+  const box = element("div", { class: "timeline" }, canvas, labels, tip);
   const details = element("div", { id: "event-details" }, element("span", { class: "muted" }, "Click an event to see its details."));
   const perfetto = element("button", { id: "perfetto", title: "Perfetto runs in another browser tab, at ui.perfetto.dev" }, "Open in Perfetto");
   perfetto.addEventListener("click", () => openInPerfetto(run, worker));
@@ -825,6 +828,18 @@ async function showTimeline(view, run, worker) {
     drag = { x: event.clientX, a: state.a, b: state.b, moved: false };
     canvas.style.cursor = "grabbing";
   });
+  // Hovering names the event under the pointer, its duration, and how many were merged into it.
+  canvas.addEventListener("mousemove", (event) => {
+    if (drag && drag.moved) { tip.style.display = "none"; return; }
+    const ev = hit(event.offsetX, event.offsetY);
+    if (!ev) { tip.style.display = "none"; return; }
+    const name = state.data.names[ev[3]];
+    tip.textContent = `${name.length > 120 ? `${name.slice(0, 119)}…` : name} · ${duration(ev[1] - ev[0])}${ev[5] > 1 ? ` · ${ev[5]} events merged` : ""}`;
+    tip.style.display = "block";
+    tip.style.left = `${Math.min(event.offsetX + 12, box.clientWidth - 320)}px`;
+    tip.style.top = `${event.offsetY + 14}px`;
+  });
+  canvas.addEventListener("mouseleave", () => { tip.style.display = "none"; });
   window.addEventListener("mousemove", (event) => {
     if (!drag) return;
     const dx = event.clientX - drag.x;
