@@ -68,12 +68,15 @@ def capture(directory: Path, handler: bool) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 
     def train(profiler: Any) -> None:
-        for _ in range(4):
+        for step in range(1000, 1004):
             loss = model(torch.randn(8, 3, 16, 16)).sum()
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-            profiler.step()
+            if handler:
+                profiler.step()
+            else:
+                profiler.step(step)  # the training loop's own step number
 
     if handler:
         with torch.profiler.profile(
@@ -162,6 +165,9 @@ def test_every_view_shows_its_content_and_nothing_leaves_the_origin(served: str,
             ticks = frame.locator("#step-chart text.tick").all_text_contents()
             assert len(ticks) >= 3 and ticks[0] == "0", ticks
             assert "step time (" in frame.locator("#step-chart").text_content()
+            if run == "captured":  # the training loop's step numbers, not the profiler's
+                labels = frame.locator("#step-chart text.step-label").all_text_contents()
+                assert labels and all(1000 <= int(label) <= 1003 for label in labels), labels
             summary = frame.locator("#summary").inner_text()
             assert "worker" in summary and ("SM efficiency" in summary) == (run in ("v100", "memory", "h200", "diff"))
         shoot(page, frame, SHOTS / f"{run}-{name.lower()}-light.png")

@@ -214,7 +214,7 @@ function stepChart(overview) {
       svg.append(rect);
       stacked += us;
     }
-    axis.append(element("text", { x: x + bar / 2, y: y(0) + 16, "text-anchor": "middle" }, label));
+    axis.append(element("text", { class: "step-label", x: x + bar / 2, y: y(0) + 16, "text-anchor": "middle" }, label));
   });
   axis.append(element("text", { x: left + plot / 2, y: y(0) + 34, "text-anchor": "middle" }, "training step"));
   svg.append(axis);
