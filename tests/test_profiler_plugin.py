@@ -136,3 +136,141 @@ def test_a_trace_rewritten_while_served_is_read_again_and_one_deleted_is_told(tm
     target.unlink()
     status, body = tab.get("/kernels", run="run", worker=target.name)
     assert status == 404 and "gone" in body["error"]
+
+
+# -- what each view says, against the raw JSON ----------------------------------------------------------
+
+
+def raw(path: Path) -> list[dict[str, Any]]:
+    return list(json.loads(gzip.decompress(path.read_bytes()))["traceEvents"])
+
+
+def shared_tab(tmp_path: Path, *names: str) -> Tab:
+    for name in names:
+        shutil.copy(TRACES / "gpu" / name, tmp_path / name)
+    return Tab(tmp_path)
+
+
+H200 = "h200_eager_cnn_steps2-4.pt.trace.json.gz"
+
+
+def test_an_fp32_cnn_on_tf32_tensor_cores_is_told_to_use_channels_last_not_mixed_precision(tmp_path: Path) -> None:
+    """The H200 CNN's convolutions run on TF32 tensor cores; cuDNN's batch norm and its NCHW/NHWC
+    conversions are no GEMM or convolution, and the conversions take a notable share of kernel time."""
+    events = raw(TRACES / "gpu" / H200)
+    kernels = [e for e in events if e.get("cat") == "kernel"]
+    layout = [e for e in kernels if "nchwToNhwc" in e["name"] or "nhwcToNchw" in e["name"]]
+    share = sum(e["dur"] for e in layout) / sum(e["dur"] for e in kernels)
+    status, overview = shared_tab(tmp_path, H200).get("/overview", run=".", worker=H200)
+    assert status == 200
+    texts = [r["text"] for r in overview["recommendations"]]
+    assert not any(t.startswith("Tensor cores idle") for t in texts)
+    (advice,) = [r for r in overview["recommendations"] if "channels_last" in r["text"]]
+    assert advice["figure"]["value"] == pytest.approx(share, rel=1e-6) and share > 0.05
+    assert advice["events"] and {e["view"] for e in advice["events"]} == {"kernels"}
+    assert {e["name"] for e in advice["events"]} <= {e["name"] for e in layout}
+    assert overview["tensor_core_share"] > 0.9
+
+
+def test_syncs_after_pageable_copies_are_blamed_on_them(tmp_path: Path) -> None:
+    """A step that copies a batch from pageable memory: the copy's launch, then the sync it forces."""
+    events = [
+        {"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#7", "ts": 0, "dur": 1000, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::copy_", "ts": 10, "dur": 300, "pid": 1, "tid": 1,
+         "args": {"External id": 5}},
+        {"ph": "X", "cat": "cuda_runtime", "name": "cudaMemcpyAsync", "ts": 20, "dur": 20, "pid": 1, "tid": 1,
+         "args": {"correlation": 9, "External id": 5}},
+        {"ph": "X", "cat": "cuda_runtime", "name": "cudaStreamSynchronize", "ts": 45, "dur": 250, "pid": 1,
+         "tid": 1, "args": {"correlation": 10, "External id": 5}},
+        {"ph": "X", "cat": "gpu_memcpy", "name": "Memcpy HtoD (Pageable -> Device)", "ts": 60, "dur": 230,
+         "pid": 0, "tid": 7, "args": {"correlation": 9, "External id": 5, "bytes": 6_291_456}},
+        {"ph": "X", "cat": "kernel", "name": "sgemm", "ts": 400, "dur": 500, "pid": 0, "tid": 7,
+         "args": {"correlation": 11, "External id": 6}},
+    ]  # fmt: skip
+    (tmp_path / "w.pt.trace.json").write_text(json.dumps({"traceEvents": events}))
+    status, overview = Tab(tmp_path).get("/overview", run=".", worker="w.pt.trace.json")
+    assert status == 200
+    by_start = {r["text"].split(":")[0]: r for r in overview["recommendations"]}
+    assert by_start["Syncs after pageable copies"]["figure"]["value"] == 1
+    assert "pin_memory=True" in by_start["Syncs after pageable copies"]["text"]
+    assert by_start["Syncs after pageable copies"]["events"] == [{"view": "operators", "name": "aten::copy_"}]
+    assert "Host-device syncs" not in by_start  # nothing else synced
+    assert by_start["Copies"]["figure"]["value"] == pytest.approx(230 / 1000)
+
+
+def test_kernels_grouped_by_the_operator_that_launched_them(tmp_path: Path) -> None:
+    events = raw(V100)
+    op_of = {e["args"]["External id"]: e["name"] for e in events if e.get("cat") == "cpu_op" and "External id" in
+             e.get("args", {})}  # fmt: skip
+    expected: dict[tuple[Any, str], float] = {}
+    for e in events:
+        if e.get("cat") == "kernel":
+            key = (op_of.get(e["args"].get("External id")), e["name"])
+            expected[key] = expected.get(key, 0.0) + e["dur"]
+    status, rows = shared_tab(tmp_path, V100.name).get("/kernels", run=".", worker=V100.name, group_by="operator")
+    assert status == 200
+    got = {(r["operator"], r["name"]): r["total_us"] for r in rows}
+    top = sorted(expected, key=lambda k: -expected[k])[:50]
+    assert all(got[key] == pytest.approx(expected[key]) for key in top)
+    assert [r["total_us"] for r in rows] == sorted((r["total_us"] for r in rows), reverse=True)
+
+
+def test_allocations_never_freed_in_the_window_largest_first(tmp_path: Path) -> None:
+    """The V100 memory trace frees everything it allocates; with the frees of its three largest
+    allocations taken out, those three are the leak's suspects, largest first."""
+    data = json.loads(gzip.decompress((TRACES / "gpu" / "v100_memory_steps2-5.pt.trace.json.gz").read_bytes()))
+    memory = [e for e in data["traceEvents"] if e.get("name") == "[memory]"]
+    where = lambda e: (e["args"]["Device Type"], e["args"]["Device Id"], e["args"]["Addr"])  # noqa: E731
+    largest = sorted((e for e in memory if e["args"]["Bytes"] > 0), key=lambda e: -e["args"]["Bytes"])[:3]
+    dropped = set()
+    for allocation in largest:  # the first free of that address after the allocation
+        free = next(f for f in memory if f["args"]["Bytes"] < 0 and where(f) == where(allocation)
+                    and f["ts"] >= allocation["ts"] and id(f) not in dropped)  # fmt: skip
+        dropped.add(id(free))
+    data["traceEvents"] = [e for e in data["traceEvents"] if id(e) not in dropped]
+    (tmp_path / "leaky.pt.trace.json").write_text(json.dumps(data))
+    status, view = Tab(tmp_path).get("/memory", run=".", worker="leaky.pt.trace.json")
+    assert status == 200
+    assert [r["bytes"] for r in view["never_freed"]] == [e["args"]["Bytes"] for e in largest]
+    times = [r["time_us"] for r in view["never_freed"]]
+    assert [t - times[0] for t in times] == [e["ts"] - largest[0]["ts"] for e in largest]
+    assert all(r["operator"] and r["device"] == f"cuda:{e['args']['Device Id']}"
+               for r, e in zip(view["never_freed"], largest, strict=True))  # fmt: skip
+    times = [e["ts"] for e in memory]
+    assert view["window_us"][1] - view["window_us"][0] == pytest.approx(max(times) - min(times))
+
+
+def test_the_overview_summarizes_each_gpu_and_the_runs_configuration(tmp_path: Path) -> None:
+    name = "v100_memory_steps2-5.pt.trace.json.gz"
+    data = json.loads(gzip.decompress((TRACES / "gpu" / name).read_bytes()))
+    cuda = [e["args"] for e in data["traceEvents"] if e.get("name") == "[memory]" and e["args"]["Device Type"] == 1]
+    status, overview = shared_tab(tmp_path, name).get("/overview", run=".", worker=name)
+    assert status == 200
+    assert [d["id"] for d in overview["devices"]] == [d["id"] for d in data["deviceProperties"]]
+    (gpu,) = [d for d in overview["devices"] if d["id"] == cuda[0]["Device Id"]]  # the one this rank used
+    assert gpu["name"] == data["deviceProperties"][cuda[0]["Device Id"]]["name"]
+    assert gpu["peak_reserved_bytes"] == max(a["Total Reserved"] for a in cuda)
+    assert gpu["peak_allocated_bytes"] == max(a["Total Allocated"] for a in cuda)
+    assert gpu["sm_efficiency"] == pytest.approx(overview["sm_efficiency"]) and 0 < gpu["achieved_occupancy"] <= 100
+    assert all(d["sm_efficiency"] is None for d in overview["devices"] if d is not gpu)  # no kernel ran there
+    steps = sorted(int(e["name"].split("#")[1]) for e in data["traceEvents"]
+                   if str(e.get("name", "")).startswith("ProfilerStep#"))  # fmt: skip
+    assert overview["configuration"]["steps"] == steps and overview["configuration"]["worker"] == overview["worker"]
+
+
+def test_diff_of_one_step_on_each_side_drills_down_to_kernels(tmp_path: Path) -> None:
+    control, test = "a100_diff_control.pt.trace.json.gz", "a100_diff_test.pt.trace.json.gz"
+    tab = shared_tab(tmp_path, control, test)
+    steps = {w: {s["step"]: s for s in tab.get("/overview", run=".", worker=w)[1]["steps"]} for w in (control, test)}
+    status, diff = tab.get("/diff", run=".", worker=control, run2=".", worker2=test, step="1010", step2="1013")
+    assert status == 200
+    assert diff["step_time_us"]["base"] == pytest.approx(steps[control][1010]["duration_us"])
+    assert diff["step_time_us"]["other"] == pytest.approx(steps[test][1013]["duration_us"])
+    assert diff["categories_us"]["kernel"]["base"] == pytest.approx(steps[control][1010]["breakdown_us"]["kernel"])
+    launching = [op for op in diff["operators"] if op["kernels"]]
+    assert launching
+    for op in launching:  # an operator's kernels are part of its device time, on each side
+        assert sum(k["base_us"] for k in op["kernels"]) <= op["base_us"] + 1e-6
+        assert sum(k["other_us"] for k in op["kernels"]) <= op["other_us"] + 1e-6
+    assert tab.get("/diff", run=".", worker=control, run2=".", worker2=test, step="x")[0] == 400
+    assert "no step 7" in tab.get("/diff", run=".", worker=control, run2=".", worker2=test, step="7")[1]["error"]

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 # Bytes an element of each of NCCL's data types takes, by the names torch writes in a kernel's ``dtype``.
 ELEMENT_BYTES = {"Float": 4, "Half": 2, "BFloat16": 2, "Double": 8, "Int": 4, "Long": 8, "Byte": 1, "Char": 1,
                  "Bool": 1, "Float8_e4m3fn": 1, "Float8_e5m2": 1}  # fmt: skip
-COLLECTIVE_IN_NAME = re.compile(r"(all_?reduce|all_?gather|reduce_?scatter|broadcast|all_?to_?all|send|recv|barrier)",
-                                re.I)  # fmt: skip
+COLLECTIVE_IN_NAME = re.compile(
+    r"(all_?reduce|all_?gather|reduce_?scatter|broadcast|all_?to_?all|send_?recv|send|recv|barrier)", re.I
+)
 
 
 def _clipped(trace: Trace, where: NDArray[np.bool_], windows: list[tuple[float, float]]) -> tuple[Any, Any]:
@@ -84,14 +85,15 @@ def distributed(traces: Sequence[Trace]) -> dict[str, Any]:
             if not has_device and _nested_in_collective(trace, i, comm):
                 continue
             name = collective_name(trace.strings[trace.name[i]], trace.strings[named[i]] if named[i] >= 0 else None)
-            row = collectives.setdefault(name, {"calls": 0, "bytes": 0, "total_us": 0.0,
+            row = collectives.setdefault(name, {"calls": 0, "bytes": None, "total_us": 0.0,
                                                                      "per_rank": {}})  # fmt: skip
             size = ELEMENT_BYTES.get(trace.strings[dtypes[i]]) if dtypes[i] >= 0 else None
-            sent = int(nelems[i] * size) if size and nelems[i] == nelems[i] else 0
-            mine = row["per_rank"].setdefault(trace.worker, {"calls": 0, "bytes": 0, "total_us": 0.0})
+            sent = int(nelems[i] * size) if size and nelems[i] == nelems[i] else None
+            mine = row["per_rank"].setdefault(trace.worker, {"calls": 0, "bytes": None, "total_us": 0.0})
             for counts in (row, mine):
                 counts["calls"] += 1
-                counts["bytes"] += sent
+                if sent is not None:  # None: the trace says no size (older torch, gloo)
+                    counts["bytes"] = (counts["bytes"] or 0) + sent
                 counts["total_us"] += float(trace.end[i] - trace.start[i])
     for row in collectives.values():
         row["mean_us"] = row["total_us"] / row["calls"]

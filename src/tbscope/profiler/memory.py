@@ -98,13 +98,13 @@ def memory(trace: Trace) -> dict[str, Any]:
         row = top.setdefault(name, [0.0, 0])
         row[0] += size
         row[1] += 1
-    # Never freed: no later free of the same address on the same device.
-    frees = np.flatnonzero(m.bytes < 0)
-    last_free: dict[tuple[str, float], float] = {}
-    for i in frees.tolist():
-        key = (names[i], m.addr[i])
-        last_free[key] = max(last_free.get(key, -np.inf), m.time[i])
-    kept = [k for k, i in enumerate(allocations.tolist()) if last_free.get((names[i], m.addr[i]), -np.inf) < m.time[i]]
+    # Never freed: the next event at the same address of the same device is not a free (or there is none).
+    device_code = np.nan_to_num(m.device_type, nan=-1) * 1e6 + np.nan_to_num(m.device_id, nan=-1)
+    ordered = np.lexsort((m.time, m.addr, device_code))
+    same = (device_code[ordered][1:] == device_code[ordered][:-1]) & (m.addr[ordered][1:] == m.addr[ordered][:-1])
+    freed = np.zeros(len(m), bool)
+    freed[ordered[:-1]] = same & (m.bytes[ordered][1:] < 0)
+    kept = np.flatnonzero(~freed[allocations]).tolist()
     never = sorted(kept, key=lambda k: -m.bytes[allocations[k]])[:TOP]
     return {
         "window_us": [float(m.time.min()), float(m.time.max())] if len(m) else None,

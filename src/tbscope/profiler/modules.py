@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tbscope.profiler.trace import DEVICE_KINDS, KIND, Trace
+from tbscope.profiler.tables import device_time_by_operator
+from tbscope.profiler.trace import KIND, Trace
 
 MODULE_PREFIX = "nn.Module: "
 _PREFIX = re.compile("^" + MODULE_PREFIX)
@@ -41,16 +42,8 @@ def modules(trace: Trace) -> list[dict[str, Any]]:
     module_events = np.flatnonzero(named & (trace.kind == KIND["annotation" if qualified else "python"]))
     if not len(module_events):
         return []
-    external = trace.arg("External id")
-    device = trace.of(*DEVICE_KINDS) & ~np.isnan(external)
-    ids, inverse = np.unique(external[device], return_inverse=True)
-    device_time = np.bincount(inverse, weights=(trace.end - trace.start)[device], minlength=len(ids))
     ops = np.flatnonzero(trace.kind == KIND["cpu_op"])
-    own = np.zeros(len(ops))
-    if len(ids):
-        at = np.searchsorted(ids, external[ops]).clip(max=len(ids) - 1)
-        found = ids[at] == external[ops]
-        own[found] = device_time[at[found]]
+    own = device_time_by_operator(trace)[ops]
     rows: dict[str, dict[str, Any]] = {}
     order = module_events[np.lexsort((-trace.end[module_events], trace.start[module_events],
                                       trace.thread[module_events]))]  # fmt: skip

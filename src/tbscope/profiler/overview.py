@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tbscope.profiler.trace import DEVICE_KINDS, KIND, STEP_NAME, Trace
+from tbscope.profiler.trace import DEVICE_KINDS, KIND, STEP_NAME, Trace, launchers
 
 if TYPE_CHECKING:
     import numpy as np
@@ -486,14 +486,12 @@ def _sync_and_copy_advice(trace: Trace, overview: Overview, share: dict[str, flo
         & (trace.thread[before] == trace.thread[syncs])
         & np.isin(trace.arg("correlation")[before], list(pageable_launches))
     )
-    external = trace.arg("External id")
-    operators = np.flatnonzero(trace.kind == KIND["cpu_op"])
+    launched_by = launchers(trace)
 
     def callers(calls: NDArray[np.int64]) -> list[str]:
-        """The operators that made these runtime calls (linked by External id)."""
-        wanted = np.isin(external[operators], external[calls][~np.isnan(external[calls])])
+        """The operators that made these runtime calls."""
         where = np.zeros(len(trace), bool)
-        where[operators[wanted]] = True
+        where[launched_by[calls][launched_by[calls] >= 0]] = True
         return _top(trace, where)
 
     if after_copy.any():

@@ -1,10 +1,11 @@
 """Operators and kernels of a trace, as the Profile tab's tables show them.
 
-Operators: calls, host self and total time, device self and total time (the kernels they launched,
-linked through ``External id``), grouped by name or by name and input shapes, with where user code called
-them when the trace has call stacks. Kernels: calls, total, mean, min and max time, mean blocks per SM
-and achieved occupancy where the trace has them, and whether the kernel uses tensor cores (told by its
-name, as NVIDIA's libraries name them); grouped by name, or by the operator that launched them.
+Operators: calls, host self and total time, device self and total time (the device work they launched,
+linked through the runtime call's correlation id), grouped by name or by name and input shapes, with
+where user code called them when the trace has call stacks. Kernels: calls, total, mean, min and max
+time, mean blocks per SM and achieved occupancy where the trace has them, and whether the kernel uses
+tensor cores (told by its name, as NVIDIA's libraries name them); grouped by name, or by the operator
+that launched them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
 from tbscope.profiler.overview import uses_tensor_cores
-from tbscope.profiler.trace import DEVICE_KINDS, KIND, Trace
+from tbscope.profiler.trace import KIND, Trace, launchers
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,14 +44,14 @@ def readable_frame(frame: str) -> str:
     return f"{path}:{found['line']} {found['function']}"
 
 
-def _device_time_by_external_id(trace: Trace) -> dict[float, float]:
+def device_time_by_operator(trace: Trace) -> NDArray[np.float64]:
+    """For each event, the device time of the work it launched itself (see ``launchers``)."""
     import numpy as np
 
-    external = trace.arg("External id")
-    device = trace.of(*DEVICE_KINDS) & ~np.isnan(external)
-    ids, inverse = np.unique(external[device], return_inverse=True)
-    totals = np.bincount(inverse, weights=(trace.end - trace.start)[device], minlength=len(ids))
-    return dict(zip(ids.tolist(), totals.tolist(), strict=True))
+    launched = launchers(trace)
+    mine = launched >= 0
+    weights = (trace.end - trace.start)[mine]
+    return np.bincount(launched[mine], weights=weights, minlength=len(trace)).astype(np.float64)
 
 
 def operators(trace: Trace, group_by: str = "name") -> list[dict[str, Any]]:
@@ -62,12 +63,10 @@ def operators(trace: Trace, group_by: str = "name") -> list[dict[str, Any]]:
 
     if group_by not in ("name", "shapes"):
         raise ValueError(f"group_by must be 'name' or 'shapes', got {group_by!r}")
-    device_by_id = _device_time_by_external_id(trace)
     ops = np.flatnonzero(trace.kind == KIND["cpu_op"])
     ops = ops[np.lexsort((-trace.end[ops], trace.start[ops], trace.thread[ops]))]
     threads, starts, ends = trace.thread[ops].tolist(), trace.start[ops].tolist(), trace.end[ops].tolist()
-    external = trace.arg("External id")[ops].tolist()
-    own_device = [device_by_id.get(x, 0.0) for x in external]
+    own_device = device_time_by_operator(trace)[ops].tolist()
     # Nesting on one thread: an operator's children are the operators inside it.
     host_self = [b - a for a, b in zip(starts, ends, strict=True)]
     device_total = list(own_device)
@@ -141,7 +140,7 @@ def _call_stacks(trace: Trace, ops: NDArray[np.int64]) -> list[tuple[str, ...]]:
 
 def kernels(trace: Trace, group_by: str = "name") -> list[dict[str, Any]]:
     """One row per kernel name (``group_by="name"``), or per launching operator and kernel name
-    (``"operator"``: the operator whose ``External id`` the kernel carries), the longest total first."""
+    (``"operator"``, see ``launchers``), the longest total first."""
     import numpy as np
 
     if group_by not in ("name", "operator"):
@@ -149,16 +148,8 @@ def kernels(trace: Trace, group_by: str = "name") -> list[dict[str, Any]]:
     where = np.flatnonzero(trace.kind == KIND["kernel"])
     launcher = np.full(len(where), -1, dtype=np.int64)
     if group_by == "operator":
-        external = trace.arg("External id")
-        ops = np.flatnonzero((trace.kind == KIND["cpu_op"]) & ~np.isnan(external))
-        # The innermost operator of an External id: the latest to start among those sharing it.
-        ops = ops[np.lexsort((trace.start[ops], external[ops]))]
-        ids, last = np.unique(external[ops][::-1], return_index=True)
-        names = trace.name[ops][::-1][last]
-        if len(ids):
-            at = np.searchsorted(ids, external[where]).clip(max=len(ids) - 1)
-            found = ids[at] == external[where]
-            launcher[found] = names[at[found]]
+        launched_by = launchers(trace)[where]
+        launcher[launched_by >= 0] = trace.name[launched_by[launched_by >= 0]]
     duration = (trace.end - trace.start)[where]
     blocks, occupancy = trace.arg("blocks per SM")[where], trace.arg("est. achieved occupancy %")[where]
     measured = ~np.isnan(blocks) & ~np.isnan(occupancy)

@@ -411,6 +411,58 @@ def load(path: str | os.PathLike[str]) -> Trace:
     )  # fmt: skip
 
 
+def launchers(trace: Trace) -> NDArray[np.int64]:
+    """For each event, the operator that launched it (an event index; -1 for none): for a runtime call, the
+    innermost operator running on its thread then; for device work, that of the runtime call with the
+    same correlation id (as every torch version records it), else the operator with its ``External id``.
+
+    Example:
+        >>> import json, tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "w.pt.trace.json"
+        >>> _ = path.write_text(json.dumps({"traceEvents": [
+        ...     {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 0, "dur": 10, "pid": 1, "tid": 1},
+        ...     {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 2, "dur": 3, "pid": 1, "tid": 1,
+        ...      "args": {"correlation": 4}},
+        ...     {"ph": "X", "cat": "kernel", "name": "sgemm", "ts": 8, "dur": 20, "pid": 0, "tid": 7,
+        ...      "args": {"correlation": 4}}]}))
+        >>> launchers(load(path)).tolist()
+        [-1, 0, 0]
+    """
+    import numpy as np
+
+    found = np.full(len(trace), -1, dtype=np.int64)
+    ops = trace.kind == KIND["cpu_op"]
+    calls = np.flatnonzero(ops | (trace.kind == KIND["runtime"]))
+    # Operators before the calls they contain: by thread, start, operators first, the longest first.
+    calls = calls[np.lexsort((-trace.end[calls], ~ops[calls], trace.start[calls], trace.thread[calls]))]
+    threads, starts, ends = trace.thread[calls].tolist(), trace.start[calls].tolist(), trace.end[calls].tolist()
+    is_op = ops[calls].tolist()
+    stack: list[int] = []
+    thread = None
+    for k, i in enumerate(calls.tolist()):
+        if threads[k] != thread:
+            stack, thread = [], threads[k]
+        while stack and ends[stack[-1]] <= starts[k]:
+            stack.pop()
+        if is_op[k]:
+            stack.append(k)
+        elif stack:
+            found[i] = calls[stack[-1]]
+    device = np.flatnonzero(trace.of(*DEVICE_KINDS))
+    for key in ("correlation", "External id"):
+        ids = trace.arg(key)
+        source = np.flatnonzero((trace.kind == KIND["runtime"]) if key == "correlation" else ops)
+        source = source[~np.isnan(ids[source])]
+        source = source[np.argsort(ids[source], kind="stable")]
+        unmatched = device[found[device] < 0]
+        if not len(source) or not len(unmatched):
+            continue
+        at = np.searchsorted(ids[source], ids[unmatched]).clip(max=len(source) - 1)
+        hit = ids[source][at] == ids[unmatched]
+        found[unmatched[hit]] = found[source[at[hit]]] if key == "correlation" else source[at[hit]]
+    return found
+
+
 def is_trace_file(name: str) -> bool:
     """Whether a file name is a torch.profiler trace's: ``*.pt.trace.json`` or ``*.pt.trace.json.gz``."""
     return name.endswith(TRACE_SUFFIXES)
