@@ -243,9 +243,12 @@ def test_memory_view_shows_ticks_with_units_a_legend_and_what_the_table_sums(ser
         chart.locator("path[data-series]").evaluate_all("ps => ps.map(p => p.dataset.series)")
     )
     assert "summed over" in frame.locator("#allocations-span").inner_text()
+    box = chart.bounding_box()
+    page.mouse.move(box["x"] + 300, box["y"] + 100)  # hovering reads both curves there
+    readout = chart.locator("text.readout").text_content()
+    assert "allocated" in readout and "reserved" in readout and readout.split()[-1] in ("KB", "MB", "GB"), readout
     # Dragging across the chart zooms in: the time axis then covers less.
     first = chart.locator("text.tick.x").last.text_content()
-    box = chart.bounding_box()
     page.mouse.move(box["x"] + 200, box["y"] + 100)
     page.mouse.down()
     page.mouse.move(box["x"] + 400, box["y"] + 100, steps=5)

@@ -45,6 +45,7 @@ const STYLE = `
   svg .axis line, svg .axis path { stroke: var(--muted); }
   svg .grid { stroke: var(--grid); }
   svg .marker { stroke: var(--muted); stroke-dasharray: 3 3; }
+  svg text.readout { font-size: 12px; paint-order: stroke; stroke: var(--bg); stroke-width: 3px; }
   .toolbar { display: flex; align-items: center; gap: 8px; margin: 6px 0; flex-wrap: wrap; }
   .timeline { position: relative; border: 1px solid var(--line); }
   .timeline canvas { display: block; cursor: grab; }
@@ -538,7 +539,24 @@ function memoryChart(id, curve, steps, onZoom, windowUs) {
   let from = null;
   const at = (event) => event.clientX - svg.getBoundingClientRect().left;
   svg.addEventListener("mousedown", (event) => { from = at(event); band.setAttribute("visibility", "visible"); });
+  // Hovering reads both curves at the pointer's time: the values hold from one event to the next.
+  const cursor = element("line", { class: "marker", y1: top, y2: y(0), visibility: "hidden" });
+  const readout = element("text", { class: "readout", y: top + 24, visibility: "hidden" });
+  svg.append(cursor, readout);
+  svg.addEventListener("mouseleave", () => { cursor.setAttribute("visibility", "hidden"); readout.setAttribute("visibility", "hidden"); });
   svg.addEventListener("mousemove", (event) => {
+    const px = at(event);
+    if (from === null && px >= left && px <= left + width && curve.length) {
+      const t = t0 + ((px - left) / width) * (t1 - t0);
+      let lo = 0, hi = curve.length - 1;
+      while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (curve[mid][0] <= t) lo = mid; else hi = mid - 1; }
+      const p = curve[lo];
+      cursor.setAttribute("x1", px); cursor.setAttribute("x2", px); cursor.setAttribute("visibility", "visible");
+      readout.textContent = `${duration(t - t0)}: allocated ${bytes(p[1])}, reserved ${bytes(p[2])}`;
+      readout.setAttribute("x", px > left + width / 2 ? px - 6 : px + 6);
+      readout.setAttribute("text-anchor", px > left + width / 2 ? "end" : "start");
+      readout.setAttribute("visibility", "visible");
+    }
     if (from === null) return;
     const to = at(event);
     band.setAttribute("x", Math.min(from, to));
