@@ -48,7 +48,7 @@ class Timeline:
         stepped = set(np.unique(trace.thread[trace.of("annotation") & trace.matching(STEP_NAME)]).tolist())
         # Each event's lane, as a sortable key: host threads first (the one with the steps, then the busiest),
         # then each device's streams, a stream's annotations right after its work.
-        keys: dict[tuple[Any, ...], list[int]] = {}
+        keys: dict[tuple[Any, ...], NDArray[np.intp]] = {}
         host = ~on_device & ~annotations
         threads = np.unique(trace.thread[host]).tolist()
         # A DataLoader's workers are processes of their own: then a thread is named with its process.
@@ -59,25 +59,28 @@ class Timeline:
             label = f"thread {tid.get(thread, name)}" + (" (main)" if thread in stepped else "")
             if len(processes) > 1:
                 label = f"process {name.split(':', 1)[0]} {label}"
-            keys[(0, thread not in stepped, -len(where), label)] = where.tolist()
+            keys[(0, thread not in stepped, -len(where), label)] = where
         device_streams = np.where(on_device, stream, np.nan)
-        for d, s in {(float(a), float(b)) for a, b in zip(device[on_device], device_streams[on_device], strict=True)}:
+        pairs = np.unique(
+            np.nan_to_num(np.stack([device[on_device], device_streams[on_device]], axis=1), nan=-1.0), axis=0
+        )
+        for d, s in ((np.nan if a == -1 else a, np.nan if b == -1 else b) for a, b in pairs.tolist()):
             where = np.flatnonzero(on_device & _same(device, d) & _same(device_streams, s))
             label = f"GPU {_number(d)} stream {_number(s)}" if d == d else f"GPU stream {_number(s)}"
-            keys[(1, d if d == d else -1, s if s == s else -1, 0, label)] = where.tolist()
+            keys[(1, d if d == d else -1, s if s == s else -1, 0, label)] = where
         for thread in np.unique(trace.thread[annotations]).tolist():
             where = np.flatnonzero(annotations & (trace.thread == thread))
             number = tid.get(thread, "?")
             s = float(number) if number.lstrip("-").isdigit() else -1.0
             d = next((k[1] for k in keys if k[0] == 1 and k[2] == s), -1)
-            keys[(1, d, s, 1, f"GPU {_number(d)} stream {number} annotations")] = where.tolist()
+            keys[(1, d, s, 1, f"GPU {_number(d)} stream {number} annotations")] = where
         # Small integer types, and each lane's starts but not its ends (read from the trace): this layout
         # takes about 26 bytes an event, a 1 GB trace's ten million events 260 MB.
         self.depth = np.full(n, -1, dtype=np.int16)
         self.lane_of = np.full(n, -1, dtype=np.int16)
         self.lanes: list[dict[str, Any]] = []
         for key in sorted(keys):
-            ids = np.asarray(keys[key], dtype=np.int32)
+            ids = keys.pop(key).astype(np.int32)
             ids = ids[np.lexsort((-trace.end[ids], trace.start[ids]))]
             starts, ends = trace.start[ids], trace.end[ids]
             depths = _depths(starts, ends).astype(np.int16)
