@@ -318,6 +318,7 @@ def test_streaming_a_trace_reads_what_parsing_it_whole_reads(path: Path, monkeyp
     monkeypatch.setattr(trace_module, "_CHUNK", 4096)  # values straddle many chunk boundaries
     streamed = load(path)
     assert streamed.header == whole.header
+
     def events(trace: Any) -> list[tuple[Any, ...]]:
         return list(zip(trace.kind.tolist(), [trace.strings[n] for n in trace.name], trace.start.tolist(),
                         trace.end.tolist(), strict=True))  # fmt: skip
@@ -351,7 +352,79 @@ def test_each_rank_of_a_distributed_job_writes_its_own_trace(tmp_path: Path) -> 
     assert [t.name.split(".")[0] for t in traces] == ["rank0", "rank1"]
     from tbscope.profiler.distributed import distributed
 
-    assert {w["worker"] for w in distributed([load(t) for t in traces])["workers"]} == {"rank0", "rank1"}
+    loaded = [load(t) for t in traces]
+    data = distributed(loaded)
+    assert [w["worker"] for w in data["workers"]] == ["rank0", "rank1"]
+    for trace, worker in zip(loaded, data["workers"], strict=True):
+        # The Distributed view and the Overview agree: the same mean step, the same communication (gloo's
+        # collectives, on the host), and the step time is a step's, not the sum of the steps.
+        steps = analyze(trace).steps
+        assert worker["steps"] == len(steps) == 2
+        assert worker["step_time_us"] == pytest.approx(sum(s.duration_us for s in steps) / len(steps))
+        communication = sum(s.breakdown_us["communication"] for s in steps) / len(steps)
+        assert worker["communication_us"] == pytest.approx(communication) and communication > 0
+        assert worker["idle_us"] < worker["step_time_us"]
+    assert data["slowest"] == max(data["workers"], key=lambda w: w["step_time_us"])["worker"]
+    (allreduce,) = [c for c in data["collectives"] if c["name"] == "allreduce"]
+    assert set(allreduce["per_rank"]) == {"rank0", "rank1"}
+    assert allreduce["calls"] == sum(r["calls"] for r in allreduce["per_rank"].values()) >= 2
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+        self.head = torch.nn.Linear(4 * 6 * 6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+def test_the_modules_of_a_profiled_model_are_a_tree_of_their_qualified_names(tmp_path: Path) -> None:
+    from tbscope.profiler.modules import modules
+
+    model = Net()
+    with tbscope.profile(tmp_path, wait=0, warmup=1, active=2, model=model, with_modules=True) as prof:
+        for step in range(3):
+            model(torch.randn(8, 3, 8, 8)).sum().backward()
+            prof.step(step)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())  # hooks removed
+    (path,) = prof.traces
+    header = json.loads(gzip.decompress(path.read_bytes()))
+    assert header["with_modules"] == 1  # torch's own option, passed through
+    rows = {r["module"]: r for r in modules(load(path))}
+    assert set(rows) == {"Net"} | {name for name, _ in model.named_modules() if name}
+    assert {name: r["parent"] for name, r in rows.items()} == {
+        "Net": None, "features": "Net", "features.0": "features", "features.1": "features", "head": "Net"
+    }  # fmt: skip
+    assert all(r["calls"] == 2 for r in rows.values())
+    children = [r for r in rows.values() if r["parent"] == "Net"]
+    assert sum(r["host_total_us"] for r in children) <= rows["Net"]["host_total_us"]
+    assert (
+        rows["features"]["host_total_us"] >= rows["features.0"]["host_total_us"] + rows["features.1"]["host_total_us"]
+    )
+
+
+def test_with_stack_alone_gives_a_tree_of_torchs_module_events_by_class(tmp_path: Path) -> None:
+    from tbscope.profiler.modules import modules
+
+    model = Net()
+    with tbscope.profile(tmp_path, wait=0, warmup=1, active=2, with_stack=True) as prof:
+        for step in range(3):
+            model(torch.randn(8, 3, 8, 8)).sum().backward()
+            prof.step(step)
+    rows = {r["module"]: r for r in modules(load(prof.traces[0]))}
+    assert set(rows) == {"Net_0", "Net_0.Sequential_0", "Net_0.Sequential_0.Conv2d_0", "Net_0.Sequential_0.ReLU_0",
+                         "Net_0.Linear_0"}  # fmt: skip
+    assert rows["Net_0.Linear_0"]["parent"] == "Net_0" and rows["Net_0.Linear_0"]["calls"] == 2
+
+
+def test_a_trace_without_module_events_says_how_to_record_them() -> None:
+    from tbscope.profiler.modules import view
+
+    (path,) = [p for p in ALL if "v100_rank0" in p.name]
+    hint = view(load(path), 10)["hint"]
+    assert "tbscope.profile(..., model=model)" in hint and "with_stack=True" in hint
 
 
 def synthetic(tmp_path: Path, events: list[dict[str, Any]]) -> Path:

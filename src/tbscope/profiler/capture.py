@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from tbscope.profiler.modules import MODULE_PREFIX
-from tbscope.profiler.overview import TRAINING_STEPS, analyze
+from tbscope.profiler.overview import TORCH_VERSION, TRAINING_STEPS, analyze
 from tbscope.profiler.trace import load
 
 
@@ -65,10 +65,13 @@ class Profile:
         profiler.export_chrome_trace(str(plain))
         packed = plain.with_suffix(".json.gz")
         with open(plain, "rb") as source, gzip.open(packed, "wb", compresslevel=6) as target:
-            # The training steps go into the header, first: torch writes a JSON object, "{" then its fields.
+            # The training steps and torch's version go into the header, first: torch writes a JSON object.
             head = source.read(1 << 16).lstrip()
-            if head.startswith(b"{") and self._training_steps:
-                head = b"{" + json.dumps({TRAINING_STEPS: self._training_steps})[1:-1].encode() + b"," + head[1:]
+            if head.startswith(b"{"):
+                import torch
+
+                fields = {TORCH_VERSION: torch.__version__, TRAINING_STEPS: self._training_steps}
+                head = b"{" + json.dumps(fields)[1:-1].encode() + b"," + head[1:]
             target.write(head)
             shutil.copyfileobj(source, target)
         plain.unlink()
@@ -164,9 +167,9 @@ def profile(
     ``profile/`` folder, gzipped. The schedule skips ``wait`` steps, warms up for ``warmup``, records
     ``active`` (``ProfilerStep#N`` annotations mark them), ``repeat`` times. CUDA activity is
     recorded when a GPU is there. ``record_shapes``, ``profile_memory``, ``with_stack`` and
-    ``with_modules`` are torch.profiler's options (``with_modules`` records each ``nn.Module`` call, by
-    class: ``Conv2d_3``); give ``model`` to mark each of its modules' calls with its qualified name
-    (``layer3.1.conv2``) for the Modules view.
+    ``with_modules`` are torch.profiler's options (``with_stack`` also records each ``nn.Module`` call,
+    by class: ``Conv2d_3``; ``with_modules`` records TorchScript modules' hierarchy); give ``model`` to mark
+    each of its modules' calls with its qualified name (``layer3.1.conv2``) for the Modules view.
 
     With a run or a writer, each profiled step's time, GPU utilization and the share of the trace's
     largest category are logged as ``profile/...`` scalars at the training step: the number passed to

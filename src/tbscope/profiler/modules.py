@@ -2,9 +2,9 @@
 
 ``tbscope.profile(..., model=model)`` marks each module call with its qualified name in the model
 (``nn.Module: layer3.1.conv2``, a ``user_annotation``); those are used where the trace has them. Else
-torch's own module events (``with_modules=True``: ``python_function`` events ``nn.Module: <Class>_<n>``)
-make the tree: modules nest as their calls do, so a module's path is its callers' names and its own,
-``ResNet_0.Sequential_2.BasicBlock_1.Conv2d_7``.
+torch's own module events (``python_function`` events ``nn.Module: <Class>_<n>``, which torch's Python
+tracer records with ``with_stack=True``) make the tree: modules nest as their calls do, so a module's
+path is its callers' names and its own, ``ResNet_0.Sequential_2.BasicBlock_1.Conv2d_7``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from tbscope.profiler.trace import KIND, Trace
 
 MODULE_PREFIX = "nn.Module: "
 _PREFIX = re.compile("^" + MODULE_PREFIX)
-HOW_TO_RECORD = "tbscope.profile(..., model=model) or tbscope.profile(..., with_modules=True)"
+HOW_TO_RECORD = (
+    "tbscope.profile(..., model=model) (each module by its qualified name, as layer3.1.conv2) or "
+    "tbscope.profile(..., with_stack=True) (torch's module events, by class, as Conv2d_3)"
+)
 
 
 def modules(trace: Trace) -> list[dict[str, Any]]:
@@ -68,3 +71,11 @@ def modules(trace: Trace) -> list[dict[str, Any]]:
         row["device_total_us"] += float(own[np.searchsorted(ops, mine)].sum())
         stack.append((float(trace.end[i]), path))
     return list(rows.values())
+
+
+def view(trace: Trace, rows: int) -> dict[str, Any]:
+    """The Modules view: ``modules`` (the first ``rows`` of ``modules(trace)``), and where there are none,
+    ``hint``, what records them."""
+    found = modules(trace)
+    hint = None if found else f"This trace has no module events: profile with {HOW_TO_RECORD}."
+    return {"modules": found[:rows], "hint": hint}

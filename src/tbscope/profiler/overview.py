@@ -190,7 +190,9 @@ def _steps(trace: Trace) -> list[tuple[int, float, float]]:
     return [(0, float(trace.start.min()), float(trace.end.max()))]  # one step: the trace
 
 
-TRAINING_STEPS = "tbscope_training_steps"  # the header field where tbscope.profile records them
+# Header fields tbscope.profile adds to a trace: the training steps, and the torch that wrote it.
+TRAINING_STEPS = "tbscope_training_steps"
+TORCH_VERSION = "tbscope_torch_version"
 
 
 def _training_steps(trace: Trace) -> dict[int, int]:
@@ -261,7 +263,7 @@ def analyze(trace: Trace) -> Overview:
                         [_summary(d) for d in devices], has_device)  # fmt: skip
     overview.configuration = {
         "worker": trace.worker,
-        "torch_version": trace.header.get("pytorch_version") or trace.header.get("torch_version"),
+        "torch_version": trace.header.get(TORCH_VERSION),
         "steps": [s.step for s in steps],
         "training_steps": [s.training_step for s in steps] if training else None,
         "devices": [d.get("name") for d in devices],

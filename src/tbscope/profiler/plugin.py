@@ -109,7 +109,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
                     "kernels": lambda: tables.kernels(trace)[:MAX_ROWS],
                     "kernels_by_operator": lambda: tables.kernels(trace, "operator")[:MAX_ROWS],
                     "memory": lambda: memory.memory(trace),
-                    "modules": lambda: modules.modules(trace)[:MAX_ROWS],
+                    "modules": lambda: modules.view(trace, MAX_ROWS),
                 }[view]()
 
             self._cache[key] = cache.cached(path, f"{view}@{step}" if step else view, compute)
@@ -187,7 +187,11 @@ class ProfilePlugin(base_plugin.TBPlugin):
         with self._lock:
             laid_out = self._timelines.pop(key, None)
         if laid_out is None:
-            laid_out = views.Timeline(cache.loaded(path))
+            # The steps as the Overview found them (cached): not analyzed again for the Timeline.
+            steps = self._analysis(path, "overview", "")["steps"]
+            windows = [(s["step"], s["start_us"], s["end_us"], s["step"] if s.get("training_step") is None
+                        else s["training_step"]) for s in steps]  # fmt: skip
+            laid_out = views.Timeline(cache.loaded(path), windows if all("start_us" in s for s in steps) else None)
         with self._lock:
             self._timelines[key] = laid_out  # the most recent last
             while len(self._timelines) > _TIMELINES:
