@@ -36,7 +36,9 @@ class Timeline:
     pixel, and the rest merged per lane, depth and pixel, so that an answer stays small whatever the trace.
     """
 
-    def __init__(self, trace: Trace) -> None:
+    def __init__(self, trace: Trace, steps: list[tuple[int, float, float, int]] | None = None) -> None:
+        """Lay ``trace`` out. ``steps`` are its steps' windows, ``(step, start_us, end_us, training step)``,
+        as the Overview found them (computed again when not given)."""
         import numpy as np
 
         self.trace = trace
@@ -102,7 +104,10 @@ class Timeline:
         self.launches[launches[matched]] = work[at[matched]]
         self.launched_by[work[at[matched]]] = launches[matched]
         self.span = (float(trace.start.min()), float(trace.end.max())) if n else (0.0, 0.0)
-        self.steps = [(s.step, s.start, s.end) for s in analyze(trace).steps]
+        if steps is None:
+            steps = [(s.step, s.start, s.end, s.step if s.training_step is None else s.training_step)
+                     for s in analyze(trace).steps]  # fmt: skip
+        self.steps = steps
 
     def window(self, start: float | None = None, end: float | None = None, px: int = 1500) -> dict[str, Any]:
         """What ``px`` pixels show of ``[start, end)`` (the whole trace by default): per lane,
@@ -162,7 +167,7 @@ class Timeline:
         return {
             "span_us": list(self.span),
             "window_us": [a, b],
-            "steps": [[n, s, e] for n, s, e in self.steps],
+            "steps": [list(step) for step in self.steps],
             "names": [self.trace.strings[i] for i in names],
             "lanes": lanes,
             "flows": np.stack([shown_ids[both], targets[both]], axis=1)[:FLOWS].tolist(),
@@ -180,7 +185,7 @@ class Timeline:
             "lane": lane, "depth": int(self.depth[event_id]),
             "lane_name": self.lanes[lane]["name"] if lane >= 0 else None,
             "start_us": start, "end_us": end, "duration_us": end - start,
-            "step": next((n for n, a, b in self.steps if a <= start < b), None),
+            "step": next((label for _, a, b, label in self.steps if a <= start < b), None),
             "args": trace.event_args(event_id),
         }  # fmt: skip
         for key, column in (("launches", self.launches), ("launched_by", self.launched_by)):

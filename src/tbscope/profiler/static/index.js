@@ -712,14 +712,14 @@ async function showTimeline(view, run, worker) {
     ctx.fillStyle = muted;
     ctx.fillText("time from trace start", 6, 14);
     // Steps: a band under the axis, and a dashed line across every lane where each starts.
-    data.steps.forEach(([n, s, e], i) => {
+    data.steps.forEach(([, s, e, label], i) => {
       const x0 = Math.max(xOf(s), LABELS), x1 = Math.min(xOf(e), width);
       if (x1 < LABELS || x0 > width) return;
       ctx.fillStyle = i % 2 ? "#b0bec5" : "#90a4ae";
       ctx.fillRect(x0, AXIS, Math.max(x1 - x0, 1), STEPS - 3);
       if (x1 - x0 > 40) {
         ctx.fillStyle = "#102027";
-        ctx.fillText(`step ${n}`, x0 + 4, AXIS + 11);
+        ctx.fillText(`step ${label}`, x0 + 4, AXIS + 11);
       }
       ctx.strokeStyle = muted;
       ctx.setLineDash([4, 4]);
