@@ -22,7 +22,7 @@ from tbscope.cache import directory
 from tbscope.profiler.trace import Trace, load
 
 # Bumped whenever an analysis changes what it returns: an entry cached by another version is recomputed.
-ANALYSIS_VERSION = 4
+ANALYSIS_VERSION = 5
 
 
 # Parsed traces kept in memory, at most: a view and the next one of the same traces parse nothing.
