@@ -274,3 +274,61 @@ def test_diff_of_one_step_on_each_side_drills_down_to_kernels(tmp_path: Path) ->
         assert sum(k["other_us"] for k in op["kernels"]) <= op["other_us"] + 1e-6
     assert tab.get("/diff", run=".", worker=control, run2=".", worker2=test, step="x")[0] == 400
     assert "no step 7" in tab.get("/diff", run=".", worker=control, run2=".", worker2=test, step="7")[1]["error"]
+
+
+# -- the plugin's shape ----------------------------------------------------------------------------------
+
+
+def test_the_plugins_entry_loads_nothing_heavy() -> None:
+    """TensorBoard imports the entry to register the tab: an import error or a slow import there hurts
+    every TensorBoard start, so it loads neither numpy nor pandas, torch, PIL nor the writer."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, json\n"
+        "from tensorboard.plugins import base_plugin\n"
+        "from tbscope.profiler.plugin import ProfilePlugin\n"
+        "ProfilePlugin(base_plugin.TBContext(logdir='.')).get_plugin_apps()\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    loaded = set(json.loads(out.stdout.splitlines()[-1]))
+    assert loaded.isdisjoint({"numpy", "pandas", "torch", "PIL", "tbscope.writer", "tbscope.pipeline"})
+    assert "tbscope.profiler.plugin" in loaded
+
+
+def test_the_profiler_modules_import_no_circle() -> None:
+    """No module of the profiler imports one that imports it back, at its top or inside a function."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[1] / "src" / "tbscope" / "profiler"
+    imports: dict[str, set[str]] = {}
+    for source in folder.glob("*.py"):
+        name = f"tbscope.profiler.{source.stem}"
+        found = set()
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                found |= {f"{node.module}.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+        imports[name] = {m for m in found if m.startswith("tbscope.profiler.") and m != name}
+    assert len(imports) >= 10
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        return any(m == target or (m not in seen and reaches(m, target, seen | {m})) for m in imports.get(start, ()))
+
+    circles = sorted(name for name in imports if reaches(name, name, {name}))
+    assert circles == []
+
+
+def test_a_symlinked_folder_inside_the_logdir_is_not_walked(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(V100, outside / V100.name)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "linked").symlink_to(outside, target_is_directory=True)
+    tab = Tab(logs)
+    assert not tab.plugin.is_active() and tab.get("/runs") == (200, [])
