@@ -189,9 +189,11 @@ class ProfilePlugin(base_plugin.TBPlugin):
         if laid_out is None:
             # The steps as the Overview found them (cached): not analyzed again for the Timeline.
             steps = self._analysis(path, "overview", "")["steps"]
-            windows = [(s["step"], s["start_us"], s["end_us"], s["step"] if s.get("training_step") is None
-                        else s["training_step"]) for s in steps]  # fmt: skip
-            laid_out = views.Timeline(cache.loaded(path), windows if all("start_us" in s for s in steps) else None)
+            windows = None
+            if all("start_us" in s for s in steps):
+                windows = [(s["step"], s["start_us"], s["end_us"], s["step"] if s.get("training_step") is None
+                            else s["training_step"]) for s in steps]  # fmt: skip
+            laid_out = views.Timeline(cache.loaded(path), windows)
         with self._lock:
             self._timelines[key] = laid_out  # the most recent last
             while len(self._timelines) > _TIMELINES:
