@@ -419,6 +419,24 @@ def test_with_stack_alone_gives_a_tree_of_torchs_module_events_by_class(tmp_path
     assert rows["Net_0.Linear_0"]["parent"] == "Net_0" and rows["Net_0.Linear_0"]["calls"] == 2
 
 
+def test_operators_are_called_from_a_line_of_the_users_code(tmp_path: Path) -> None:
+    from tbscope.profiler.tables import operators
+
+    model = Net()
+    with tbscope.profile(tmp_path, wait=0, warmup=1, active=2, with_stack=True) as prof:
+        for step in range(3):
+            model(torch.randn(8, 3, 8, 8)).sum().backward()
+            prof.step(step)
+    rows = {r["name"]: r for r in operators(load(prof.traces[0]))}
+    forward = f"test_profiler.py:{Net.forward.__code__.co_firstlineno} forward"  # torch records a function's line
+    assert rows["aten::linear"]["called_from"].endswith(forward)
+    assert rows["aten::conv2d"]["called_from"].endswith(forward)
+    stack = rows["aten::linear"]["call_stack"]
+    assert stack[0] != rows["aten::linear"]["called_from"]  # torch's own frames come first, innermost
+    assert rows["aten::linear"]["called_from"] in stack
+    assert not any("0x" in frame for r in rows.values() for frame in r["call_stack"])
+
+
 def test_a_trace_without_module_events_says_how_to_record_them() -> None:
     from tbscope.profiler.modules import view
 

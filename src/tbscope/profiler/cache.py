@@ -25,8 +25,10 @@ from tbscope.profiler.trace import Trace, load
 ANALYSIS_VERSION = 5
 
 
-# Parsed traces kept in memory, at most: a view and the next one of the same traces parse nothing.
+# Parsed traces kept in memory, at most, and the memory their columns may take together (the latest one
+# is kept whatever its size): a view and the next one of the same traces parse nothing.
 KEPT_TRACES = 4
+KEPT_BYTES = 1 << 30
 
 
 def version(path: Path) -> tuple[str, int, int]:
@@ -68,7 +70,9 @@ def loaded(path: Path) -> Trace:
                 _parsing.pop(key, None)
         with _lock:
             _parsed[key] = trace
-            while len(_parsed) > KEPT_TRACES:
+            while len(_parsed) > 1 and (
+                len(_parsed) > KEPT_TRACES or sum(t.nbytes for t in _parsed.values()) > KEPT_BYTES
+            ):
                 _parsed.popitem(last=False)
     return trace
 

@@ -100,11 +100,14 @@ class Profile:
         its loss is logged at: the ``profile/...`` scalars of the profiled steps are logged at it. Without
         it, they are logged at the writer's latest logged step (or the profiler's own step count when the
         writer has logged nothing)."""
-        if step is None and self.writer is not None and hasattr(self.writer, "scalar_summary"):
+        from torch.profiler import ProfilerAction
+
+        recording = self._profiler.current_action in (ProfilerAction.RECORD, ProfilerAction.RECORD_AND_SAVE)
+        if step is None and recording and self.writer is not None and hasattr(self.writer, "scalar_summary"):
             logged = [int(v["last_step"]) for tag, v in self.writer.scalar_summary().items()
                       if not tag.startswith("profile/") and v.get("last_step") is not None]  # fmt: skip
             step = max(logged) if logged else None
-        if step is not None:
+        if step is not None and recording:
             self._training_steps[self._profiler.step_num] = int(step)
         self._profiler.step()
 

@@ -13,6 +13,7 @@ import functools
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ _STATIC = Path(__file__).with_name("static")
 # How long a directory walk for traces is trusted before it is done again.
 _WALK_SECONDS = 10.0
 JSON = "application/json"
+# Analyses (a view of a trace, of a step, a diff) kept in memory at most: each is small.
+KEPT_ANALYSES = 256
 # Traces laid out for the Timeline, kept at most.
 _TIMELINES = 2
 
@@ -48,7 +51,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
         self._traces: dict[str, list[Path]] = {}
         self._walked = 0.0
         self._lock = threading.Lock()
-        self._cache: dict[tuple[Any, ...], Any] = {}
+        self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._timelines: dict[tuple[str, int, int], Any] = {}
 
     def get_plugin_apps(self) -> dict[str, Any]:
@@ -95,25 +98,22 @@ class ProfilePlugin(base_plugin.TBPlugin):
         ``cache.cached``, in tbscope's cache directory; the trace itself is parsed once for all views."""
         from tbscope.profiler import cache, memory, modules, overview, tables
 
-        key = (*cache.version(path), view, step)
-        if key not in self._cache:
+        def compute() -> Any:
+            trace = cache.loaded(path)
+            if step:
+                trace = overview.span(trace, int(step))
+            return {
+                "overview": lambda: overview.analyze(trace).as_json(),
+                "operators": lambda: tables.operators(trace)[:MAX_ROWS],
+                "operators_by_shapes": lambda: tables.operators(trace, "shapes")[:MAX_ROWS],
+                "kernels": lambda: tables.kernels(trace)[:MAX_ROWS],
+                "kernels_by_operator": lambda: tables.kernels(trace, "operator")[:MAX_ROWS],
+                "memory": lambda: memory.memory(trace),
+                "modules": lambda: modules.view(trace, MAX_ROWS),
+            }[view]()
 
-            def compute() -> Any:
-                trace = cache.loaded(path)
-                if step:
-                    trace = overview.span(trace, int(step))
-                return {
-                    "overview": lambda: overview.analyze(trace).as_json(),
-                    "operators": lambda: tables.operators(trace)[:MAX_ROWS],
-                    "operators_by_shapes": lambda: tables.operators(trace, "shapes")[:MAX_ROWS],
-                    "kernels": lambda: tables.kernels(trace)[:MAX_ROWS],
-                    "kernels_by_operator": lambda: tables.kernels(trace, "operator")[:MAX_ROWS],
-                    "memory": lambda: memory.memory(trace),
-                    "modules": lambda: modules.view(trace, MAX_ROWS),
-                }[view]()
-
-            self._cache[key] = cache.cached(path, f"{view}@{step}" if step else view, compute)
-        return self._cache[key]
+        cached = f"{view}@{step}" if step else view
+        return self._kept((cache.version(path), view, step), lambda: cache.cached(path, cached, compute))
 
     @staticmethod
     def _answer(request: wrappers.Request, compute: Callable[[], Any]) -> wrappers.Response:
@@ -144,11 +144,18 @@ class ProfilePlugin(base_plugin.TBPlugin):
             return _error(request, f"step must be a step number, got {step!r}", 400)
         return self._answer(request, lambda: self._analysis(path, view, step))
 
-    def _many(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-        """An analysis of several traces, kept in memory by their paths and versions."""
-        if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]
+    def _kept(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """An analysis, kept in memory by the versions of the traces it read (the last ``KEPT_ANALYSES``)."""
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        value = compute()
+        with self._lock:
+            self._cache[key] = value
+            while len(self._cache) > KEPT_ANALYSES:
+                self._cache.popitem(last=False)
+        return value
 
     def _distributed(self, request: wrappers.Request) -> wrappers.Response:
         from tbscope.profiler import cache, distributed
@@ -156,7 +163,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
         paths = self._find().get(request.args.get("run", ""), [])
         if not paths:
             return _error(request, "no such run", 404)
-        return self._answer(request, lambda: self._many(
+        return self._answer(request, lambda: self._kept(
             ("distributed", *(cache.version(p) for p in paths)),
             lambda: distributed.distributed([cache.loaded(p) for p in paths]),
         ))  # fmt: skip
@@ -174,7 +181,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
         if any(s and not s.isdigit() for s in steps):
             return _error(request, f"step and step2 must be step numbers, got {steps[0]!r} and {steps[1]!r}", 400)
         base_step, other_step = (int(s) if s else None for s in steps)
-        return self._answer(request, lambda: self._many(
+        return self._answer(request, lambda: self._kept(
             ("diff", cache.version(base), cache.version(other), base_step, other_step),
             lambda: diff.diff(cache.loaded(base), cache.loaded(other), base_step, other_step),
         ))  # fmt: skip

@@ -1,8 +1,10 @@
-"""Reading a torch.profiler trace (``.pt.trace.json`` or ``.json.gz``): events normalized across versions.
+"""Reading a torch.profiler trace (``.pt.trace.json`` or ``.json.gz``) into columns, and finding traces.
 
-Pure Python, no torch: legacy and current category names, absolute or ``baseTimeNanoseconds``-relative
-timestamps (both are read as offsets from the trace's first event, in microseconds), kernels launched
-through the CUDA runtime or driver (Triton), ROCm traces without occupancy fields.
+No torch: events normalized across versions (legacy and current category names, absolute or
+``baseTimeNanoseconds``-relative timestamps, both read as offsets from the trace's first event in
+microseconds, kernels launched through the CUDA runtime or driver (Triton), ROCm traces without
+occupancy fields), kept as one NumPy array a field so that a large trace takes little memory. Finding
+traces (``find_traces``, ``is_trace_file``: the one rule of what a trace file is) imports no NumPy.
 """
 
 from __future__ import annotations
@@ -113,6 +115,12 @@ class Trace:
 
     def __len__(self) -> int:
         return len(self.kind)
+
+    @property
+    def nbytes(self) -> int:
+        """The memory the trace's columns take (its strings left out)."""
+        columns = [self.kind, self.name, self.start, self.end, self.thread, *vars(self.memory).values()]
+        return sum(c.nbytes for c in columns) + sum(a.nbytes + b.nbytes for a, b in self.args.values())
 
     @property
     def worker(self) -> str:
