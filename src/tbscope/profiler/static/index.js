@@ -1026,7 +1026,7 @@ async function showModules(view, run, worker) {
   const rows = Array.isArray(data) ? data : data.modules || [];
   if (!rows.length) {
     view.replaceChildren(element("p", { id: "modules-empty" }, data.hint ||
-      "No nn.Module events in this trace. Record them with tbscope.profile(run, model=model) (each module by its qualified name, as layer3.1.conv2) or tbscope.profile(run, with_modules=True) (by class, as Conv2d_3)."));
+      "No nn.Module events in this trace. Record them with tbscope.profile(run, model=model) (each module by its qualified name, as layer3.1.conv2) or tbscope.profile(run, with_stack=True) (by class, as Conv2d_3)."));
     return;
   }
   const name = (r) => r.module || r.name;
