@@ -270,6 +270,12 @@ def test_the_tab_follows_tensorboards_dark_mode(served: str, watched: Any) -> No
     assert max(channels) < 100, dark
     page.evaluate("document.body.classList.remove('dark-mode')")
     frame.wait_for_function(f"{background} === {light!r}", timeout=10_000)
+    # The Timeline's canvas is drawn again in the other theme.
+    view(frame, "Timeline")
+    before = canvas_picture(frame)
+    page.evaluate("document.body.classList.add('dark-mode')")
+    frame.wait_for_function(f"{background} !== {light!r}", timeout=10_000)
+    assert canvas_picture(frame) != before
     assert not errors, errors
 
 

@@ -647,7 +647,7 @@ async function showTimeline(view, run, worker) {
     const step = first.steps.find((s) => String(s[0]) === span.value);
     if (step) [state.a, state.b] = [step[1], step[2]];
   }
-  const canvas = element("canvas", { id: "timeline" });
+  const canvas = element("canvas", { id: "timeline", role: "img", "aria-label": `Timeline of ${worker}: host threads and device streams over time` });
   const labels = element("div", { class: "lanes", id: "timeline-lanes" });
   const tip = element("div", { class: "tip", id: "timeline-tip" });
   const box = element("div", { class: "timeline" }, canvas, labels, tip);
