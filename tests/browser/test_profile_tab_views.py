@@ -226,6 +226,19 @@ def test_timeline_zooms_on_the_wheel_and_shows_a_kernels_details_on_click(served
     assert not errors, errors
 
 
+def test_picking_a_step_opens_the_timeline_on_that_step(served: str, watched: Any) -> None:
+    page, _, errors = watched
+    frame = open_tab(page, served, "v100")
+    view(frame, "Timeline")
+    whole = frame.locator("#timeline-window").inner_text()
+    frame.locator("#span").select_option("103")
+    frame.locator("#view #timeline-lanes div").first.wait_for(timeout=60_000)
+    frame.wait_for_function(f"document.querySelector('#timeline-window').textContent !== {whole!r}", timeout=30_000)
+    shown = frame.locator("#timeline-window").inner_text()  # "showing 107 ms from 212 ms"
+    assert float(shown.split()[1]) < float(whole.split()[1]) and shown.split()[2] == "ms", (whole, shown)
+    assert not errors, errors
+
+
 def test_memory_view_shows_ticks_with_units_a_legend_and_what_the_table_sums(served: str, watched: Any) -> None:
     page, _, errors = watched
     frame = open_tab(page, served, "memory")
