@@ -858,21 +858,24 @@ async function showTimeline(view, run, worker) {
     tip.style.top = `${event.offsetY + 14}px`;
   });
   canvas.addEventListener("mouseleave", () => { tip.style.display = "none"; });
+  // Listeners on the window end with the view: the first event after it is gone removes them.
+  const alive = new AbortController();
+  const gone = () => { if (canvas.isConnected) return false; alive.abort(); return true; };
   window.addEventListener("mousemove", (event) => {
-    if (!drag) return;
+    if (gone() || !drag) return;
     const dx = event.clientX - drag.x;
     if (Math.abs(dx) > 3) drag.moved = true;
     if (!drag.moved) return;
     const shift = (-dx / plotWidth()) * (drag.b - drag.a);
     setWindow(drag.a + shift, drag.b + shift);
-  });
+  }, { signal: alive.signal });
   window.addEventListener("mouseup", (event) => {
-    if (!drag) return;
+    if (gone() || !drag) return;
     const moved = drag.moved;
     drag = null;
     canvas.style.cursor = "";
     if (!moved && event.target === canvas) select(event.offsetX, event.offsetY);
-  });
+  }, { signal: alive.signal });
 
   const hit = (x, y) => {
     const lane = laneBoxes.findIndex((l) => y >= l.top && y < l.bottom);
@@ -927,7 +930,8 @@ async function showTimeline(view, run, worker) {
   reset.addEventListener("click", () => setWindow(total[0], total[1]));
   const redraw = () => draw();
   themeListeners.add(redraw);
-  new ResizeObserver(() => { if (box.isConnected) { draw(); } }).observe(box);
+  const resized = new ResizeObserver(() => (box.isConnected ? draw() : resized.disconnect()));
+  resized.observe(box);
   placeLabels();
   draw();
   if (span.value) refetch();
