@@ -256,6 +256,9 @@ def test_memory_view_shows_ticks_with_units_a_legend_and_what_the_table_sums(ser
         chart.locator("path[data-series]").evaluate_all("ps => ps.map(p => p.dataset.series)")
     )
     assert "summed over" in frame.locator("#allocations-span").inner_text()
+    markers = chart.locator("text.step-marker").all_text_contents()  # a marker where each step starts
+    numbers = [int(m.removeprefix("step ")) for m in markers]
+    assert len(numbers) >= 3 and numbers == list(range(numbers[0], numbers[0] + len(numbers))), markers
     box = chart.bounding_box()
     page.mouse.move(box["x"] + 300, box["y"] + 100)  # hovering reads both curves there
     readout = chart.locator("text.readout").text_content()
