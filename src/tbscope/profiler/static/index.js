@@ -45,6 +45,7 @@ const STYLE = `
   svg .axis line, svg .axis path { stroke: var(--muted); }
   svg .grid { stroke: var(--grid); }
   svg .marker { stroke: var(--muted); stroke-dasharray: 3 3; }
+  svg text.step-marker { fill: var(--muted); }
   svg text.readout { font-size: 12px; paint-order: stroke; stroke: var(--bg); stroke-width: 3px; }
   .toolbar { display: flex; align-items: center; gap: 8px; margin: 6px 0; flex-wrap: wrap; }
   .timeline { position: relative; border: 1px solid var(--line); }
@@ -514,9 +515,10 @@ function memoryChart(id, curve, steps, onZoom, windowUs) {
     `time (${tUnit}) from ${duration(t0)} into the trace`));
   axis.append(element("line", { x1: left, x2: left + width, y1: y(0), y2: y(0) }), element("line", { x1: left, x2: left, y1: top, y2: y(0) }));
   for (const s of steps) {
-    if (s.start_us === undefined || s.start_us < t0 || s.start_us > t1) continue;
-    svg.append(element("line", { class: "marker", x1: x(s.start_us), x2: x(s.start_us), y1: top, y2: y(0) }));
-    svg.append(element("text", { class: "step-marker", x: x(s.start_us) + 3, y: top + 10 }, `step ${stepLabel(s)}`));
+    if (s.start_us === undefined || s.start_us > t1 || s.end_us < t0) continue;
+    // A step already under way where the chart starts is named at its left edge, without a line.
+    if (s.start_us >= t0) svg.append(element("line", { class: "marker", x1: x(s.start_us), x2: x(s.start_us), y1: top, y2: y(0) }));
+    svg.append(element("text", { class: "step-marker", x: x(Math.max(s.start_us, t0)) + 3, y: top + 10 }, `step ${stepLabel(s)}`));
   }
   // Step-shaped: a value holds until the next event changes it.
   for (const [index, color, label] of [[2, "#ff7f0e", "reserved"], [1, "#1f77b4", "allocated"]]) {
