@@ -332,3 +332,48 @@ def test_a_symlinked_folder_inside_the_logdir_is_not_walked(tmp_path: Path) -> N
     (logs / "linked").symlink_to(outside, target_is_directory=True)
     tab = Tab(logs)
     assert not tab.plugin.is_active() and tab.get("/runs") == (200, [])
+
+
+def test_operators_grouped_by_input_shapes(tmp_path: Path) -> None:
+    from collections import Counter
+
+    name = "a100_diff_control.pt.trace.json.gz"  # recorded with shapes
+    calls = Counter((e["name"], str(e["args"]["Input Dims"])) for e in raw(TRACES / "gpu" / name)
+                    if e.get("cat") == "cpu_op" and "Input Dims" in e.get("args", {}))  # fmt: skip
+    status, rows = shared_tab(tmp_path, name).get("/operators", run=".", worker=name, group_by="shapes")
+    assert status == 200 and rows
+    shown = [r for r in rows if r["input_shapes"] is not None]
+    assert shown and all(r["calls"] == calls[r["name"], r["input_shapes"]] for r in shown)
+    by_name = Counter(r["name"] for r in shown)
+    assert any(count > 1 for count in by_name.values())  # one operator, several shapes: several rows
+
+
+def test_distributed_names_each_collective_per_rank_and_the_slowest_rank(tmp_path: Path) -> None:
+    """The A100 pair are two ranks of one job (rank 1 and rank 3): NCCL kernels, counted per rank within
+    the steps the Overview found, as the raw JSON has them."""
+    control, test = "a100_diff_control.pt.trace.json.gz", "a100_diff_test.pt.trace.json.gz"
+    tab = shared_tab(tmp_path, control, test)
+    status, data = tab.get("/distributed", run=".")
+    assert status == 200
+    rows = {c["name"]: c for c in data["collectives"]}
+    for worker in (control, test):
+        overview = tab.get("/overview", run=".", worker=worker)[1]
+        steps = [(s["start_us"], s["end_us"]) for s in overview["steps"]]
+        events = raw(TRACES / "gpu" / worker)
+        origin = min(float(e["ts"]) for e in events if e.get("ph") == "X" and e.get("cat") not in ("Trace", None))
+        within = [e for e in events if any(float(e["ts"]) - origin < b and float(e["ts"]) + e.get("dur", 0) - origin > a
+                                           for a, b in steps)]  # fmt: skip
+        nccl = [e for e in within if e.get("cat") == "kernel" and "nccl" in e["name"].lower()]
+        rank = overview["worker"]
+        for name, marker in (("allreduce", "AllReduce"), ("sendrecv", "SendRecv")):
+            mine = [e for e in nccl if marker in e["name"]]
+            assert rows[name]["per_rank"][rank]["calls"] == len(mine) > 0
+            assert rows[name]["per_rank"][rank]["total_us"] == pytest.approx(sum(e["dur"] for e in mine))
+        (row,) = [w for w in data["workers"] if w["worker"] == rank]
+        assert row["step_time_us"] == pytest.approx(sum(b - a for a, b in steps) / len(steps))
+        assert row["communication_us"] == pytest.approx(
+            sum(s["breakdown_us"]["communication"] for s in overview["steps"]) / len(steps)
+        )
+        assert 0 <= row["overlap_us"] <= min(row["computation_us"], row["communication_us"])
+    slowest = max(data["workers"], key=lambda w: w["step_time_us"])
+    assert data["slowest"] == slowest["worker"] == "rank1"

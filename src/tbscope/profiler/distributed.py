@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tbscope.profiler.overview import analyze, communication, in_steps, measure
-from tbscope.profiler.trace import DEVICE_KINDS, KIND, Trace
+from tbscope.profiler.trace import DEVICE_KINDS, KIND, Trace, launchers
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,8 +51,9 @@ def collective_name(name: str, recorded: str | None) -> str:
 def distributed(traces: Sequence[Trace]) -> dict[str, Any]:
     """Per worker (rank), per step on average: the step time (as the Overview's), computation (kernels,
     or on a trace without a device, operators, other than collectives), communication (collectives, as
-    the Overview counts them), their overlap, and idle time (neither); per collective, its calls, bytes
-    and time, in all and per rank; and the slowest rank (the longest mean step).
+    the Overview counts them), their overlap, and idle time (no device work, or on a trace without a
+    device no operator, running); per collective, its calls, bytes and time, in all and per rank; and
+    the slowest rank (the longest mean step).
     """
     import numpy as np
 
@@ -63,13 +64,15 @@ def distributed(traces: Sequence[Trace]) -> dict[str, Any]:
         windows = [(s.start, s.end) for s in overview.steps]
         steps = max(len(windows), 1)
         has_device = overview.has_device
-        comm = communication(trace, has_device) & in_steps(trace, overview.steps)
-        work = trace.of(*DEVICE_KINDS) if has_device else (trace.kind == KIND["cpu_op"])
-        compute = work & ~comm & in_steps(trace, overview.steps)
-        comp_a, comp_b = _clipped(trace, compute, windows)
+        stepped = in_steps(trace, overview.steps)
+        comm = communication(trace, has_device) & stepped
+        work = (trace.kind == KIND["kernel"]) if has_device else (trace.kind == KIND["cpu_op"])
+        comp_a, comp_b = _clipped(trace, work & ~comm & stepped, windows)
         comm_a, comm_b = _clipped(trace, comm, windows)
+        busy_a, busy_b = _clipped(trace, (trace.of(*DEVICE_KINDS) if has_device else work) & stepped, windows)
         computation, communicating = measure(comp_a, comp_b), measure(comm_a, comm_b)
-        busy = measure(np.r_[comp_a, comm_a], np.r_[comp_b, comm_b])
+        overlap = computation + communicating - measure(np.r_[comp_a, comm_a], np.r_[comp_b, comm_b])
+        busy = measure(np.r_[busy_a, comm_a], np.r_[busy_b, comm_b])
         total = sum(b - a for a, b in windows)
         workers.append({
             "worker": trace.worker,
@@ -77,18 +80,24 @@ def distributed(traces: Sequence[Trace]) -> dict[str, Any]:
             "step_time_us": total / steps,
             "computation_us": computation / steps,
             "communication_us": communicating / steps,
-            "overlap_us": (computation + communicating - busy) / steps,
+            "overlap_us": overlap / steps,
             "idle_us": (total - busy) / steps,
         })  # fmt: skip
         nelems, dtypes, named = trace.arg("In msg nelems"), trace.text_arg("dtype"), trace.text_arg("Collective name")
+        launched_by = launchers(trace)
         for i in np.flatnonzero(comm).tolist():
             if not has_device and _nested_in_collective(trace, i, comm):
                 continue
-            name = collective_name(trace.strings[trace.name[i]], trace.strings[named[i]] if named[i] >= 0 else None)
+            # What the collective is, from the kernel or else the operator that launched it (torch's
+            # record_param_comms carries the name, the type and the size of a collective).
+            about = i if named[i] >= 0 or launched_by[i] < 0 else int(launched_by[i])
+            name = collective_name(
+                trace.strings[trace.name[i]], trace.strings[named[about]] if named[about] >= 0 else None
+            )
             row = collectives.setdefault(name, {"calls": 0, "bytes": None, "total_us": 0.0,
                                                                      "per_rank": {}})  # fmt: skip
-            size = ELEMENT_BYTES.get(trace.strings[dtypes[i]]) if dtypes[i] >= 0 else None
-            sent = int(nelems[i] * size) if size and nelems[i] == nelems[i] else None
+            size = ELEMENT_BYTES.get(trace.strings[dtypes[about]]) if dtypes[about] >= 0 else None
+            sent = int(nelems[about] * size) if size and nelems[about] == nelems[about] else None
             mine = row["per_rank"].setdefault(trace.worker, {"calls": 0, "bytes": None, "total_us": 0.0})
             for counts in (row, mine):
                 counts["calls"] += 1

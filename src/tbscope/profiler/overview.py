@@ -161,6 +161,8 @@ class Overview:
                 {
                     "step": s.step,
                     "training_step": s.training_step,
+                    "start_us": s.start,
+                    "end_us": s.end,
                     "duration_us": s.duration_us,
                     "breakdown_us": dict(s.breakdown_us),
                 }

@@ -41,7 +41,7 @@ KIND = {kind: code for code, kind in enumerate(KINDS)}
 DEVICE_KINDS = ("kernel", "memcpy", "memset")  # work that runs on the device
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
 TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
-# The event arguments kept, as numbers or as text (a list is kept as its JSON text); the rest are dropped
+# The event arguments kept, as numbers or as text (a list as its Python text, ``[[64, 3], [3]]``); the rest are dropped
 # as events are read, so a large trace's events take a fraction of the memory its JSON text would.
 NUMBER_ARGS = frozenset({
     "External id", "correlation", "stream", "device", "blocks per SM", "est. achieved occupancy %",
@@ -52,6 +52,7 @@ TEXT_ARGS = frozenset({
     "Input Dims", "Input type", "Concrete Inputs", "Collective name", "dtype", "grid", "block",
     "Process Group Name", "Process Group Ranks", "Module Hierarchy", "Call stack",
 })  # fmt: skip
+KEPT_ARGS = NUMBER_ARGS | TEXT_ARGS
 # What a ``[memory]`` instant event (``profile_memory=True``) says, by the field of ``Memory`` it goes to.
 MEMORY_ARGS = {"Bytes": "bytes", "Addr": "addr", "Total Allocated": "allocated", "Total Reserved": "reserved",
                "Device Type": "device_type", "Device Id": "device_id"}  # fmt: skip
@@ -347,6 +348,15 @@ def load(path: str | os.PathLike[str]) -> Trace:
             code = strings[text] = len(strings)
         return code
 
+    thread_codes: dict[tuple[Any, Any], int] = {}
+
+    def thread(raw: dict[str, Any]) -> int:
+        key = (raw.get("pid", ""), raw.get("tid", ""))
+        code = thread_codes.get(key)
+        if code is None:
+            code = thread_codes[key] = intern(f"{key[0]}:{key[1]}")
+        return code
+
     def keep(raw: Any) -> None:
         if not isinstance(raw, dict) or "ts" not in raw:
             return
@@ -360,7 +370,7 @@ def load(path: str | os.PathLike[str]) -> Trace:
                 return
             for column, value in zip(memory.values(), row, strict=True):
                 column.append(value)
-            memory_threads.append(intern(f"{raw.get('pid', '')}:{raw.get('tid', '')}"))
+            memory_threads.append(thread(raw))
             return
         if phase != "X":
             return
@@ -377,22 +387,23 @@ def load(path: str | os.PathLike[str]) -> Trace:
         index = len(kinds)
         kinds.append(KIND[kind])
         names.append(intern(str(raw.get("name", ""))))
-        threads.append(intern(f"{raw.get('pid', '')}:{raw.get('tid', '')}"))
+        threads.append(thread(raw))
         starts.append(ts)
         ends.append(dur)
         args = raw.get("args")
         if not isinstance(args, dict):
             return
-        for key, value in args.items():
+        for key in args.keys() & KEPT_ARGS:
+            value = args[key]
             if key in NUMBER_ARGS:
                 if isinstance(value, (int, float)):
                     where, values = numbers.setdefault(key, (array("q"), array("d")))
                     where.append(index)
                     values.append(value)
-            elif key in TEXT_ARGS:
+            else:
                 where, codes = texts.setdefault(key, (array("q"), array("i")))
                 where.append(index)
-                codes.append(intern(value if isinstance(value, str) else json.dumps(value)))
+                codes.append(intern(value if isinstance(value, str) else str(value)))
 
     header = _read(trace_path, keep)
     devices = header.get("deviceProperties")  # what the analyses read of the header, of the types they read
