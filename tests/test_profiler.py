@@ -182,6 +182,8 @@ def test_a_profile_captured_here_shows_a_dataloader_bound_cnn(tmp_path: Path) ->
     assert trace.parent == run.dir / "profile" and trace.name.endswith(".pt.trace.json.gz")
     overview = analyze(load(trace))
     assert [s.step for s in overview.steps] == [2, 3, 4]
+    assert [s.training_step for s in overview.steps] == [1002, 1003, 1004]
+    assert overview.configuration["torch_version"] == torch.__version__
     assert all(s.breakdown_us["dataloader"] > 0.3 * s.duration_us for s in overview.steps)
     (advice,) = [r for r in overview.recommendations if r["text"].startswith("DataLoader-bound")]
     assert advice["figure"]["value"] == pytest.approx(
