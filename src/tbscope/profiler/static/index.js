@@ -47,6 +47,7 @@ const STYLE = `
   svg .marker { stroke: var(--muted); stroke-dasharray: 3 3; }
   svg text.step-marker { fill: var(--muted); }
   svg text.readout { font-size: 12px; paint-order: stroke; stroke: var(--bg); stroke-width: 3px; }
+  .toolbar .side { width: 56px; }
   .toolbar { display: flex; align-items: center; gap: 8px; margin: 6px 0; flex-wrap: wrap; }
   .timeline { position: relative; border: 1px solid var(--line); }
   .timeline canvas { display: block; cursor: grab; }
@@ -1152,7 +1153,9 @@ async function showDiff(view, run, worker) {
     select.addEventListener("change", async () => { await fillSteps(steps, select.value); draw(); });
     steps.addEventListener("change", draw);
   }
-  view.replaceChildren(element("div", { class: "toolbar" }, "Base ", base, baseStep, " against ", other, otherStep), holder);
+  view.replaceChildren(
+    element("div", { class: "toolbar" }, element("span", { class: "side" }, "Base"), base, baseStep),
+    element("div", { class: "toolbar" }, element("span", { class: "side" }, "Against"), other, otherStep), holder);
   if (!choices.length) return;
   await Promise.all([fillSteps(baseStep, base.value), fillSteps(otherStep, other.value)]);
   await draw();
