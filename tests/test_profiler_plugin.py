@@ -377,3 +377,16 @@ def test_distributed_names_each_collective_per_rank_and_the_slowest_rank(tmp_pat
         assert 0 <= row["overlap_us"] <= min(row["computation_us"], row["communication_us"])
     slowest = max(data["workers"], key=lambda w: w["step_time_us"])
     assert data["slowest"] == slowest["worker"] == "rank1"
+
+
+def test_a_view_of_one_step_counts_the_kernels_of_that_steps_window(tmp_path: Path) -> None:
+    tab = shared_tab(tmp_path, V100.name)
+    (step,) = [s for s in tab.get("/overview", run=".", worker=V100.name)[1]["steps"] if s["step"] == 103]
+    events = raw(V100)
+    origin = min(float(e["ts"]) for e in events if e.get("ph") == "X" and e.get("cat") not in ("Trace", None))
+    kernels = [e for e in events if e.get("cat") == "kernel" and float(e["ts"]) - origin < step["end_us"]
+               and float(e["ts"]) + e["dur"] - origin > step["start_us"]]  # fmt: skip
+    status, rows = tab.get("/kernels", run=".", worker=V100.name, step="103")
+    assert status == 200 and sum(r["calls"] for r in rows) == len(kernels) > 0
+    status, body = tab.get("/kernels", run=".", worker=V100.name, step="7")
+    assert status == 422 and body["error"] == "the trace has no step 7"

@@ -31,8 +31,8 @@ def diff(base: Trace, other: Trace, base_step: int | None = None, other_step: in
     """
     sides = []
     for trace, step in ((base, base_step), (other, other_step)):
-        part = span(trace, step) if step is not None else trace
         steps = analyze(trace).steps
+        part = span(trace, step, {s.step: (s.start, s.end) for s in steps}) if step is not None else trace
         chosen = [s for s in steps if s.step == step] if step is not None else steps
         n = max(len(chosen), 1)
         categories = {c: sum(s.breakdown_us[c] for s in chosen) / n for c in CATEGORIES}

@@ -490,10 +490,10 @@ def _sync_and_copy_advice(trace: Trace, overview: Overview, share: dict[str, flo
         & (trace.thread[before] == trace.thread[syncs])
         & np.isin(trace.arg("correlation")[before], list(pageable_launches))
     )
-    launched_by = launchers(trace)
 
     def callers(calls: NDArray[np.int64]) -> list[str]:
         """The operators that made these runtime calls."""
+        launched_by = launchers(trace)
         where = np.zeros(len(trace), bool)
         where[launched_by[calls][launched_by[calls] >= 0]] = True
         return _top(trace, where)
@@ -532,12 +532,14 @@ def _sync_and_copy_advice(trace: Trace, overview: Overview, share: dict[str, flo
     return advice
 
 
-def span(trace: Trace, step: int) -> Trace:
+def span(trace: Trace, step: int, windows: dict[int, tuple[float, float]] | None = None) -> Trace:
     """The part of ``trace`` within one step's window (``ProfilerStep#<step>``, extended as the Overview
-    extends it to the device work the step launched). Raises ValueError for a step the trace lacks."""
-    window = next(((s.start, s.end) for s in analyze(trace).steps if s.step == step), None)
-    if window is None:
+    extends it to the device work the step launched; ``windows``, ``{step: (start_us, end_us)}``, where the
+    Overview is at hand). Raises ValueError for a step the trace lacks."""
+    if windows is None:
+        windows = {s.step: (s.start, s.end) for s in analyze(trace).steps}
+    if step not in windows:
         raise ValueError(f"the trace has no step {step}")
-    start, end = window
+    start, end = windows[step]
     memory = trace.memory
     return trace.select((trace.end > start) & (trace.start < end), (memory.time >= start) & (memory.time < end))

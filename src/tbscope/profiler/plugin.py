@@ -100,8 +100,9 @@ class ProfilePlugin(base_plugin.TBPlugin):
 
         def compute() -> Any:
             trace = cache.loaded(path)
-            if step:
-                trace = overview.span(trace, int(step))
+            if step:  # the steps' windows from the Overview, kept: not analyzed again
+                steps = self._analysis(path, "overview", "")["steps"]
+                trace = overview.span(trace, int(step), {s["step"]: (s["start_us"], s["end_us"]) for s in steps})
             return {
                 "overview": lambda: overview.analyze(trace).as_json(),
                 "operators": lambda: tables.operators(trace)[:MAX_ROWS],
