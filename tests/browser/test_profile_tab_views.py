@@ -223,6 +223,10 @@ def test_timeline_zooms_on_the_wheel_and_shows_a_kernels_details_on_click(served
     with urllib.request.urlopen(api, timeout=60) as response:
         names = {row["name"] for row in json.loads(response.read())}
     assert details.locator(".title").inner_text() in names
+    # The keys of chrome://tracing zoom too: S zooms out.
+    zoomed = frame.locator("#timeline-window").inner_text()
+    frame.locator("#timeline").press("s")
+    frame.wait_for_function(f"document.querySelector('#timeline-window').textContent !== {zoomed!r}", timeout=10_000)
     assert not errors, errors
 
 
