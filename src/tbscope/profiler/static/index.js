@@ -345,7 +345,7 @@ function recommendation(item) {
     box.append(element("span", { class: "muted figure" }, ` (${name}: ${shown})`));
   }
   const links = (item.events || []).map((e) => {
-    const link = element("button", { class: "link", title: `show ${e.name} in ${e.view}` }, e.name.length > 60 ? `${e.name.slice(0, 59)}…` : e.name);
+    const link = element("button", { class: "link", title: `show ${e.name} in ${e.view}` }, shortName(e.name, 60));
     link.addEventListener("click", () => showView(e.view === "kernels" ? "Kernels" : "Operators", e.name));
     return link;
   });
@@ -387,16 +387,27 @@ async function showOverview(view, run, worker) {
   ]);
   const gpus = overview.gpus || overview.devices || [];
   const share = (v) => (v === null || v === undefined ? "-" : pct(v));
-  const gpuCards = gpus.map((g) => card(`GPU ${g.id ?? ""} ${g.name || ""}`.trim(), [
-    ["utilization", pct(g.utilization ?? overview.gpu_utilization)],
-    ["SM efficiency", share(g.sm_efficiency ?? overview.sm_efficiency)],
-    ["achieved occupancy", (() => { const v = g.achieved_occupancy ?? overview.achieved_occupancy; return v === null || v === undefined ? "-" : `${v.toFixed(1)}%`; })()],
-    ["tensor-core share", share(g.tensor_core_share ?? overview.tensor_core_share)],
+  // A trace lists every GPU of its machine: those with kernels in it get a card, the others one line.
+  const perDevice = gpus.some((g) => "sm_efficiency" in g);
+  const busy = (g) => !perDevice || ["sm_efficiency", "achieved_occupancy", "tensor_core_share", "peak_allocated_bytes"]
+    .some((k) => g[k] !== null && g[k] !== undefined);
+  const active = gpus.filter(busy), idle = gpus.filter((g) => !busy(g));
+  const figure = (g, key) => (perDevice ? g[key] : overview[key]);
+  const gpuCards = active.map((g) => card(`GPU ${g.id ?? ""} ${g.name || ""}`.trim(), [
+    ...(active.length === 1 ? [["utilization", pct(overview.gpu_utilization)]] : []),
+    ["SM efficiency", share(figure(g, "sm_efficiency"))],
+    ["achieved occupancy", (() => { const v = figure(g, "achieved_occupancy"); return v === null || v === undefined ? "-" : `${v.toFixed(1)}%`; })()],
+    ["tensor-core share", share(figure(g, "tensor_core_share"))],
     ["peak allocated", g.peak_allocated_bytes ? bytes(g.peak_allocated_bytes) : "-"],
     ["peak reserved", g.peak_reserved_bytes ? bytes(g.peak_reserved_bytes) : overview.memory_peak_share !== null && overview.memory_peak_share !== undefined ? `${pct(overview.memory_peak_share)} of capacity` : "-"],
     ["memory", g.memory_gib ? `${g.memory_gib} GiB` : g.memory_bytes ? bytes(g.memory_bytes) : "-"],
     ["SMs · compute capability", `${g.sms ?? "-"} · ${g.compute_capability ?? "-"}`],
   ]));
+  if (idle.length) {
+    const names = [...new Set(idle.map((g) => g.name).filter(Boolean))].join(", ");
+    gpuCards.push(card(`${idle.length} more GPU${idle.length > 1 ? "s" : ""}`, [
+      [`GPU ${idle.map((g) => g.id).join(", ")}`, `no kernels in this trace${names ? ` (${names})` : ""}`]]));
+  }
   if (!gpuCards.length) gpuCards.push(card("GPU", [["device", "none in this trace (CPU only)"]]));
   view.replaceChildren(
     element("div", { class: "cards", id: "summary" }, configuration, ...gpuCards),
