@@ -41,16 +41,17 @@ KIND = {kind: code for code, kind in enumerate(KINDS)}
 DEVICE_KINDS = ("kernel", "memcpy", "memset")  # work that runs on the device
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
 TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
-# The event arguments kept, as numbers or as text (a list as its Python text, ``[[64, 3], [3]]``); the rest are dropped
-# as events are read, so a large trace's events take a fraction of the memory its JSON text would.
+# The event arguments kept: what an analysis reads or an event's details show, as numbers or as text (a
+# list as its Python text, ``[[64, 3], [3]]``); the rest are dropped as events are read, so a large
+# trace's events take a fraction of the memory its JSON text would.
 NUMBER_ARGS = frozenset({
     "External id", "correlation", "stream", "device", "blocks per SM", "est. achieved occupancy %",
     "registers per thread", "shared memory", "bytes", "memory bandwidth (GB/s)", "In msg nelems",
-    "Out msg nelems", "Group size", "Python id", "Python parent id", "Sequence number", "Fwd thread id",
+    "Out msg nelems", "Group size",
 })  # fmt: skip
 TEXT_ARGS = frozenset({
     "Input Dims", "Input type", "Concrete Inputs", "Collective name", "dtype", "grid", "block",
-    "Process Group Name", "Process Group Ranks", "Module Hierarchy", "Call stack",
+    "Process Group Name", "Process Group Ranks", "Call stack",
 })  # fmt: skip
 KEPT_ARGS = NUMBER_ARGS | TEXT_ARGS
 # What a ``[memory]`` instant event (``profile_memory=True``) says, by the field of ``Memory`` it goes to.
