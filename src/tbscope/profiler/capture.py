@@ -98,13 +98,16 @@ class Profile:
     def step(self, step: int | None = None) -> None:
         """Mark the end of a training step. ``step`` is that step's number in the training loop, the one
         its loss is logged at: the ``profile/...`` scalars of the profiled steps are logged at it. Without
-        it, they are logged at the writer's latest logged step (or the profiler's own step count when the
-        writer has logged nothing)."""
+        it, they go to the latest step the writer has written by then, which may trail the step just
+        logged (its pipeline writes in the background), or to the profiler's own step count when the
+        writer has written nothing: pass ``step`` to be exact."""
         from torch.profiler import ProfilerAction
 
         recording = self._profiler.current_action in (ProfilerAction.RECORD, ProfilerAction.RECORD_AND_SAVE)
-        if step is None and recording and self.writer is not None and hasattr(self.writer, "scalar_summary"):
-            logged = [int(v["last_step"]) for tag, v in self.writer.scalar_summary().items()
+        if step is None and recording:
+            # A writer that logs nothing (another rank's, say) has no summary: then there is no step to take.
+            summary = getattr(self.writer, "scalar_summary", lambda: None)()
+            logged = [int(v["last_step"]) for tag, v in (summary or {}).items()
                       if not tag.startswith("profile/") and v.get("last_step") is not None]  # fmt: skip
             step = max(logged) if logged else None
         if step is not None and recording:
@@ -176,7 +179,7 @@ def profile(
 
     With a run or a writer, each profiled step's time, GPU utilization and the share of the trace's
     largest category are logged as ``profile/...`` scalars at the training step: the number passed to
-    ``prof.step(step)`` as that step ends (else the writer's latest logged step).
+    ``prof.step(step)`` as that step ends (see ``Profile.step``).
 
     Example:
         >>> import tempfile, torch, tbscope
