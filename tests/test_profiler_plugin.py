@@ -390,3 +390,19 @@ def test_a_view_of_one_step_counts_the_kernels_of_that_steps_window(tmp_path: Pa
     assert status == 200 and sum(r["calls"] for r in rows) == len(kernels) > 0
     status, body = tab.get("/kernels", run=".", worker=V100.name, step="7")
     assert status == 422 and body["error"] == "the trace has no step 7"
+
+
+def test_parsed_traces_kept_in_memory_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = []
+    for name in ("v100_rank0_steps101-104.pt.trace.json.gz", "h200_eager_cnn_steps2-4.pt.trace.json.gz"):
+        shutil.copy(TRACES / "gpu" / name, tmp_path / name)
+        paths.append(tmp_path / name)
+    parsed: list[str] = []
+    real_load = cache.load
+    monkeypatch.setattr(cache, "load", lambda path: parsed.append(Path(path).name) or real_load(path))
+    first = cache.loaded(paths[0])
+    monkeypatch.setattr(cache, "KEPT_BYTES", first.nbytes)  # room for one of them
+    assert cache.loaded(paths[0]) is first
+    cache.loaded(paths[1])  # the newest is always kept: the older one goes
+    cache.loaded(paths[0])
+    assert parsed == [paths[0].name, paths[1].name, paths[0].name]
