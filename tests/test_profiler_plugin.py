@@ -406,3 +406,16 @@ def test_parsed_traces_kept_in_memory_are_bounded(tmp_path: Path, monkeypatch: p
     cache.loaded(paths[1])  # the newest is always kept: the older one goes
     cache.loaded(paths[0])
     assert parsed == [paths[0].name, paths[1].name, paths[0].name]
+
+
+def test_tensor_core_advice_on_a_volta_offers_float16_not_tf32(tmp_path: Path) -> None:
+    """The V100 trace's fp32 GEMMs run without tensor cores; a Volta (compute capability 7.0) has no TF32."""
+    data = json.loads(gzip.decompress(V100.read_bytes()))
+    assert {(d["computeMajor"], d["computeMinor"]) for d in data["deviceProperties"]} == {(7, 0)}
+    status, overview = shared_tab(tmp_path, V100.name).get("/overview", run=".", worker=V100.name)
+    assert status == 200
+    (advice,) = [r for r in overview["recommendations"] if r["text"].startswith("Tensor cores idle")]
+    assert "float16" in advice["text"] and "TF32" not in advice["text"].replace("no TF32", "")
+    assert advice["figure"]["value"] == pytest.approx(1 - overview["tensor_core_share"])
+    kernels = {e["name"] for e in data["traceEvents"] if e.get("cat") == "kernel"}
+    assert advice["events"] and all(e["name"] in kernels and e["view"] == "kernels" for e in advice["events"])

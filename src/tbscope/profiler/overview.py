@@ -435,10 +435,18 @@ def recommend(trace: Trace, overview: Overview) -> list[dict[str, Any]]:
     tensor_cores, eligible = overview.tensor_core_share, overview.eligible_share or 0.0
     if tensor_cores is not None and eligible > 0.1 and tensor_cores < 0.5:
         idle = gemm_or_conv(trace) & ~uses_tensor_cores(trace)
+        # TF32 and bfloat16 need an Ampere or later GPU (compute capability 8.0); a Volta or Turing has float16.
+        capabilities = [float(d["compute_capability"]) for d in overview.devices if d.get("compute_capability")]
+        ampere = not capabilities or min(capabilities) >= 8.0
+        how = (
+            "(torch.autocast with bfloat16 or float16) or allow TF32 (torch.backends.cuda.matmul.allow_tf32 "
+            "and torch.backends.cudnn.allow_tf32)."
+            if ampere
+            else "(torch.autocast with float16 and a GradScaler): this GPU has no TF32 or bfloat16 tensor cores."
+        )
         advice.append(_advice(
             f"Tensor cores idle: {1 - tensor_cores:.0%} of the GEMM and convolution kernel time "
-            f"({eligible:.0%} of all kernel time) runs without them. Train in mixed precision "
-            "(torch.autocast with bfloat16 or float16) or allow TF32 (torch.backends.cuda.matmul.allow_tf32).",
+            f"({eligible:.0%} of all kernel time) runs without them. Train in mixed precision " + how,
             "GEMM/convolution time without tensor cores", 1 - tensor_cores, "share", "kernels", _top(trace, idle),
         ))  # fmt: skip
     layout = (trace.kind == KIND["kernel"]) & trace.matching(LAYOUT_TRANSFORM)
