@@ -126,6 +126,7 @@ def watched(page: Any) -> Iterator[tuple[Any, list[str], list[str]]]:
 
 
 def open_tab(page: Any, url: str, run: str) -> Any:
+    """The tab's frame, showing the Overview of ``run`` (the run itself, or the first under it)."""
     page.goto(f"{url}/#tbscope_profile", wait_until="domcontentloaded")
     frame = frame_of(page, "plugin_entry")
     frame.locator("#step-chart").wait_for(state="visible", timeout=60_000)
@@ -133,8 +134,14 @@ def open_tab(page: Any, url: str, run: str) -> Any:
     chosen = next(o for o in options if o == run or o.startswith(f"{run}/"))
     if frame.locator("#run").input_value() != chosen:
         frame.locator("#run").select_option(chosen)
-        frame.locator("#step-chart").wait_for(state="visible", timeout=60_000)
+    drawn(frame, "Overview", chosen).locator("#step-chart").wait_for(state="visible", timeout=60_000)
     return frame
+
+
+def drawn(frame: Any, name: str, run: str | None = None) -> Any:
+    """The view ``name`` (of ``run``) once drawn: the page marks #view busy until a view has its content."""
+    of_run = f"[data-run='{run}']" if run else ""
+    return frame.locator(f"#view[aria-busy='false'][data-view='{name}']{of_run}")
 
 
 def shoot(page: Any, frame: Any, path: Path) -> None:
@@ -148,7 +155,7 @@ def shoot(page: Any, frame: Any, path: Path) -> None:
 
 def view(frame: Any, name: str) -> None:
     frame.get_by_role("button", name=name, exact=True).click()
-    frame.locator(f"#view {CONTENT[name]}").first.wait_for(state="attached", timeout=60_000)
+    drawn(frame, name).locator(CONTENT[name]).first.wait_for(state="attached", timeout=60_000)
 
 
 @pytest.mark.parametrize("run", [*TRACES, "captured"])

@@ -1207,11 +1207,18 @@ export async function render() {
     themeListeners.clear();
     // Each showing draws into its own box: one that finishes after the user moved on draws unseen.
     const box = element("div", {}, element("p", {}, "Analyzing the trace…"));
+    const [name, run, worker] = [current, runSelect.value, workerSelect.value];
     view.replaceChildren(box);
+    view.setAttribute("aria-busy", "true");
     try {
-      await VIEWS[current](box, runSelect.value, workerSelect.value, search);
+      await VIEWS[name](box, run, worker, search);
     } catch (error) {
       box.replaceChildren(element("p", { class: "error" }, `Could not analyze this trace: ${error.message}`));
+    }
+    // What the view shows once drawn, for assistive technology (and tests): busy until then.
+    if (box.isConnected) {
+      Object.assign(view.dataset, { view: name, run, worker });
+      view.setAttribute("aria-busy", "false");
     }
   };
   showView = (name, search) => { current = name; show(search); };
