@@ -983,7 +983,9 @@ async function openInPerfetto(run, worker) {
 
 // Per rank, a bar of its mean step: computation, communication not hidden behind it, and the device idle.
 function rankBars(workers) {
-  const width = 600, row = 22, left = 120;
+  // Room for the longest name, within reason; a longer one is cut, whole in its tooltip.
+  const width = 600, row = 22, chars = Math.min(Math.max(...workers.map((w) => w.name.length), 6), 36);
+  const left = chars * 6.5 + 12;
   const longest = Math.max(...workers.map((w) => w.step || 0), 1);
   const xTicks = upTo(longest, 5);
   const top = xTicks[xTicks.length - 1];
@@ -993,7 +995,9 @@ function rankBars(workers) {
   const series = [["computation", COLORS.kernel, (w) => w.computation], ["communication", COLORS.communication, (w) => (w.communication ?? 0) - (w.overlap ?? 0)],
     ["idle", COLORS.other, (w) => w.idle]];
   workers.forEach((w, i) => {
-    svg.append(element("text", { x: left - 6, y: i * row + 15, "text-anchor": "end" }, w.name));
+    const label = element("text", { x: left - 6, y: i * row + 15, "text-anchor": "end" }, w.name.length > chars ? `${w.name.slice(0, chars - 1)}…` : w.name);
+    label.append(element("title", {}, w.name));
+    svg.append(label);
     let at = 0;
     for (const [label, color, value] of series) {
       const us = Math.max(value(w) || 0, 0);
