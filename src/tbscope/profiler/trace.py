@@ -38,6 +38,7 @@ CATEGORIES = {
 # The kinds of event the analyses tell apart; an event's kind is its index here.
 KINDS = ("kernel", "memcpy", "memset", "runtime", "cpu_op", "annotation", "gpu_annotation", "python")
 KIND = {kind: code for code, kind in enumerate(KINDS)}
+CATEGORY_CODES = {category: KIND[kind] for category, kind in CATEGORIES.items()}
 DEVICE_KINDS = ("kernel", "memcpy", "memset")  # work that runs on the device
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
 TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
@@ -376,8 +377,8 @@ def load(path: str | os.PathLike[str]) -> Trace:
         if phase != "X":
             return
         category = raw.get("cat", "")
-        kind = CATEGORIES.get(category) if isinstance(category, str) else None
-        if kind is None:
+        code = CATEGORY_CODES.get(category) if isinstance(category, str) else None
+        if code is None:
             if category not in ("Trace", ""):
                 unknown[str(category)] = unknown.get(str(category), 0) + 1
             return
@@ -386,8 +387,10 @@ def load(path: str | os.PathLike[str]) -> Trace:
         except (TypeError, ValueError):
             return
         index = len(kinds)
-        kinds.append(KIND[kind])
-        names.append(intern(str(raw.get("name", ""))))
+        kinds.append(code)
+        name = raw.get("name", "")
+        number = strings.get(name) if isinstance(name, str) else None
+        names.append(intern(str(name)) if number is None else number)
         threads.append(thread(raw))
         starts.append(ts)
         ends.append(dur)
@@ -398,13 +401,13 @@ def load(path: str | os.PathLike[str]) -> Trace:
             value = args[key]
             if key in NUMBER_ARGS:
                 if isinstance(value, (int, float)):
-                    where, values = numbers.setdefault(key, (array("q"), array("d")))
-                    where.append(index)
-                    values.append(value)
+                    pair = numbers.get(key) or numbers.setdefault(key, (array("q"), array("d")))
+                    pair[0].append(index)
+                    pair[1].append(value)
             else:
-                where, codes = texts.setdefault(key, (array("q"), array("i")))
-                where.append(index)
-                codes.append(intern(value if isinstance(value, str) else str(value)))
+                text = texts.get(key) or texts.setdefault(key, (array("q"), array("i")))
+                text[0].append(index)
+                text[1].append(intern(value if isinstance(value, str) else str(value)))
 
     header = _read(trace_path, keep)
     devices = header.get("deviceProperties")  # what the analyses read of the header, of the types they read
