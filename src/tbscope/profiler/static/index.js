@@ -219,7 +219,9 @@ function stepChart(overview) {
     }
     axis.append(element("text", { class: "step-label", x: x + bar / 2, y: y(0) + 16, "text-anchor": "middle" }, label));
   });
-  axis.append(element("text", { x: left + plot / 2, y: y(0) + 34, "text-anchor": "middle" }, "training step"));
+  const known = steps.some((s) => s.training_step !== null && s.training_step !== undefined);
+  axis.append(element("text", { x: left + plot / 2, y: y(0) + 34, "text-anchor": "middle" },
+    known ? "training step" : "profiler step (ProfilerStep#)"));
   svg.append(axis);
   return svg;
 }
