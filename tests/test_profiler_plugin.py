@@ -419,3 +419,14 @@ def test_tensor_core_advice_on_a_volta_offers_float16_not_tf32(tmp_path: Path) -
     assert advice["figure"]["value"] == pytest.approx(1 - overview["tensor_core_share"])
     kernels = {e["name"] for e in data["traceEvents"] if e.get("cat") == "kernel"}
     assert advice["events"] and all(e["name"] in kernels and e["view"] == "kernels" for e in advice["events"])
+
+
+def test_the_walk_for_traces_stops_after_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tbscope.profiler import trace
+
+    for run in range(6):
+        (tmp_path / f"run{run}").mkdir()
+        (tmp_path / f"run{run}" / "w.pt.trace.json").write_text('{"traceEvents": []}')
+    assert len(trace.find_traces(tmp_path)) == 6
+    monkeypatch.setattr(trace, "WALK_LIMIT", 7)  # the top folder's 6 entries and run0's reach it: run1 is the last
+    assert [p.parent.name for p in trace.find_traces(tmp_path)] == ["run0", "run1"]
