@@ -14,7 +14,11 @@ about ``--big-gb`` GB of JSON text. Both are made by repeating the events of a s
 (``v100_rank0``) step after step, under ``/tmp/tbscope-bench`` (kept for the next run, never committed).
 Peak memory is the child's peak resident set size, everything included.
 
+With ``--baseline REV``, the same views are measured with tbscope as it was at git revision ``REV`` (the
+45 MB trace only, unless ``--baseline-big``), and the ratios printed.
+
 Usage: python benchmarks/profile_analysis.py [--trace FILE] [--hta-python PYTHON | --skip-hta] [--big-gb N]
+                                             [--baseline REV [--baseline-big]]
 """
 
 from __future__ import annotations
@@ -113,7 +117,8 @@ def write_repeated(source: Path, target: Path, text_bytes: int) -> None:
 def repeated(text_bytes: int) -> Path:
     """The benchmark's repeated trace of about ``text_bytes`` (written once, then reused)."""
     source = TRACES / "gpu" / "v100_rank0_steps101-104.pt.trace.json.gz"
-    target = BENCH_DIR / f"v100_repeated_{text_bytes // 1_000_000}MB" / "run" / "repeated.pt.trace.json"
+    # Under profile/, where any version of tbscope's Profile tab finds it (a baseline's too).
+    target = BENCH_DIR / f"v100_repeated_{text_bytes // 1_000_000}MB" / "run" / "profile" / "repeated.pt.trace.json"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         print(f"writing {target} ({text_bytes / 1e6:.0f} MB of JSON, once) ...", file=sys.stderr)
@@ -142,15 +147,27 @@ def views_child(logdir: str) -> None:
                       "steps": steps}))  # fmt: skip
 
 
-def first_and_second_view(trace: Path) -> dict[str, float]:
+def first_and_second_view(trace: Path, source: Path | None = None) -> dict[str, float]:
+    """The views child's figures for ``trace``, with tbscope from ``source`` (a ``src`` folder) if given."""
     cache = Path(tempfile.mkdtemp())
     env = dict(os.environ, TBSCOPE_CACHE_DIR=str(cache))  # nothing analyzed before: a fresh server
-    out = subprocess.run([sys.executable, __file__, "--views-child", str(trace.parent.parent)], capture_output=True,
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    out = subprocess.run([sys.executable, __file__, "--views-child", str(trace.parents[2])], capture_output=True,
                          text=True, env=env)  # fmt: skip
     shutil.rmtree(cache, ignore_errors=True)
     if out.returncode != 0:
         raise SystemExit(f"the views child failed: {out.stderr[-2000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def checkout(revision: str) -> Path:
+    """The ``src`` folder of tbscope at ``revision`` of this repository, extracted under a temporary folder."""
+    folder = Path(tempfile.mkdtemp())
+    archive = subprocess.run(["git", "archive", revision, "src"], cwd=Path(__file__).resolve().parents[1],
+                             capture_output=True, check=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "src"
 
 
 def hta_python(given: str | None) -> str:
@@ -170,6 +187,8 @@ def main() -> None:
     parser.add_argument("--hta-python", help="a Python with HolisticTraceAnalysis installed")
     parser.add_argument("--skip-hta", action="store_true", help="leave out the comparison with HTA")
     parser.add_argument("--big-gb", type=float, default=1.0, help="the large trace's size in GB of JSON (default 1)")
+    parser.add_argument("--baseline", help="also measure tbscope at this git revision (e.g. the one before a change)")
+    parser.add_argument("--baseline-big", action="store_true", help="the baseline on the large trace too (slow)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--views-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -181,13 +200,26 @@ def main() -> None:
         return
     if not args.skip_hta:
         compare_with_hta(args)
+    baseline = checkout(args.baseline) if args.baseline else None
     print("\nThe Profile tab on a fresh server (a trace of v100_rank0's events, repeated):")
-    print(f"{'trace (JSON)':>14} {'steps':>6} {'first view s':>13} {'peak MB':>9} {'second view s':>14}")
+    print(
+        f"{'tbscope':>10} {'trace (JSON)':>13} {'steps':>6} {'first view s':>13} {'peak MB':>9} {'second view s':>14}"
+    )
     for size in (45_000_000, int(args.big_gb * 1e9)):
         trace = repeated(size)
-        r = first_and_second_view(trace)
-        megabytes, peak = trace.stat().st_size / 1e6, r["peak_bytes"] / 1e6
-        print(f"{megabytes:11.0f} MB {r['steps']:6d} {r['first_s']:13.2f} {peak:9.0f} {r['second_s']:14.3f}")
+        megabytes = trace.stat().st_size / 1e6
+        runs = [("this", first_and_second_view(trace))]
+        if baseline is not None and (size < 1e9 or args.baseline_big):
+            runs.append((args.baseline[:10], first_and_second_view(trace, baseline)))
+        for name, r in runs:
+            print(f"{name:>10} {megabytes:10.0f} MB {r['steps']:6d} {r['first_s']:13.2f} {r['peak_bytes'] / 1e6:9.0f} "
+                  f"{r['second_s']:14.3f}")  # fmt: skip
+        if len(runs) == 2:
+            ours, theirs = runs[0][1], runs[1][1]
+            print(f"{'':>10} first view {theirs['first_s'] / ours['first_s']:.1f}x, second view "
+                  f"{theirs['second_s'] / ours['second_s']:.0f}x faster than {args.baseline}; peak memory "
+                  f"{ours['peak_bytes'] / theirs['peak_bytes']:.2f}x its")  # fmt: skip
+        r = runs[0][1]
         if size >= 1e9:
             print(f"target peak memory of a 1 GB trace at most 1.5 GB: {r['peak_bytes'] / 1e9:.2f} GB "
                   f"{'MET' if r['peak_bytes'] <= 1.5e9 else 'MISSED'}")  # fmt: skip
