@@ -18,12 +18,22 @@ import torch
 
 import tbscope
 from conftest import accumulate
-from tbscope.profiler.overview import CATEGORIES, analyze, union
+from tbscope.profiler.overview import CATEGORIES, analyze
 from tbscope.profiler.trace import TraceError, load
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 ALL = sorted(TRACES.rglob("*.pt.trace.json.gz"))
 pytestmark = pytest.mark.skipif(not ALL, reason=f"the shared traces are not at {TRACES}")
+
+
+def union_length(intervals: list[tuple[float, float]]) -> float:
+    """The length of a union of intervals, the plain way."""
+    total, reach = 0.0, -float("inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def raw_events(path: Path) -> list[dict[str, Any]]:
@@ -116,7 +126,7 @@ def test_kernel_busy_time_is_the_union_of_the_kernels_in_the_step(path: Path) ->
     overview = analyze(load(path))
     for step in overview.steps:
         clipped = [(max(a, step.start), min(b, step.end)) for a, b in kernels if b > step.start and a < step.end]
-        busy = sum(b - a for a, b in union(clipped))
+        busy = union_length(clipped)
         assert step.breakdown_us["kernel"] + step.breakdown_us["communication"] == pytest.approx(busy, abs=1e-3)
     assert overview.gpu_utilization is not None and 0 <= overview.gpu_utilization <= 1
 
@@ -157,21 +167,37 @@ def test_a_profile_captured_here_shows_a_dataloader_bound_cnn(tmp_path: Path) ->
                                 torch.nn.Linear(8 * 14 * 14, 4))  # fmt: skip
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     loader = torch.utils.data.DataLoader(SlowData(), batch_size=8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a busy machine, a thread pool's stragglers would outlast the data loading
     with tbscope.init("prof", root=tmp_path) as run, tbscope.profile(run, wait=1, warmup=1, active=3) as prof:
-        for x, y in loader:
+        for step, (x, y) in enumerate(loader, start=1000):
             loss = torch.nn.functional.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            prof.step()
+            run.writer.add_scalar("train/loss", loss, step)
+            prof.step(step)
+    torch.set_num_threads(threads)
     (trace,) = prof.traces
     assert trace.parent == run.dir / "profile" and trace.name.endswith(".pt.trace.json.gz")
     overview = analyze(load(trace))
     assert [s.step for s in overview.steps] == [2, 3, 4]
+    assert [s.training_step for s in overview.steps] == [1002, 1003, 1004]
+    assert overview.configuration["torch_version"] == torch.__version__
     assert all(s.breakdown_us["dataloader"] > 0.3 * s.duration_us for s in overview.steps)
-    assert any(r.startswith("DataLoader-bound") for r in overview.recommendations)
-    scalars = accumulate(run.dir).Tags()["scalars"]
-    assert {"profile/step_time_ms", "profile/share/dataloader"} <= set(scalars)
+    (advice,) = [r for r in overview.recommendations if r["text"].startswith("DataLoader-bound")]
+    assert advice["figure"]["value"] == pytest.approx(
+        sum(s.breakdown_us["dataloader"] for s in overview.steps) / sum(s.duration_us for s in overview.steps)
+    )
+    # The headline scalars sit at the training steps of the profiled steps (the 3rd to 5th: 1002 to 1004),
+    # next to the loss; without a GPU, no utilization.
+    logged = accumulate(run.dir)
+    assert set(logged.Tags()["scalars"]) == {"train/loss", "profile/step_time_ms", "profile/share/dataloader"}
+    for tag in ("profile/step_time_ms", "profile/share/dataloader"):
+        assert [e.step for e in logged.Scalars(tag)] == [1002, 1003, 1004]
+    assert [e.value for e in logged.Scalars("profile/step_time_ms")] == pytest.approx(
+        [s.duration_us / 1000 for s in overview.steps], rel=1e-6
+    )
 
 
 def tbscope_profile(*args: str) -> subprocess.CompletedProcess[str]:
@@ -217,7 +243,7 @@ def test_bad_traces_get_a_clear_message_and_the_rest_is_still_shown(tmp_path: Pa
 
 
 def test_memory_curve_peaks_and_top_allocators() -> None:
-    from tbscope.profiler.views import CURVE_POINTS, memory
+    from tbscope.profiler.memory import CURVE_POINTS, memory
 
     (path,) = [p for p in ALL if "memory" in p.name]
     raw = [e for e in raw_events(path) if e.get("name") == "[memory]"]
@@ -234,26 +260,8 @@ def test_memory_curve_peaks_and_top_allocators() -> None:
     assert top == sorted(top, key=lambda r: -r["allocated_bytes"])
 
 
-@pytest.mark.parametrize("path", ALL, ids=[p.name.split(".")[0] for p in ALL])
-def test_timeline_lanes_are_downsampled_and_account_for_every_event(path: Path) -> None:
-    from tbscope.profiler.views import LANE_SEGMENTS, timeline
-
-    trace = load(path)
-    data = timeline(trace)
-    assert len(json.dumps(data)) < 10_000_000
-    merged = 0
-    for lane in data["lanes"]:
-        segments = lane["segments"]
-        assert len(segments) <= LANE_SEGMENTS + 1
-        assert all(a[1] <= b[0] for a, b in itertools.pairwise(segments))
-        merged += sum(s[3] for s in segments)
-    device = sum(1 for e in trace.events if e.kind in ("kernel", "memcpy", "memset"))
-    steps = sum(1 for e in trace.events if e.kind == "annotation" and e.name.startswith("ProfilerStep#"))
-    assert merged == device + steps + sum(1 for e in trace.events if e.kind == "cpu_op")
-
-
 def test_distributed_breakdown_per_rank_and_the_slowest_named() -> None:
-    from tbscope.profiler.views import distributed
+    from tbscope.profiler.distributed import distributed
 
     traces = [load(p) for p in ALL if "diff" in p.name]
     data = distributed(traces)
@@ -267,7 +275,7 @@ def test_distributed_breakdown_per_rank_and_the_slowest_named() -> None:
 
 
 def test_diff_of_two_runs_of_one_job() -> None:
-    from tbscope.profiler.views import diff
+    from tbscope.profiler.diff import diff
 
     control, test = (load(p) for p in sorted(p for p in ALL if "diff" in p.name))
     data = diff(control, test)
@@ -279,17 +287,19 @@ def test_diff_of_two_runs_of_one_job() -> None:
     assert deltas == sorted(deltas, reverse=True) and deltas[0] > 0
 
 
-def test_modules_view_from_nn_module_events(tmp_path: Path) -> None:
-    from tbscope.profiler.views import modules
+def test_modules_view_nests_torchs_module_events_into_a_tree(tmp_path: Path) -> None:
+    from tbscope.profiler.modules import modules
 
-    events = [{"ph": "X", "cat": "python_function", "name": f"nn.Module: {name}", "ts": ts, "dur": dur}
-              for name, ts, dur in (("Linear_0", 0, 10), ("Linear_0", 20, 14), ("ReLU_0", 40, 3))]  # fmt: skip
+    calls = (("Net_0", 0, 100), ("Linear_0", 10, 20), ("ReLU_0", 40, 3), ("Linear_0", 50, 14), ("Net_0", 200, 60))
+    events = [{"ph": "X", "cat": "python_function", "name": f"nn.Module: {name}", "ts": ts, "dur": dur,
+               "pid": 1, "tid": 1} for name, ts, dur in calls]  # fmt: skip
     path = tmp_path / "modules.pt.trace.json"
     path.write_text(json.dumps({"traceEvents": events}))
-    assert modules(load(path)) == [
-        {"module": "Linear_0", "calls": 2, "host_total_us": 24.0},
-        {"module": "ReLU_0", "calls": 1, "host_total_us": 3.0},
-    ]
+    rows = {r["module"]: r for r in modules(load(path))}
+    assert list(rows) == ["Net_0", "Net_0.Linear_0", "Net_0.ReLU_0"]
+    assert (rows["Net_0"]["calls"], rows["Net_0"]["host_total_us"], rows["Net_0"]["depth"]) == (2, 160, 0)
+    assert (rows["Net_0.Linear_0"]["calls"], rows["Net_0.Linear_0"]["host_total_us"]) == (2, 34)
+    assert rows["Net_0.ReLU_0"]["parent"] == "Net_0" and rows["Net_0.ReLU_0"]["depth"] == 1
 
 
 def test_overview_device_figures_where_the_trace_has_them() -> None:
@@ -310,9 +320,13 @@ def test_streaming_a_trace_reads_what_parsing_it_whole_reads(path: Path, monkeyp
     monkeypatch.setattr(trace_module, "_CHUNK", 4096)  # values straddle many chunk boundaries
     streamed = load(path)
     assert streamed.header == whole.header
-    assert [(e.kind, e.name, e.start, e.end) for e in streamed.events] == [
-        (e.kind, e.name, e.start, e.end) for e in whole.events
-    ]
+
+    def events(trace: Any) -> list[tuple[Any, ...]]:
+        return list(zip(trace.kind.tolist(), [trace.strings[n] for n in trace.name], trace.start.tolist(),
+                        trace.end.tolist(), strict=True))  # fmt: skip
+
+    assert events(streamed) == events(whole)
+    assert streamed.arg("correlation").tobytes() == whole.arg("correlation").tobytes()
     assert len(streamed.memory) == len(whole.memory)
 
 
@@ -338,9 +352,99 @@ def test_each_rank_of_a_distributed_job_writes_its_own_trace(tmp_path: Path) -> 
     assert [p.wait(timeout=180) for p in procs] == [0, 0]
     traces = sorted((tmp_path / "profile").glob("*.pt.trace.json.gz"))
     assert [t.name.split(".")[0] for t in traces] == ["rank0", "rank1"]
-    from tbscope.profiler.views import distributed
+    from tbscope.profiler.distributed import distributed
 
-    assert {w["worker"] for w in distributed([load(t) for t in traces])["workers"]} == {"rank0", "rank1"}
+    loaded = [load(t) for t in traces]
+    data = distributed(loaded)
+    assert [w["worker"] for w in data["workers"]] == ["rank0", "rank1"]
+    for trace, worker in zip(loaded, data["workers"], strict=True):
+        # The Distributed view and the Overview agree: the same mean step, the same communication (gloo's
+        # collectives, on the host), and the step time is a step's, not the sum of the steps.
+        steps = analyze(trace).steps
+        assert worker["steps"] == len(steps) == 2
+        assert worker["step_time_us"] == pytest.approx(sum(s.duration_us for s in steps) / len(steps))
+        communication = sum(s.breakdown_us["communication"] for s in steps) / len(steps)
+        assert worker["communication_us"] == pytest.approx(communication) and communication > 0
+        assert worker["idle_us"] < worker["step_time_us"]
+    assert data["slowest"] == max(data["workers"], key=lambda w: w["step_time_us"])["worker"]
+    (allreduce,) = [c for c in data["collectives"] if c["name"] == "allreduce"]
+    assert set(allreduce["per_rank"]) == {"rank0", "rank1"}
+    assert allreduce["calls"] == sum(r["calls"] for r in allreduce["per_rank"].values()) >= 2
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+        self.head = torch.nn.Linear(4 * 6 * 6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+def test_the_modules_of_a_profiled_model_are_a_tree_of_their_qualified_names(tmp_path: Path) -> None:
+    from tbscope.profiler.modules import modules
+
+    model = Net()
+    with tbscope.profile(tmp_path, wait=0, warmup=1, active=2, model=model, with_modules=True) as prof:
+        for step in range(3):
+            model(torch.randn(8, 3, 8, 8)).sum().backward()
+            prof.step(step)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())  # hooks removed
+    (path,) = prof.traces
+    header = json.loads(gzip.decompress(path.read_bytes()))
+    assert header["with_modules"] == 1  # torch's own option, passed through
+    rows = {r["module"]: r for r in modules(load(path))}
+    assert set(rows) == {"Net"} | {name for name, _ in model.named_modules() if name}
+    assert {name: r["parent"] for name, r in rows.items()} == {
+        "Net": None, "features": "Net", "features.0": "features", "features.1": "features", "head": "Net"
+    }  # fmt: skip
+    assert all(r["calls"] == 2 for r in rows.values())
+    children = [r for r in rows.values() if r["parent"] == "Net"]
+    assert sum(r["host_total_us"] for r in children) <= rows["Net"]["host_total_us"]
+    assert (
+        rows["features"]["host_total_us"] >= rows["features.0"]["host_total_us"] + rows["features.1"]["host_total_us"]
+    )
+
+
+def test_with_stack_alone_gives_a_tree_of_torchs_module_events_by_class(tmp_path: Path) -> None:
+    from tbscope.profiler.modules import modules
+
+    model = Net()
+    with tbscope.profile(tmp_path, wait=0, warmup=1, active=2, with_stack=True) as prof:
+        for step in range(3):
+            model(torch.randn(8, 3, 8, 8)).sum().backward()
+            prof.step(step)
+    rows = {r["module"]: r for r in modules(load(prof.traces[0]))}
+    assert set(rows) == {"Net_0", "Net_0.Sequential_0", "Net_0.Sequential_0.Conv2d_0", "Net_0.Sequential_0.ReLU_0",
+                         "Net_0.Linear_0"}  # fmt: skip
+    assert rows["Net_0.Linear_0"]["parent"] == "Net_0" and rows["Net_0.Linear_0"]["calls"] == 2
+
+
+def test_operators_are_called_from_a_line_of_the_users_code(tmp_path: Path) -> None:
+    from tbscope.profiler.tables import operators
+
+    model = Net()
+    with tbscope.profile(tmp_path, wait=0, warmup=1, active=2, with_stack=True) as prof:
+        for step in range(3):
+            model(torch.randn(8, 3, 8, 8)).sum().backward()
+            prof.step(step)
+    rows = {r["name"]: r for r in operators(load(prof.traces[0]))}
+    forward = f"test_profiler.py:{Net.forward.__code__.co_firstlineno} forward"  # torch records a function's line
+    assert rows["aten::linear"]["called_from"].endswith(forward)
+    assert rows["aten::conv2d"]["called_from"].endswith(forward)
+    stack = rows["aten::linear"]["call_stack"]
+    assert stack[0] != rows["aten::linear"]["called_from"]  # torch's own frames come first, innermost
+    assert rows["aten::linear"]["called_from"] in stack
+    assert not any("0x" in frame for r in rows.values() for frame in r["call_stack"])
+
+
+def test_a_trace_without_module_events_says_how_to_record_them() -> None:
+    from tbscope.profiler.modules import view
+
+    (path,) = [p for p in ALL if "v100_rank0" in p.name]
+    hint = view(load(path), 10)["hint"]
+    assert "tbscope.profile(..., model=model)" in hint and "with_stack=True" in hint
 
 
 def synthetic(tmp_path: Path, events: list[dict[str, Any]]) -> Path:
@@ -359,8 +463,9 @@ def test_operators_carry_the_python_call_stack_that_called_them(tmp_path: Path) 
         {"ph": "X", "cat": "cpu_op", "name": "aten::add", "ts": 70, "dur": 5, "pid": 1, "tid": 1},
     ]
     rows = {r["name"]: r for r in operators(load(synthetic(tmp_path, events)))}
-    assert rows["aten::linear"]["call_stack"] == "model.py(42): forward <- train.py(10): step"
-    assert rows["aten::add"]["call_stack"] == "train.py(10): step"
+    assert rows["aten::linear"]["call_stack"] == ["model.py:42 forward", "train.py:10 step"]
+    assert rows["aten::linear"]["called_from"] == "model.py:42 forward"
+    assert rows["aten::add"]["call_stack"] == ["train.py:10 step"]
 
 
 def test_host_collectives_count_as_communication(tmp_path: Path) -> None:
@@ -375,14 +480,14 @@ def test_host_collectives_count_as_communication(tmp_path: Path) -> None:
 
 
 def test_a_span_is_one_steps_window() -> None:
+    from tbscope.profiler.overview import span
     from tbscope.profiler.tables import kernels
-    from tbscope.profiler.trace import span
 
     (path,) = [p for p in ALL if "v100_rank0" in p.name]
     trace = load(path)
     one = span(trace, 103)
     (step,) = [s for s in analyze(trace).steps if s.step == 103]
-    assert all(e.end > step.start and e.start < step.end for e in one.events)
+    assert len(one) and all(one.end > step.start) and all(one.start < step.end)
     assert sum(k["calls"] for k in kernels(one)) < sum(k["calls"] for k in kernels(trace))
     with pytest.raises(ValueError, match="the trace has no step 7"):
         span(trace, 7)
@@ -458,7 +563,7 @@ def test_the_profile_tab_serves_only_regular_trace_files_inside_the_logdir(tmp_p
 
 def test_a_trace_with_fields_of_unexpected_types_still_analyzes(tmp_path: Path) -> None:
     """A header or event arguments of other types than torch writes: every view still answers."""
-    from tbscope.profiler import tables, views
+    from tbscope.profiler import memory, tables
 
     path = tmp_path / "odd.pt.trace.json"
     path.write_text(json.dumps({
@@ -474,4 +579,4 @@ def test_a_trace_with_fields_of_unexpected_types_still_analyzes(tmp_path: Path) 
     overview = analyze(trace)
     assert [s.step for s in overview.steps] == [1] and overview.devices == []
     assert tables.operators(trace)[0]["name"] == "aten::mm"
-    assert views.memory(trace)["devices"] is not None and views.timeline(trace)
+    assert memory.memory(trace)["devices"] is not None

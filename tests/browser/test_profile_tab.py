@@ -107,7 +107,7 @@ def test_memory_timeline_distributed_and_diff_tabs_draw(served: Any, page: Any) 
     page.goto(f"{served.url}/#tbscope_profile", wait_until="domcontentloaded")
     frame = frame_of(page, "plugin_entry")
     frame.locator("#step-chart").wait_for(state="visible", timeout=60_000)
-    for tab, selector in (("Timeline", "#timeline rect.span"), ("Distributed", "#distributed tbody tr"),
+    for tab, selector in (("Timeline", "#timeline-lanes div"), ("Distributed", "#distributed tbody tr"),
                           ("Memory", "#allocators"), ("Kernels", "#kernels tbody tr")):  # fmt: skip
         frame.get_by_role("button", name=tab).click()
         frame.locator(selector).first.wait_for(state="attached", timeout=60_000)

@@ -39,7 +39,7 @@ def show(overview: dict[str, Any]) -> str:
     lines.append(render(headers, rows))
     figures = [("GPU utilization", overview["gpu_utilization"]), ("SM efficiency", overview["sm_efficiency"])]
     lines.append("  ".join(f"{name}: {'-' if v is None else f'{v:.1%}'}" for name, v in figures))
-    lines += [f"! {advice}" for advice in overview["recommendations"]]
+    lines += [f"! {advice['text']}" for advice in overview["recommendations"]]
     lines += [f"note: {note}" for note in overview["notes"]]
     return "\n".join(lines)
 

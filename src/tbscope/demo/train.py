@@ -121,9 +121,9 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None, name: 
                 w.add_scalar("train/acc", (logits.argmax(1) == y_train[idx]).float().mean(), step)
                 w.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                 w.add_image_grid("train/batch", x_train[idx][:32], step)  # the cadence keeps a few
-                step += 1
                 if prof is not None:
-                    prof.step()
+                    prof.step(step)  # the profile/... scalars go to this step, next to its loss
+                step += 1
             val_loss, val_acc, predictions = evaluate(model, x_val, y_val)
             w.add_scalar("val/loss", val_loss, step)
             w.add_scalar("val/acc", val_acc, step)

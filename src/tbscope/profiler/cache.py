@@ -1,28 +1,85 @@
-"""Trace analyses cached in tbscope's cache directory (see ``tbscope.cache``): a second look, from the Profile
-tab or ``tbscope profile``, even after a restart, is instant. Entries are keyed on the trace's resolved path,
-size and modification time, so a trace that changed or moved is analyzed again; nothing is written beside
-the traces, in the user's folders."""
+"""Traces parsed once, and their analyses cached.
+
+``loaded`` keeps the last few parsed traces in memory, shared by every view and request of a process.
+``cached`` keeps analyses in tbscope's cache directory (see ``tbscope.cache``): a second look, from the
+Profile tab or ``tbscope profile``, even after a restart, is instant. Both are keyed on the trace's
+resolved path, size and modification time, so a trace that changed or moved is parsed again; nothing
+is written beside the traces, in the user's folders."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tbscope import atomic
 from tbscope.cache import directory
+from tbscope.profiler.trace import Trace, load
 
 # Bumped whenever an analysis changes what it returns: an entry cached by another version is recomputed.
-ANALYSIS_VERSION = 3
+ANALYSIS_VERSION = 6
+
+
+# Parsed traces kept in memory, at most, and the memory their columns may take together (the latest one
+# is kept whatever its size): a view and the next one of the same traces parse nothing.
+KEPT_TRACES = 4
+KEPT_BYTES = 1 << 30
+
+
+def version(path: Path) -> tuple[str, int, int]:
+    """What identifies the trace at ``path`` as it is now: its resolved path, size and modification time."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+_parsed: OrderedDict[tuple[str, int, int], Trace] = OrderedDict()
+_parsing: dict[tuple[str, int, int], threading.Lock] = {}
+_lock = threading.Lock()
+
+
+def loaded(path: Path) -> Trace:
+    """The trace at ``path``, parsed once per version of the file and shared: concurrent callers wait for
+    the one parse. Raises ``TraceError`` (and ``OSError``) as ``trace.load`` does.
+
+    Example:
+        >>> import json, tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "w.pt.trace.json"
+        >>> _ = path.write_text(json.dumps({"traceEvents": []}))
+        >>> loaded(path) is loaded(path)
+        True
+    """
+    key = version(path)
+    with _lock:
+        if key in _parsed:
+            _parsed.move_to_end(key)
+            return _parsed[key]
+        parse = _parsing.setdefault(key, threading.Lock())
+    with parse:
+        with _lock:
+            if key in _parsed:
+                return _parsed[key]
+        try:
+            trace = load(path)
+        finally:
+            with _lock:
+                _parsing.pop(key, None)
+        with _lock:
+            _parsed[key] = trace
+            while len(_parsed) > 1 and (
+                len(_parsed) > KEPT_TRACES or sum(t.nbytes for t in _parsed.values()) > KEPT_BYTES
+            ):
+                _parsed.popitem(last=False)
+    return trace
 
 
 def entry(path: Path) -> Path:
     """Where the analyses of the trace at ``path``, as it is now, are cached."""
-    stat = path.stat()
-    key = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{ANALYSIS_VERSION}"
+    key = "\0".join(map(str, (*version(path), ANALYSIS_VERSION)))
     return directory("profile") / f"{hashlib.sha1(key.encode()).hexdigest()}.json"
 
 

@@ -10,69 +10,98 @@ that in a GPU-bound loop, where the host runs ahead, each step covers its own de
 
 from __future__ import annotations
 
-import bisect
-import functools
+import contextlib
+import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tbscope.profiler.trace import STEP_NAME, Event, Trace
+from tbscope.profiler.trace import DEVICE_KINDS, KIND, STEP_NAME, Trace, launchers
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 CATEGORIES = ("kernel", "memcpy", "memset", "communication", "runtime", "dataloader", "cpu_exec", "other")
 # Which category an instant belongs to when several are active: device work first.
 PRIORITY = ("communication", "kernel", "memcpy", "memset", "runtime", "dataloader", "cpu_exec")
 SYNC_CALLS = ("cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize", "cudaMemcpy",
               "hipDeviceSynchronize", "hipStreamSynchronize", "hipMemcpy")  # fmt: skip
+# Real matrix-multiply and convolution kernels, as cuBLAS, cuDNN, CUTLASS and Triton name them; cuDNN's
+# batch-norm kernels and its layout transforms carry "cudnn" in their names but are neither.
+GEMM_OR_CONV = re.compile(r"gemm|conv|xmma|gmma|cutlass|fprop|dgrad|wgrad|winograd|scudnn|hcudnn|matmul|_mm_", re.I)
+NOT_GEMM_OR_CONV = re.compile(
+    r"bn_|batch_?norm|nchwToNhwc|nhwcToNchw|transpose|layer_?norm|elementwise|reduce|offsets|fbgemm_gpu", re.I
+)
+TENSOR_CORE_NAME = re.compile(
+    r"h884|h1688|s1688|h16816|s16816|i8816|tensorop|wmma|hmma|xmma|gmma|mma_|bf16|f16|tf32", re.I
+)
+# cuDNN's conversions between NCHW and NHWC: the price of a model whose convolutions want channels_last.
+LAYOUT_TRANSFORM = re.compile(r"nchwToNhwc|nhwcToNchw", re.I)
+PAGEABLE_HOST_TO_DEVICE = re.compile(r"HtoD.*Pageable", re.I)
+# Names of events a recommendation rests on, at most.
+EVIDENCE = 5
 
 
-def union(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The sorted, disjoint union of ``(start, end)`` intervals."""
-    merged: list[tuple[float, float]] = []
-    for start, end in sorted(intervals):
-        if end <= start:
-            continue
-        if merged and start <= merged[-1][1]:
-            if end > merged[-1][1]:
-                merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-    return merged
+def union(starts: NDArray[np.float64], ends: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The sorted, disjoint union of the intervals ``[starts[i], ends[i])``, as its starts and ends.
+
+    Example:
+        >>> import numpy as np
+        >>> [a.tolist() for a in union(np.array([5.0, 0.0, 2.0]), np.array([6.0, 3.0, 4.0]))]
+        [[0.0, 5.0], [4.0, 6.0]]
+    """
+    import numpy as np
+
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    if not len(starts):
+        return starts, ends
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], np.maximum.accumulate(ends[order])
+    first = np.flatnonzero(np.r_[True, starts[1:] > ends[:-1]])
+    last = np.r_[first[1:], len(starts)] - 1
+    return starts[first], ends[last]
 
 
-def measure(intervals: Iterable[tuple[float, float]]) -> float:
-    """Total length of a union of intervals."""
-    return sum(end - start for start, end in union(intervals))
+def measure(starts: NDArray[np.float64], ends: NDArray[np.float64]) -> float:
+    """Total length of the union of the intervals ``[starts[i], ends[i])``."""
+    merged_starts, merged_ends = union(starts, ends)
+    return float((merged_ends - merged_starts).sum())
 
 
-def is_communication(event: Event, on_host: bool = False) -> bool:
-    """A collective: an NCCL/RCCL kernel (by its ``Collective name`` argument or its name), or, with
-    ``on_host`` (a trace without device activity, as a CPU job over gloo leaves), a ``c10d::`` operator."""
-    if event.kind == "kernel":
-        name = event.name.lower()
-        return "Collective name" in event.args or "nccl" in name or "rccl" in name
-    return on_host and event.kind == "cpu_op" and event.name.startswith(("c10d::", "gloo:"))
+def communication(trace: Trace, has_device: bool) -> NDArray[np.bool_]:
+    """Which events are collectives: NCCL/RCCL kernels (by their ``Collective name`` argument or their
+    names), or, in a trace without device activity (a CPU job over gloo), ``c10d::`` and ``gloo:`` operators."""
+
+    kernels = trace.kind == KIND["kernel"]
+    collective = kernels & ((trace.text_arg("Collective name") >= 0) | trace.matching(re.compile("nccl|rccl", re.I)))
+    if has_device:
+        return collective
+    return collective | ((trace.kind == KIND["cpu_op"]) & trace.matching(re.compile(r"^(c10d::|gloo:)")))
 
 
-def _category(event: Event, has_device: bool) -> str | None:
-    """The breakdown category of an event, or None for the step annotations themselves. Where there is
-    a device, its collective kernels are the communication, and the host's collective calls just CPU work."""
-    if is_communication(event, on_host=not has_device):
-        return "communication"
-    if event.kind == "kernel":
-        return "kernel"
-    if event.kind in ("memcpy", "memset", "runtime"):
-        return event.kind
-    if event.kind == "gpu_annotation" or STEP_NAME.match(event.name):
-        return None
-    if "dataloader" in event.name.lower():
-        return "dataloader"
-    return "cpu_exec"
+def categories(trace: Trace, has_device: bool) -> NDArray[np.int8]:
+    """Each event's breakdown category, as an index into ``CATEGORIES``; -1 for the step annotations and
+    device-side annotations. Where there is a device, its collective kernels are the communication, and
+    the host's collective calls just CPU work."""
+    import numpy as np
+
+    code = {c: i for i, c in enumerate(CATEGORIES)}
+    out = np.full(len(trace), code["cpu_exec"], dtype=np.int8)
+    out[trace.matching(re.compile("dataloader", re.I))] = code["dataloader"]
+    out[(trace.kind == KIND["annotation"]) & trace.matching(STEP_NAME)] = -1
+    out[trace.kind == KIND["gpu_annotation"]] = -1
+    for kind in ("kernel", "memcpy", "memset", "runtime"):
+        out[trace.kind == KIND[kind]] = code[kind]
+    out[communication(trace, has_device)] = code["communication"]
+    return out
 
 
 @dataclass
 class Step:
-    """One step: its number, its window (microseconds from the trace's start), and the breakdown."""
+    """One step: its number, its window (microseconds from the trace's start), and the breakdown.
+    ``training_step`` is the training loop's own step number when ``tbscope.profile`` recorded it."""
 
     step: int
     start: float
@@ -81,6 +110,7 @@ class Step:
     kernel_busy_us: float
     kernels: int
     syncs: int
+    training_step: int | None = None
 
     @property
     def duration_us(self) -> float:
@@ -103,7 +133,8 @@ class Overview:
     eligible_share: float | None = None  # GEMM and convolution kernels' share of all kernel time
     memory_peak_share: float | None = None  # peak reserved memory over the device's capacity
     gpu_idle_share: float | None = None  # of the device's busy span; see gpu_idle_share()
-    recommendations: list[str] = field(default_factory=list)
+    configuration: dict[str, Any] = field(default_factory=dict)
+    recommendations: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -114,14 +145,28 @@ class Overview:
         total = sum(s.duration_us for s in self.steps)
         return sum(s.kernel_busy_us for s in self.steps) / total if total else 0.0
 
+    def shares(self) -> dict[str, float]:
+        """Each category's share of the steps' time."""
+        total = sum(s.duration_us for s in self.steps)
+        return {c: sum(s.breakdown_us[c] for s in self.steps) / total if total else 0.0 for c in CATEGORIES}
+
     def as_json(self) -> dict[str, Any]:
         return {
             "file": self.file,
             "worker": self.worker,
             "device": self.device,
             "devices": self.devices,
+            "configuration": self.configuration,
             "steps": [
-                {"step": s.step, "duration_us": s.duration_us, "breakdown_us": dict(s.breakdown_us)} for s in self.steps
+                {
+                    "step": s.step,
+                    "training_step": s.training_step,
+                    "start_us": s.start,
+                    "end_us": s.end,
+                    "duration_us": s.duration_us,
+                    "breakdown_us": dict(s.breakdown_us),
+                }
+                for s in self.steps
             ],
             "gpu_utilization": self.gpu_utilization,
             "sm_efficiency": self.sm_efficiency,
@@ -135,92 +180,116 @@ class Overview:
 
 
 def _steps(trace: Trace) -> list[tuple[int, float, float]]:
-    marks = [(int(m.group(1)), e.start, e.end) for e in trace.events if e.kind == "annotation"
-             for m in [STEP_NAME.match(e.name)] if m]  # fmt: skip
-    if marks:
-        return sorted(marks, key=lambda m: m[1])
-    if not trace.events:
+    import numpy as np
+
+    marks = np.flatnonzero((trace.kind == KIND["annotation"]) & trace.matching(STEP_NAME))
+    if len(marks):
+        found = [(int(trace.strings[trace.name[i]].rsplit("#", 1)[1]), float(trace.start[i]), float(trace.end[i]))
+                 for i in marks]  # fmt: skip
+        return sorted(found, key=lambda m: m[1])
+    if not len(trace):
         return []
-    return [(0, min(e.start for e in trace.events), max(e.end for e in trace.events))]  # one step: the trace
+    return [(0, float(trace.start.min()), float(trace.end.max()))]  # one step: the trace
+
+
+# Header fields tbscope.profile adds to a trace: the training steps, and the torch that wrote it.
+TRAINING_STEPS = "tbscope_training_steps"
+TORCH_VERSION = "tbscope_torch_version"
+
+
+def _training_steps(trace: Trace) -> dict[int, int]:
+    """``{profiler step: training step}`` as ``tbscope.profile`` recorded it in the trace's header."""
+    recorded = trace.header.get(TRAINING_STEPS)
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        mapping = json.loads(recorded) if isinstance(recorded, str) else recorded
+        if isinstance(mapping, dict):
+            return {int(k): int(v) for k, v in mapping.items()}
+    return {}
 
 
 def analyze(trace: Trace) -> Overview:
     """The Overview of ``trace``: steps from its ``ProfilerStep#N`` annotations (one step spanning the
     trace when it has none)."""
-    device_by_correlation: dict[Any, float] = {}
-    for e in trace.events:
-        if e.kind in ("kernel", "memcpy", "memset") and "correlation" in e.args:
-            device_by_correlation[e.args["correlation"]] = max(
-                device_by_correlation.get(e.args["correlation"], 0.0), e.end
-            )
-    runtime = sorted((e for e in trace.events if e.kind == "runtime"), key=lambda e: e.start)
-    runtime_starts = [e.start for e in runtime]
-    has_device = any(e.kind in ("kernel", "memcpy", "memset") for e in trace.events)
-    categorized = sorted(
-        ((e.start, e.end, c, e) for e in trace.events if (c := _category(e, has_device)) is not None),
-        key=lambda t: t[0],
-    )
-    starts = [t[0] for t in categorized]
-    longest = max((t[1] - t[0] for t in categorized), default=0.0)  # how far back an event may start
+    import numpy as np
+
+    device = trace.of(*DEVICE_KINDS)
+    has_device = bool(device.any())
+    correlation = trace.arg("correlation")
+    # The end of the last device work each correlation id (a launch) started.
+    launched = device & ~np.isnan(correlation)
+    ids, inverse = np.unique(correlation[launched], return_inverse=True)
+    device_end = np.full(len(ids), -np.inf)
+    np.maximum.at(device_end, inverse, trace.end[launched])
+    runtime = np.flatnonzero(trace.kind == KIND["runtime"])
+    runtime = runtime[np.argsort(trace.start[runtime], kind="stable")]
+    runtime_starts = trace.start[runtime]
+    runtime_device_end = np.full(len(runtime), -np.inf)
+    if len(ids):
+        at = np.searchsorted(ids, correlation[runtime]).clip(max=len(ids) - 1)
+        matched = ids[at] == correlation[runtime]
+        runtime_device_end[matched] = device_end[at[matched]]
+    syncing = np.isin(trace.name[runtime], [i for i, s in enumerate(trace.strings) if s in SYNC_CALLS])
+    category = categories(trace, has_device)
+    categorized = np.flatnonzero(category >= 0)
+    categorized = categorized[np.argsort(trace.start[categorized], kind="stable")]
+    starts, ends, codes = trace.start[categorized], trace.end[categorized], category[categorized]
+    longest = float((ends - starts).max()) if len(starts) else 0.0  # how far back an event may start
+    training = _training_steps(trace)
     steps = []
     previous_end = -float("inf")
     for number, host_start, host_end in _steps(trace):
         # Steps partition time (torch-tb-profiler's rule): a step starts at its host start but never before
         # the previous step ended, and ends once the host and the device work it launched are both done.
-        launched = runtime[
-            bisect.bisect_left(runtime_starts, host_start) : bisect.bisect_left(runtime_starts, host_end)
-        ]
+        lo, hi = np.searchsorted(runtime_starts, [host_start, host_end])
         start = max(host_start, previous_end)
-        device_end = max((device_by_correlation.get(r.args.get("correlation"), host_end) for r in launched),
-                         default=host_end)  # fmt: skip
-        end = previous_end = max(host_end, device_end, start)
-        intervals: dict[str, list[tuple[float, float]]] = {c: [] for c in PRIORITY}
-        first = bisect.bisect_left(starts, start - longest)
-        for lo, hi, category, _ in categorized[first : bisect.bisect_left(starts, end)]:
-            if hi > start:
-                intervals[category].append((max(lo, start), min(hi, end)))
+        end = previous_end = max(host_end, float(runtime_device_end[lo:hi].max(initial=host_end)), start)
+        first, last = np.searchsorted(starts, [start - longest, end])
+        inside = first + np.flatnonzero(ends[first:last] > start)
+        a, b, c = np.maximum(starts[inside], start), np.minimum(ends[inside], end), codes[inside]
         breakdown: dict[str, float] = {}
-        covered: list[tuple[float, float]] = []
+        covered_a, covered_b = a[:0], b[:0]
         covered_us = 0.0
-        for category in PRIORITY:
-            covered = union(covered + intervals[category])
-            total = sum(b - a for a, b in covered)
-            breakdown[category] = total - covered_us
+        for name in PRIORITY:
+            chosen = c == CATEGORIES.index(name)
+            covered_a, covered_b = union(np.r_[covered_a, a[chosen]], np.r_[covered_b, b[chosen]])
+            total = float((covered_b - covered_a).sum())
+            breakdown[name] = total - covered_us
             covered_us = total
         breakdown["other"] = (end - start) - covered_us
-        kernels = intervals["kernel"] + intervals["communication"]
-        syncs = sum(1 for r in launched if r.name in SYNC_CALLS)
-        steps.append(Step(number, start, end, {c: breakdown[c] for c in CATEGORIES}, measure(kernels),
-                          len(kernels), syncs))  # fmt: skip
+        kernels = (c == CATEGORIES.index("kernel")) | (c == CATEGORIES.index("communication"))
+        steps.append(Step(number, start, end, {name: breakdown[name] for name in CATEGORIES},
+                          measure(a[kernels], b[kernels]), int(kernels.sum()), int(syncing[lo:hi].sum()),
+                          training.get(number)))  # fmt: skip
     devices = trace.header.get("deviceProperties") or []
-    device = devices[0].get("name") if devices and isinstance(devices[0], dict) else None
-    overview = Overview(trace.path, trace.worker, device, steps, [_summary(d) for d in devices], has_device)
+    overview = Overview(trace.path, trace.worker, devices[0].get("name") if devices else None, steps,
+                        [_summary(d) for d in devices], has_device)  # fmt: skip
+    overview.configuration = {
+        "worker": trace.worker,
+        "torch_version": trace.header.get(TORCH_VERSION),
+        "steps": [s.step for s in steps],
+        "training_steps": [s.training_step for s in steps] if training else None,
+        "devices": [d.get("name") for d in devices],
+        "distributed": trace.header.get("distributedInfo") if isinstance(trace.header.get("distributedInfo"), dict)
+        else None,
+    }  # fmt: skip
     _device_figures(trace, overview)
     overview.gpu_idle_share = gpu_idle_share(trace)
-    if not trace.events:
+    if not len(trace):
         overview.notes.append("the trace holds no events")
-    for category, count in sorted(trace.unknown_categories.items()):
-        overview.notes.append(f"{count} event(s) of unknown category {category!r} left out")
-    overview.recommendations = recommend(overview)
+    for name, count in sorted(trace.unknown_categories.items()):
+        overview.notes.append(f"{count} event(s) of unknown category {name!r} left out")
+    overview.recommendations = recommend(trace, overview)
     return overview
 
 
-ELIGIBLE_NAME = re.compile(r"(gemm|conv|cudnn|cutlass|xmma|gmma)", re.I)
-TENSOR_CORE_NAME = re.compile(
-    r"(h884|h1688|s1688|h16816|s16816|i8816|tensorop|wmma|hmma|xmma|gmma|mma_|bf16|f16)", re.I
-)
-
-
-def _summary(device: Any) -> dict[str, Any]:
+def _summary(device: dict[str, Any]) -> dict[str, Any]:
     """What a trace says of a device: name, memory, SMs and compute capability."""
-    if not isinstance(device, dict):
-        return {}
     memory = device.get("totalGlobalMem")
     major, minor = device.get("computeMajor"), device.get("computeMinor")
     return {
         "id": device.get("id"),
         "name": device.get("name"),
-        "memory_gib": round(memory / 2**30, 1) if memory else None,
+        "memory_gib": round(memory / 2**30, 1) if isinstance(memory, (int, float)) and memory else None,
         "sms": device.get("numSms"),
         "compute_capability": f"{major}.{minor}" if major is not None else None,
     }
@@ -230,119 +299,255 @@ def gpu_idle_share(trace: Trace) -> float | None:
     """The share of time the device sat idle between its first and its last kernel, memcpy or memset,
     leaving out the trace's last ``ProfilerStep`` (torch records it cut short when the profiler stops),
     as Holistic Trace Analysis's temporal breakdown does. None without device activity."""
-    steps = [e.start for e in trace.events if e.kind == "annotation" and STEP_NAME.match(e.name)]
-    cutoff = max(steps) if len(steps) > 1 else float("inf")
-    device = [(e.start, e.end) for e in trace.events if e.kind in ("kernel", "memcpy", "memset") and e.start < cutoff]
-    if not device:
+    steps = trace.start[(trace.kind == KIND["annotation"]) & trace.matching(STEP_NAME)]
+    cutoff = steps.max() if len(steps) > 1 else float("inf")
+    device = trace.of(*DEVICE_KINDS) & (trace.start < cutoff)
+    if not device.any():
         return None
-    span = max(end for _, end in device) - min(start for start, _ in device)
-    return 1 - measure(device) / span if span > 0 else 0.0
+    starts, ends = trace.start[device], trace.end[device]
+    span = float(ends.max() - starts.min())
+    return 1 - measure(starts, ends) / span if span > 0 else 0.0
 
 
-@functools.cache
-def uses_tensor_cores(kernel: str) -> bool:
-    """Whether a kernel's name says it runs on tensor cores, as NVIDIA's libraries name them."""
-    return TENSOR_CORE_NAME.search(kernel) is not None
+def uses_tensor_cores(trace: Trace) -> NDArray[np.bool_]:
+    """Which events' names say they run on tensor cores, as NVIDIA's libraries name such kernels."""
+    return trace.matching(TENSOR_CORE_NAME)
 
 
-@functools.cache
-def _eligible(kernel: str) -> bool:
-    return ELIGIBLE_NAME.search(kernel) is not None
+def gemm_or_conv(trace: Trace) -> NDArray[np.bool_]:
+    """Which events are real matrix-multiply or convolution kernels: the work tensor cores can do (not
+    cuDNN's batch norm, not its NCHW/NHWC layout transforms)."""
+    return (trace.kind == KIND["kernel"]) & trace.matching(GEMM_OR_CONV) & ~trace.matching(NOT_GEMM_OR_CONV)
+
+
+def in_steps(trace: Trace, steps: list[Step]) -> NDArray[np.bool_]:
+    """Which events overlap one of ``steps`` (which are disjoint): only the last step that starts before
+    an event ends can."""
+    import numpy as np
+
+    windows = sorted((s.start, s.end) for s in steps)
+    window_starts = np.array([a for a, _ in windows])
+    window_ends = np.array([b for _, b in windows])
+    last = np.searchsorted(window_starts, trace.end, side="left") - 1
+    return (last >= 0) & (window_ends[last.clip(min=0)] > trace.start) if windows else np.zeros(len(trace), bool)
 
 
 def _device_figures(trace: Trace, overview: Overview) -> None:
-    """SM efficiency, achieved occupancy and tensor-core use over the kernels in the steps; the peak of
-    reserved memory against the device's capacity. Each stays None where the trace lacks its fields."""
-    windows = sorted((s.start, s.end) for s in overview.steps)
-    window_starts = [a for a, _ in windows]
-    longest = max((b - a for a, b in windows), default=0.0)
+    """SM efficiency, achieved occupancy and tensor-core use over the kernels in the steps, for the whole
+    trace and per device (``overview.devices``); the peak of memory reserved and allocated. Each stays None
+    where the trace lacks its fields."""
+    import numpy as np
 
-    def in_a_step(start: float, end: float) -> bool:
-        """Whether [start, end) overlaps a step: only the steps starting less than a step's length
-        before it need a look."""
-        nearby = windows[bisect.bisect_left(window_starts, start - longest) : bisect.bisect_left(window_starts, end)]
-        return any(b > start for _, b in nearby)
+    kernels = (trace.kind == KIND["kernel"]) & in_steps(trace, overview.steps)
+    duration = trace.end - trace.start
+    blocks, occupancy = trace.arg("blocks per SM"), trace.arg("est. achieved occupancy %")
+    measured = kernels & ~np.isnan(blocks) & ~np.isnan(occupancy)
+    eligible = kernels & gemm_or_conv(trace)
+    tensor_cores = eligible & uses_tensor_cores(trace)
+    device_of = trace.arg("device")
+    memory = trace.memory
+    on_gpu = memory.device_type == 1
 
-    weighted = blocks = occupancy = eligible = tensor_cores = all_kernels = 0.0
-    for e in trace.events:
-        if e.kind != "kernel" or not in_a_step(e.start, e.end):
-            continue
-        duration = e.end - e.start
-        all_kernels += duration
-        if "blocks per SM" in e.args and "est. achieved occupancy %" in e.args:
-            weighted += duration
-            blocks += duration * min(float(e.args["blocks per SM"]), 1.0)
-            occupancy += duration * float(e.args["est. achieved occupancy %"])
-        if _eligible(e.name):
-            eligible += duration
-            tensor_cores += duration if uses_tensor_cores(e.name) else 0.0
-    if weighted:
-        overview.sm_efficiency, overview.achieved_occupancy = blocks / weighted, occupancy / weighted
-    if eligible:
-        overview.tensor_core_share, overview.eligible_share = tensor_cores / eligible, eligible / all_kernels
+    def figures(where: NDArray[np.bool_]) -> dict[str, float | None]:
+        weighted = float(duration[measured & where].sum())
+        gemm = float(duration[eligible & where].sum())
+        return {
+            "sm_efficiency": float((duration * np.minimum(blocks, 1))[measured & where].sum()) / weighted
+            if weighted else None,
+            "achieved_occupancy": float((duration * occupancy)[measured & where].sum()) / weighted
+            if weighted else None,
+            "tensor_core_share": float(duration[tensor_cores & where].sum()) / gemm if gemm else None,
+            "eligible_share": gemm / float(duration[kernels & where].sum()) if gemm else None,
+        }  # fmt: skip
+
+    overall = figures(np.ones(len(trace), bool))
+    overview.sm_efficiency, overview.achieved_occupancy = overall["sm_efficiency"], overall["achieved_occupancy"]
+    overview.tensor_core_share, overview.eligible_share = overall["tensor_core_share"], overall["eligible_share"]
     devices = trace.header.get("deviceProperties") or []
-    capacity = {
-        d.get("id", i): float(d.get("totalGlobalMem") or 0) for i, d in enumerate(devices) if isinstance(d, dict)
-    }
-    shares = [
-        float(m.args.get("Total Reserved", 0)) / capacity[m.args.get("Device Id")]
-        for m in trace.memory
-        if m.args.get("Device Type") == 1 and capacity.get(m.args.get("Device Id"))
-    ]
+    shares = []
+    for index, (summary, properties) in enumerate(zip(overview.devices, devices, strict=True)):
+        number = properties.get("id", index)
+        here = figures(device_of == number) if len(devices) > 1 else overall
+        summary.update({k: v for k, v in here.items() if k != "eligible_share"})
+        mine = on_gpu & (memory.device_id == number)
+        summary["peak_allocated_bytes"] = float(np.nanmax(memory.allocated[mine])) if mine.any() else None
+        summary["peak_reserved_bytes"] = float(np.nanmax(memory.reserved[mine])) if mine.any() else None
+        capacity = properties.get("totalGlobalMem")
+        if summary["peak_reserved_bytes"] is not None and isinstance(capacity, (int, float)) and capacity > 0:
+            shares.append(summary["peak_reserved_bytes"] / capacity)
     overview.memory_peak_share = max(shares) if shares else None
 
 
-def recommend(overview: Overview) -> list[str]:
-    """What to look at first, each with the number that triggered it."""
-    steps = overview.steps
-    total = sum(s.duration_us for s in steps)
-    if not total:
+def _top(trace: Trace, where: NDArray[np.bool_]) -> list[str]:
+    """The names of the events where ``where`` holds, the longest in total first, ``EVIDENCE`` at most."""
+    import numpy as np
+
+    names = trace.name[where]
+    if not len(names):
         return []
-    share = {c: sum(s.breakdown_us[c] for s in steps) / total for c in CATEGORIES}
+    total = np.bincount(names, weights=(trace.end - trace.start)[where], minlength=len(trace.strings))
+    return [trace.strings[i] for i in np.argsort(-total, kind="stable")[: min(EVIDENCE, len(set(names.tolist())))]]
+
+
+def _advice(
+    text: str, figure: str, value: float, unit: str, view: str = "", names: list[str] | None = None
+) -> dict[str, Any]:
+    """A recommendation: what to do, the number behind it, and the events it rests on (rows of the
+    Operators or Kernels view)."""
+    return {"text": text, "figure": {"name": figure, "value": value, "unit": unit},
+            "events": [{"view": view, "name": n} for n in names or []]}  # fmt: skip
+
+
+def recommend(trace: Trace, overview: Overview) -> list[dict[str, Any]]:
+    """What to look at first, each with the number that triggered it and the events it rests on."""
+
+    steps = overview.steps
+    if not sum(s.duration_us for s in steps):
+        return []
+    share = overview.shares()
     advice = []
+    cpu_ops = trace.kind == KIND["cpu_op"]
     if share["dataloader"] > 0.05:
-        advice.append(
+        advice.append(_advice(
             f"DataLoader-bound: {share['dataloader']:.0%} of the step time waits for data. Raise num_workers, "
-            "set pin_memory=True and persistent_workers=True, or move preprocessing off the training process."
-        )
+            "set pin_memory=True and persistent_workers=True, or move preprocessing off the training process.",
+            "dataloader share", share["dataloader"], "share", "operators",
+            _top(trace, trace.matching(re.compile("dataloader", re.I))),
+        ))  # fmt: skip
     utilization = overview.gpu_utilization
     if utilization is not None and utilization < 0.5:
-        advice.append(
+        advice.append(_advice(
             f"Low GPU utilization: kernels run {utilization:.0%} of the step time. Look at what the host does "
-            "between launches (the cpu_exec, runtime and dataloader shares), or grow the batch."
-        )
+            "between launches (the cpu_exec, runtime and dataloader shares), or grow the batch.",
+            "GPU utilization", utilization, "share", "operators", _top(trace, cpu_ops),
+        ))  # fmt: skip
     kernels = sum(s.kernels for s in steps)
     if kernels and overview.has_device:
         mean_us = sum(s.kernel_busy_us for s in steps) / kernels
         per_step = kernels / len(steps)
         if mean_us < 10 and per_step > 500:
-            advice.append(
+            advice.append(_advice(
                 f"Launch-bound: {per_step:.0f} kernels a step averaging {mean_us:.1f} us each. Fuse them "
-                "(torch.compile) or capture the step in a CUDA graph."
-            )
-    syncs = sum(s.syncs for s in steps) / len(steps)
-    if syncs >= 1:
-        advice.append(
-            f"Host-device syncs: {syncs:.0f} a step (cudaDeviceSynchronize, cudaStreamSynchronize, blocking "
-            "cudaMemcpy). Find them with torch.cuda.set_sync_debug_mode('warn'); .item() and printing tensors "
-            "are the usual causes."
-        )
+                "(torch.compile) or capture the step in a CUDA graph.",
+                "kernels a step", per_step, "count", "kernels", _top(trace, trace.kind == KIND["kernel"]),
+            ))  # fmt: skip
+    advice += _sync_and_copy_advice(trace, overview, share)
     tensor_cores, eligible = overview.tensor_core_share, overview.eligible_share or 0.0
     if tensor_cores is not None and eligible > 0.1 and tensor_cores < 0.5:
-        advice.append(
-            f"Tensor cores idle: {1 - tensor_cores:.0%} of the GEMM and convolution kernel time "
-            f"({eligible:.0%} of all kernel time) runs without them. Train in mixed precision "
-            "(torch.autocast with bfloat16 or float16) or allow TF32 (torch.backends.cuda.matmul.allow_tf32)."
+        idle = gemm_or_conv(trace) & ~uses_tensor_cores(trace)
+        # TF32 and bfloat16 need an Ampere or later GPU (compute capability 8.0); a Volta or Turing has float16.
+        capabilities = [float(d["compute_capability"]) for d in overview.devices if d.get("compute_capability")]
+        ampere = not capabilities or min(capabilities) >= 8.0
+        how = (
+            "(torch.autocast with bfloat16 or float16) or allow TF32 (torch.backends.cuda.matmul.allow_tf32 "
+            "and torch.backends.cudnn.allow_tf32)."
+            if ampere
+            else "(torch.autocast with float16 and a GradScaler): this GPU has no TF32 or bfloat16 tensor cores."
         )
+        advice.append(_advice(
+            f"Tensor cores idle: {1 - tensor_cores:.0%} of the GEMM and convolution kernel time "
+            f"({eligible:.0%} of all kernel time) runs without them. Train in mixed precision " + how,
+            "GEMM/convolution time without tensor cores", 1 - tensor_cores, "share", "kernels", _top(trace, idle),
+        ))  # fmt: skip
+    layout = (trace.kind == KIND["kernel"]) & trace.matching(LAYOUT_TRANSFORM)
+    kernel_time = float((trace.end - trace.start)[trace.kind == KIND["kernel"]].sum())
+    layout_share = float((trace.end - trace.start)[layout].sum()) / kernel_time if kernel_time else 0.0
+    if layout_share > 0.05:
+        advice.append(_advice(
+            f"Layout transforms: {layout_share:.0%} of the kernel time converts between NCHW and NHWC. Train in "
+            "channels_last: model.to(memory_format=torch.channels_last) and each batch "
+            "x.to(memory_format=torch.channels_last).",
+            "kernel time in layout transforms", layout_share, "share", "kernels", _top(trace, layout),
+        ))  # fmt: skip
     if overview.memory_peak_share is not None and overview.memory_peak_share > 0.9:
-        advice.append(
+        advice.append(_advice(
             f"Memory near capacity: the caching allocator reserved {overview.memory_peak_share:.0%} of the "
             "device's memory at its peak. Expect fragmentation and out-of-memory errors; shrink the batch, "
-            "use activation checkpointing or mixed precision."
-        )
+            "use activation checkpointing or mixed precision.",
+            "peak reserved memory over capacity", overview.memory_peak_share, "share",
+        ))  # fmt: skip
     if share["communication"] > 0.2:
-        advice.append(
+        advice.append(_advice(
             f"Communication-bound: {share['communication']:.0%} of the step time in collectives. Overlap them "
-            "with compute (bucketing in DDP) or reduce their size (gradient compression, larger batches)."
-        )
+            "with compute (bucketing in DDP) or reduce their size (gradient compression, larger batches).",
+            "communication share", share["communication"], "share", "kernels",
+            _top(trace, communication(trace, overview.has_device)),
+        ))  # fmt: skip
     return advice
+
+
+def _sync_and_copy_advice(trace: Trace, overview: Overview, share: dict[str, float]) -> list[dict[str, Any]]:
+    """Host-device syncs, each blamed on its cause: a synchronizing call right after a host-to-device
+    copy from pageable memory (the copy itself has to wait) or anything else (``.item()``, printing); and
+    the copies' own share of the step time."""
+    import numpy as np
+
+    advice = []
+    steps = len(overview.steps)
+    runtime = np.flatnonzero((trace.kind == KIND["runtime"]) & in_steps(trace, overview.steps))
+    runtime = runtime[np.lexsort((trace.start[runtime], trace.thread[runtime]))]
+    sync_names = [i for i, s in enumerate(trace.strings) if s in SYNC_CALLS]
+    syncs = runtime[np.isin(trace.name[runtime], sync_names)]
+    pageable = trace.of("memcpy") & trace.matching(PAGEABLE_HOST_TO_DEVICE)
+    pageable_launches = set(trace.arg("correlation")[pageable].tolist())
+    # The runtime call just before each sync on its thread: a pageable copy's launch blames the copy.
+    position = np.flatnonzero(np.isin(runtime, syncs))
+    before = runtime[(position - 1).clip(min=0)]
+    after_copy = (
+        (position > 0)
+        & (trace.thread[before] == trace.thread[syncs])
+        & np.isin(trace.arg("correlation")[before], list(pageable_launches))
+    )
+
+    def callers(calls: NDArray[np.int64]) -> list[str]:
+        """The operators that made these runtime calls."""
+        launched_by = launchers(trace)
+        where = np.zeros(len(trace), bool)
+        where[launched_by[calls][launched_by[calls] >= 0]] = True
+        return _top(trace, where)
+
+    if after_copy.any():
+        per_step = after_copy.sum() / steps
+        advice.append(_advice(
+            f"Syncs after pageable copies: {per_step:.0f} a step, each a host-to-device copy from pageable memory "
+            "that makes the host wait. Copy from pinned memory without blocking: DataLoader(pin_memory=True) "
+            "and batch.to(device, non_blocking=True).",
+            "syncs after pageable copies a step", float(per_step), "count", "operators", callers(syncs[after_copy]),
+        ))  # fmt: skip
+    other = syncs[~after_copy]
+    if len(other) / max(steps, 1) >= 1:
+        advice.append(_advice(
+            f"Host-device syncs: {len(other) / steps:.0f} a step (cudaDeviceSynchronize, cudaStreamSynchronize, "
+            "blocking cudaMemcpy). Find them with torch.cuda.set_sync_debug_mode('warn'); .item() and printing "
+            "tensors are the usual causes.",
+            "syncs a step", len(other) / steps, "count", "operators", callers(other),
+        ))  # fmt: skip
+    if share["memcpy"] > 0.05:
+        copies = trace.of("memcpy") & in_steps(trace, overview.steps)
+        sizes = trace.arg("bytes")
+        moved = {way: float(np.nansum(sizes[copies & trace.matching(re.compile(way))])) / steps / 1e6
+                 for way in ("HtoD", "DtoH", "DtoD")}  # fmt: skip
+        duration = trace.end - trace.start
+        pageable_share = float(duration[copies & pageable].sum()) / max(float(duration[copies].sum()), 1e-9)
+        advice.append(_advice(
+            f"Copies: {share['memcpy']:.0%} of the step time copies memory (MB a step: "
+            + ", ".join(f"{way} {mb:.1f}" for way, mb in moved.items() if mb)
+            + f"; {pageable_share:.0%} of the copy time from pageable memory). Copy host data from pinned memory "
+            "with non_blocking=True so that it overlaps compute; device-to-device copies come from .clone(), "
+            ".contiguous() and torch.cat: the Operators view shows which.",
+            "memcpy share", share["memcpy"], "share", "kernels", _top(trace, copies),
+        ))  # fmt: skip
+    return advice
+
+
+def span(trace: Trace, step: int, windows: dict[int, tuple[float, float]] | None = None) -> Trace:
+    """The part of ``trace`` within one step's window (``ProfilerStep#<step>``, extended as the Overview
+    extends it to the device work the step launched; ``windows``, ``{step: (start_us, end_us)}``, where the
+    Overview is at hand). Raises ValueError for a step the trace lacks."""
+    if windows is None:
+        windows = {s.step: (s.start, s.end) for s in analyze(trace).steps}
+    if step not in windows:
+        raise ValueError(f"the trace has no step {step}")
+    start, end = windows[step]
+    memory = trace.memory
+    return trace.select((trace.end > start) & (trace.start < end), (memory.time >= start) & (memory.time < end))

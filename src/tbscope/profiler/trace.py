@@ -1,8 +1,10 @@
-"""Reading a torch.profiler trace (``.pt.trace.json`` or ``.json.gz``): events normalized across versions.
+"""Reading a torch.profiler trace (``.pt.trace.json`` or ``.json.gz``) into columns, and finding traces.
 
-Pure Python, no torch: legacy and current category names, absolute or ``baseTimeNanoseconds``-relative
-timestamps (both are read as offsets from the trace's first event, in microseconds), kernels launched
-through the CUDA runtime or driver (Triton), ROCm traces without occupancy fields.
+No torch: events normalized across versions (legacy and current category names, absolute or
+``baseTimeNanoseconds``-relative timestamps, both read as offsets from the trace's first event in
+microseconds, kernels launched through the CUDA runtime or driver (Triton), ROCm traces without
+occupancy fields), kept as one NumPy array a field so that a large trace takes little memory. Finding
+traces (``find_traces``, ``is_trace_file``: the one rule of what a trace file is) imports no NumPy.
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ import os
 import re
 import stat
 import zlib
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # numpy is imported where events are read, so that finding traces stays light
+    import numpy as np
+    from numpy.typing import NDArray
 
 # A trace's category names, old and new, as the few kinds the analysis tells apart.
 CATEGORIES = {
@@ -28,50 +35,95 @@ CATEGORIES = {
     "user_annotation": "annotation", "gpu_user_annotation": "gpu_annotation",
     "python_function": "python",
 }  # fmt: skip
+# The kinds of event the analyses tell apart; an event's kind is its index here.
+KINDS = ("kernel", "memcpy", "memset", "runtime", "cpu_op", "annotation", "gpu_annotation", "python")
+KIND = {kind: code for code, kind in enumerate(KINDS)}
+CATEGORY_CODES = {category: KIND[kind] for category, kind in CATEGORIES.items()}
+DEVICE_KINDS = ("kernel", "memcpy", "memset")  # work that runs on the device
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
 TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
-# The event arguments any analysis reads; the rest are dropped as events are read, so a large trace's
-# events take a fraction of the memory its JSON text would.
-KEPT_ARGS = frozenset({
-    "External id", "correlation", "stream", "device", "Input Dims", "blocks per SM", "est. achieved occupancy %",
-    "Collective name", "Device Type", "Device Id", "Bytes", "Total Allocated", "Total Reserved",
+# The event arguments kept: what an analysis reads or an event's details show, as numbers or as text (a
+# list as its Python text, ``[[64, 3], [3]]``); the rest are dropped as events are read, so a large
+# trace's events take a fraction of the memory its JSON text would.
+NUMBER_ARGS = frozenset({
+    "External id", "correlation", "stream", "device", "blocks per SM", "est. achieved occupancy %",
+    "registers per thread", "shared memory", "bytes", "memory bandwidth (GB/s)", "In msg nelems",
+    "Out msg nelems", "Group size",
 })  # fmt: skip
+TEXT_ARGS = frozenset({
+    "Input Dims", "Input type", "Concrete Inputs", "Collective name", "dtype", "grid", "block",
+    "Process Group Name", "Process Group Ranks", "Call stack",
+})  # fmt: skip
+KEPT_ARGS = NUMBER_ARGS | TEXT_ARGS
+# What a ``[memory]`` instant event (``profile_memory=True``) says, by the field of ``Memory`` it goes to.
+MEMORY_ARGS = {"Bytes": "bytes", "Addr": "addr", "Total Allocated": "allocated", "Total Reserved": "reserved",
+               "Device Type": "device_type", "Device Id": "device_id"}  # fmt: skip
 
 
 class TraceError(ValueError):
     """A file that is not a readable torch.profiler trace; the message says what was found."""
 
 
-@dataclass(slots=True)
-class Event:
-    """One complete ("X") event: what it is, and when, in microseconds from the trace's start."""
+@dataclass
+class Memory:
+    """The ``[memory]`` instant events, one column a field, in file order: ``time`` (microseconds from the
+    trace's first event), ``bytes`` (> 0 an allocation, < 0 a free), ``addr``, ``allocated`` and
+    ``reserved`` (the allocator's totals after it), ``device_type`` (0 CPU, 1 CUDA), ``device_id``
+    (NaN where the trace lacks a field), and ``thread`` (an index into ``Trace.strings``)."""
 
-    kind: str
-    name: str
-    start: float
-    end: float
-    args: dict[str, Any]
-    thread: str = ""  # "pid:tid": operators nest within one thread
+    time: NDArray[np.float64]
+    bytes: NDArray[np.float64]
+    addr: NDArray[np.float64]
+    allocated: NDArray[np.float64]
+    reserved: NDArray[np.float64]
+    device_type: NDArray[np.float64]
+    device_id: NDArray[np.float64]
+    thread: NDArray[np.int32]
 
-
-@dataclass(slots=True)
-class MemoryEvent:
-    """One ``[memory]`` instant event (``profile_memory=True``): an allocation (Bytes > 0) or a free."""
-
-    time: float
-    args: dict[str, Any]
-    thread: str
+    def __len__(self) -> int:
+        return len(self.time)
 
 
 @dataclass
 class Trace:
-    """The events of one trace file, and what its header says."""
+    """The complete ("X") events of one trace file, one NumPy column a field, in file order (an event's
+    index is its id), and what the header says.
+
+    ``kind`` indexes ``KINDS``; ``name`` and ``thread`` ("pid:tid") index ``strings``, where each distinct
+    text is kept once; ``start`` and ``end`` are microseconds from the trace's first event. Arguments are
+    kept sparsely: ``arg(key)`` and ``text_arg(key)`` give them as columns.
+
+    Example:
+        >>> import json, tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "w.pt.trace.json"
+        >>> _ = path.write_text(json.dumps({"traceEvents": [
+        ...     {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 100, "dur": 5, "args": {"External id": 7}},
+        ...     {"ph": "X", "cat": "kernel", "name": "sgemm", "ts": 103, "dur": 9, "args": {"External id": 7}}]}))
+        >>> trace = load(path)
+        >>> [trace.strings[n] for n in trace.name], trace.end.tolist(), trace.arg("External id").tolist()
+        (['aten::mm', 'sgemm'], [5.0, 12.0], [7.0, 7.0])
+    """
 
     path: str
-    events: list[Event]
     header: dict[str, Any]
+    strings: list[str]
+    kind: NDArray[np.uint8]
+    name: NDArray[np.int32]
+    start: NDArray[np.float64]
+    end: NDArray[np.float64]
+    thread: NDArray[np.int32]
+    args: dict[str, tuple[NDArray[np.int64], NDArray[Any]]]  # key: (events that have it, values)
+    memory: Memory
     unknown_categories: dict[str, int] = field(default_factory=dict)
-    memory: list[MemoryEvent] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+    @property
+    def nbytes(self) -> int:
+        """The memory the trace's columns take (its strings left out)."""
+        columns = [self.kind, self.name, self.start, self.end, self.thread, *vars(self.memory).values()]
+        return sum(c.nbytes for c in columns) + sum(a.nbytes + b.nbytes for a, b in self.args.values())
 
     @property
     def worker(self) -> str:
@@ -82,13 +134,71 @@ class Trace:
             return f"rank{info['rank']}"
         return os.path.basename(self.path).split(".")[0]
 
+    def of(self, *kinds: str) -> NDArray[np.bool_]:
+        """Which events are of one of ``kinds`` (names from ``KINDS``)."""
+        import numpy as np
+
+        return np.isin(self.kind, [KIND[k] for k in kinds])
+
+    def arg(self, key: str) -> NDArray[np.float64]:
+        """A numeric argument (one of ``NUMBER_ARGS``) of every event; NaN where an event lacks it."""
+        import numpy as np
+
+        column = np.full(len(self), np.nan)
+        if key in self.args:
+            where, values = self.args[key]
+            column[where] = values
+        return column
+
+    def text_arg(self, key: str) -> NDArray[np.int32]:
+        """A text argument (one of ``TEXT_ARGS``) of every event, as an index into ``strings``; -1 where
+        an event lacks it."""
+        import numpy as np
+
+        column = np.full(len(self), -1, dtype=np.int32)
+        if key in self.args:
+            where, values = self.args[key]
+            column[where] = values
+        return column
+
+    def matching(self, pattern: re.Pattern[str], column: NDArray[np.int32] | None = None) -> NDArray[np.bool_]:
+        """Which events' names (or texts of ``column``, indexes into ``strings``) ``pattern`` finds."""
+        import numpy as np
+
+        hits = np.fromiter((pattern.search(text) is not None for text in self.strings), bool, len(self.strings))
+        indexes = self.name if column is None else column
+        return np.where(indexes >= 0, hits[indexes], False)
+
+    def event_args(self, index: int) -> dict[str, Any]:
+        """The kept arguments of one event, as the trace wrote them (texts for lists)."""
+        found: dict[str, Any] = {}
+        for key, (where, values) in self.args.items():
+            at = int(where.searchsorted(index))
+            if at < len(where) and where[at] == index:
+                value = values[at].item()
+                found[key] = self.strings[value] if key in TEXT_ARGS else value
+        return found
+
+    def select(self, keep: NDArray[np.bool_], memory: NDArray[np.bool_]) -> Trace:
+        """The events where ``keep`` holds and the memory events where ``memory`` holds (renumbered)."""
+        import numpy as np
+
+        renumber = np.cumsum(keep) - 1
+        args = {}
+        for key, (where, values) in self.args.items():
+            kept = keep[where]
+            args[key] = (renumber[where[kept]], values[kept])
+        columns = {f: getattr(self.memory, f)[memory] for f in Memory.__dataclass_fields__}
+        return Trace(self.path, self.header, self.strings, self.kind[keep], self.name[keep], self.start[keep],
+                     self.end[keep], self.thread[keep], args, Memory(**columns), self.unknown_categories)  # fmt: skip
+
 
 _CHUNK = 1 << 20
 _WHITESPACE = " \t\r\n"
 _DECODER = json.JSONDecoder()
 # Traces whose JSON text is smaller than this are parsed whole (fast, in C); larger ones are streamed,
 # an event at a time, so that their text never sits in memory.
-WHOLE_DOCUMENT_BYTES = 256 << 20
+WHOLE_DOCUMENT_BYTES = 64 << 20
 
 
 def text_size(path: Path) -> int:
@@ -220,74 +330,160 @@ def _elements(stream: _Stream, keep: Any) -> None:
 
 def load(path: str | os.PathLike[str]) -> Trace:
     """The events of the trace at ``path``, read as a stream (a trace of any size never sits in memory
-    as text). Raises ``TraceError`` for a file that is not a trace; a trace with no events, or with
-    unknown categories, loads (the unknown ones are counted)."""
+    as text) into columns. Raises ``TraceError`` for a file that is not a trace; a trace with no events,
+    or with unknown categories, loads (the unknown ones are counted)."""
+    import numpy as np
+
     trace_path = Path(path)
-    # Each event becomes a small Event as it is read (its JSON object is dropped at once), with its
-    # absolute timestamp in ``start`` and its duration in ``end`` until the trace's first instant is known.
-    events: list[Event] = []
-    memory: list[MemoryEvent] = []
+    strings: dict[str, int] = {}  # each distinct name, thread and text argument once: they repeat by the million
+    kinds, names, threads = array("B"), array("i"), array("i")
+    starts, ends = array("d"), array("d")
+    numbers: dict[str, tuple[array[int], array[float]]] = {}
+    texts: dict[str, tuple[array[int], array[int]]] = {}
+    memory = {f: array("d") for f in ("time", *MEMORY_ARGS.values())}
+    memory_threads = array("i")
     unknown: dict[str, int] = {}
-    shared: dict[str, str] = {}  # one string object per distinct name and thread: they repeat by the million
+
+    def intern(text: str) -> int:
+        code = strings.get(text)
+        if code is None:
+            code = strings[text] = len(strings)
+        return code
+
+    thread_codes: dict[tuple[Any, Any], int] = {}
+
+    def thread(raw: dict[str, Any]) -> int:
+        key = (raw.get("pid", ""), raw.get("tid", ""))
+        code = thread_codes.get(key)
+        if code is None:
+            code = thread_codes[key] = intern(f"{key[0]}:{key[1]}")
+        return code
 
     def keep(raw: Any) -> None:
         if not isinstance(raw, dict) or "ts" not in raw:
             return
         phase = raw.get("ph")
-        thread = f"{raw.get('pid', '')}:{raw.get('tid', '')}"
         if phase == "i" and raw.get("name") == "[memory]":
-            with contextlib.suppress(TypeError, ValueError):
-                args = raw.get("args")
-                memory.append(
-                    MemoryEvent(
-                        float(raw["ts"]), args if isinstance(args, dict) else {}, shared.setdefault(thread, thread)
-                    )
-                )
+            args = raw.get("args")
+            args = args if isinstance(args, dict) else {}
+            try:
+                row = [float(raw["ts"])] + [float(args.get(key, "nan")) for key in MEMORY_ARGS]
+            except (TypeError, ValueError):
+                return
+            for column, value in zip(memory.values(), row, strict=True):
+                column.append(value)
+            memory_threads.append(thread(raw))
             return
         if phase != "X":
             return
-        category = str(raw.get("cat", ""))
-        kind = CATEGORIES.get(category)
-        if kind is None:
+        category = raw.get("cat", "")
+        code = CATEGORY_CODES.get(category) if isinstance(category, str) else None
+        if code is None:
             if category not in ("Trace", ""):
-                unknown[category] = unknown.get(category, 0) + 1
+                unknown[str(category)] = unknown.get(str(category), 0) + 1
             return
         try:
             ts, dur = float(raw["ts"]), float(raw.get("dur", 0.0))
         except (TypeError, ValueError):
             return
-        name = str(raw.get("name", ""))
+        index = len(kinds)
+        kinds.append(code)
+        name = raw.get("name", "")
+        number = strings.get(name) if isinstance(name, str) else None
+        names.append(intern(str(name)) if number is None else number)
+        threads.append(thread(raw))
+        starts.append(ts)
+        ends.append(dur)
         args = raw.get("args")
-        kept_args = {k: v for k, v in args.items() if k in KEPT_ARGS} if isinstance(args, dict) else {}
-        events.append(Event(kind, shared.setdefault(name, name), ts, dur, kept_args, shared.setdefault(thread, thread)))
+        if not isinstance(args, dict):
+            return
+        for key in args.keys() & KEPT_ARGS:
+            value = args[key]
+            if key in NUMBER_ARGS:
+                if isinstance(value, (int, float)):
+                    pair = numbers.get(key) or numbers.setdefault(key, (array("q"), array("d")))
+                    pair[0].append(index)
+                    pair[1].append(value)
+            else:
+                text = texts.get(key) or texts.setdefault(key, (array("q"), array("i")))
+                text[0].append(index)
+                text[1].append(intern(value if isinstance(value, str) else str(value)))
 
     header = _read(trace_path, keep)
     devices = header.get("deviceProperties")  # what the analyses read of the header, of the types they read
     header["deviceProperties"] = [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
+    start = np.frombuffer(starts, dtype=np.float64)  # views of the arrays read: no copy
+    duration = np.frombuffer(ends, dtype=np.float64)
     # Offsets from the first event, durations added after: an absolute timestamp (about 1e15 us) has
     # a quarter-microsecond resolution as a float, which a sum with a duration would lose.
-    origin = min((e.start for e in events), default=0.0)
-    for e in events:
-        e.start -= origin
-        e.end = e.start + e.end
-    for m in memory:
-        m.time -= origin
-    allocations = memory
-    return Trace(str(trace_path), events, header, unknown, allocations)
+    origin = float(start.min()) if len(start) else 0.0
+    start -= origin
+    columns = {f: np.frombuffer(c, dtype=np.float64) for f, c in memory.items()}
+    columns["time"] -= origin
+    kept: dict[str, tuple[NDArray[np.int64], NDArray[Any]]] = {
+        key: (np.frombuffer(where, dtype=np.int64), np.frombuffer(values, dtype=np.float64))
+        for key, (where, values) in numbers.items()
+    }
+    for key, (where, codes) in texts.items():
+        kept[key] = (np.frombuffer(where, dtype=np.int64), np.frombuffer(codes, dtype=np.int32))
+    return Trace(
+        str(trace_path), header, list(strings),
+        np.frombuffer(kinds, dtype=np.uint8), np.frombuffer(names, dtype=np.int32),
+        start, start + duration, np.frombuffer(threads, dtype=np.int32), kept,
+        Memory(thread=np.frombuffer(memory_threads, dtype=np.int32), **columns), unknown,
+    )  # fmt: skip
 
 
-def span(trace: Trace, step: int) -> Trace:
-    """The part of ``trace`` within one step's window (``ProfilerStep#<step>``, extended as the Overview
-    extends it to the device work the step launched). Raises ValueError for a step the trace lacks."""
-    from tbscope.profiler.overview import analyze
+def launchers(trace: Trace) -> NDArray[np.int64]:
+    """For each event, the operator that launched it (an event index; -1 for none): for a runtime call, the
+    innermost operator running on its thread then; for device work, that of the runtime call with the
+    same correlation id (as every torch version records it), else the operator with its ``External id``.
 
-    window = next(((s.start, s.end) for s in analyze(trace).steps if s.step == step), None)
-    if window is None:
-        raise ValueError(f"the trace has no step {step}")
-    start, end = window
-    events = [e for e in trace.events if e.end > start and e.start < end]
-    memory = [m for m in trace.memory if start <= m.time < end]
-    return Trace(trace.path, events, trace.header, trace.unknown_categories, memory)
+    Example:
+        >>> import json, tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "w.pt.trace.json"
+        >>> _ = path.write_text(json.dumps({"traceEvents": [
+        ...     {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 0, "dur": 10, "pid": 1, "tid": 1},
+        ...     {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 2, "dur": 3, "pid": 1, "tid": 1,
+        ...      "args": {"correlation": 4}},
+        ...     {"ph": "X", "cat": "kernel", "name": "sgemm", "ts": 8, "dur": 20, "pid": 0, "tid": 7,
+        ...      "args": {"correlation": 4}}]}))
+        >>> launchers(load(path)).tolist()
+        [-1, 0, 0]
+    """
+    import numpy as np
+
+    found = np.full(len(trace), -1, dtype=np.int64)
+    ops = trace.kind == KIND["cpu_op"]
+    calls = np.flatnonzero(ops | (trace.kind == KIND["runtime"]))
+    # Operators before the calls they contain: by thread, start, operators first, the longest first.
+    calls = calls[np.lexsort((-trace.end[calls], ~ops[calls], trace.start[calls], trace.thread[calls]))]
+    threads, starts, ends = trace.thread[calls].tolist(), trace.start[calls].tolist(), trace.end[calls].tolist()
+    is_op = ops[calls].tolist()
+    stack: list[int] = []
+    thread = None
+    for k, i in enumerate(calls.tolist()):
+        if threads[k] != thread:
+            stack, thread = [], threads[k]
+        while stack and ends[stack[-1]] <= starts[k]:
+            stack.pop()
+        if is_op[k]:
+            stack.append(k)
+        elif stack:
+            found[i] = calls[stack[-1]]
+    device = np.flatnonzero(trace.of(*DEVICE_KINDS))
+    for key in ("correlation", "External id"):
+        ids = trace.arg(key)
+        source = np.flatnonzero((trace.kind == KIND["runtime"]) if key == "correlation" else ops)
+        source = source[~np.isnan(ids[source])]
+        source = source[np.argsort(ids[source], kind="stable")]
+        unmatched = device[found[device] < 0]
+        if not len(source) or not len(unmatched):
+            continue
+        at = np.searchsorted(ids[source], ids[unmatched]).clip(max=len(source) - 1)
+        hit = ids[source][at] == ids[unmatched]
+        found[unmatched[hit]] = found[source[at[hit]]] if key == "correlation" else source[at[hit]]
+    return found
 
 
 def is_trace_file(name: str) -> bool:
@@ -295,18 +491,37 @@ def is_trace_file(name: str) -> bool:
     return name.endswith(TRACE_SUFFIXES)
 
 
+# Entries a search for traces looks at, at most: a logdir holding millions of files is not walked to its end.
+WALK_LIMIT = 200_000
+
+
 def find_traces(path: str | os.PathLike[str]) -> list[Path]:
-    """Trace files: ``path`` itself, or every trace under it. Under a folder only regular files count,
-    found without following symbolic links: a link, or a FIFO, named like a trace could lead anywhere."""
+    """Trace files: ``path`` itself, or every trace under it, at any depth (``tbscope.profile`` writes
+    ``<run>/profile/<worker>.<time>.pt.trace.json.gz``, torch's ``tensorboard_trace_handler``
+    ``<run>/<worker>.<time>.pt.trace.json``). Under a folder only regular files count, found without
+    following symbolic links: a link, or a FIFO, named like a trace could lead anywhere. The walk stops
+    after ``WALK_LIMIT`` entries.
+
+    Example:
+        >>> import tempfile; root = Path(tempfile.mkdtemp())
+        >>> (root / "run").mkdir(); (root / "run" / "host_1.17.pt.trace.json").write_text("{}")
+        2
+        >>> [p.relative_to(root).as_posix() for p in find_traces(root)]
+        ['run/host_1.17.pt.trace.json']
+    """
     root = Path(path)
     if root.is_file():
         return [root]
     found = []
+    seen = 0
     for folder, dirs, files in os.walk(root):
         dirs.sort()
+        seen += len(dirs) + len(files)
         for name in sorted(files):
             full = os.path.join(folder, name)
             with contextlib.suppress(OSError):
                 if is_trace_file(name) and stat.S_ISREG(os.lstat(full).st_mode):
                     found.append(Path(full))
+        if seen > WALK_LIMIT:
+            break
     return found

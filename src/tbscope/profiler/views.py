@@ -1,200 +1,210 @@
-"""The Profile tab's other views: Memory, Timeline, Distributed, Modules and Diff, each a pure function of
-one or more traces, sized for a browser (no view sends more than a few MB, whatever the trace's size)."""
+"""The Profile tab's Timeline: a trace laid out in lanes, answered a window at a time, sized for a browser
+(no answer sends more than a few MB, whatever the trace's size)."""
 
 from __future__ import annotations
 
-import bisect
-from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
-from tbscope.profiler.overview import CATEGORIES, analyze, is_communication, measure
-from tbscope.profiler.tables import kernels, operators
-from tbscope.profiler.trace import STEP_NAME, Trace
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
-# Points of a memory curve, and segments of a timeline lane, at most: what a screen can show.
-CURVE_POINTS = 2000
-LANE_SEGMENTS = 4000
-TOP = 20
+from tbscope.profiler.overview import analyze
+from tbscope.profiler.trace import DEVICE_KINDS, KINDS, STEP_NAME, Trace
 
-
-def _device_name(args: dict[str, Any]) -> str:
-    kind, index = args.get("Device Type"), args.get("Device Id", 0)
-    return "cpu" if kind == 0 else f"cuda:{index}" if kind == 1 else f"device{kind}:{index}"
+# Flows a timeline answer draws at most: enough for any window a screen can read.
+FLOWS = 2000
 
 
-def memory(trace: Trace) -> dict[str, Any]:
-    """Per device: allocated and reserved bytes over time (peak-preserving, ``CURVE_POINTS`` at most),
-    their peaks and the device's capacity when the trace says it; and the operators that allocated most."""
-    capacity = {
-        f"cuda:{d.get('id', i)}": d.get("totalGlobalMem")
-        for i, d in enumerate(trace.header.get("deviceProperties") or [])
-        if isinstance(d, dict)
-    }
-    curves: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
-    for event in sorted(trace.memory, key=lambda m: m.time):
-        args = event.args
-        curves[_device_name(args)].append(
-            (event.time, float(args.get("Total Allocated", 0)), float(args.get("Total Reserved", 0)))
+def _depths(starts: NDArray[np.float64], ends: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Each event's nesting depth among events sorted by start (the longest first at a tie): how many
+    earlier events are still open when it starts. For events that nest, as one thread's do, that is the
+    depth of its call stack."""
+    import numpy as np
+
+    ended = np.searchsorted(np.sort(ends), starts, side="right")
+    return np.maximum(np.arange(len(starts)) - ended, 0)
+
+
+class Timeline:
+    """A trace laid out for the Timeline view, once per trace: one lane per host thread, per device stream
+    and per stream's annotations, each event's nesting depth within its lane, and launch-to-kernel flows
+    (by correlation id).
+
+    ``window`` answers what a screen of ``px`` pixels shows of ``[start, end)``: every event wider than a
+    pixel, and the rest merged per lane, depth and pixel, so that an answer stays small whatever the trace.
+    """
+
+    def __init__(self, trace: Trace, steps: list[tuple[int, float, float, int]] | None = None) -> None:
+        """Lay ``trace`` out. ``steps`` are its steps' windows, ``(step, start_us, end_us, training step)``,
+        as the Overview found them (computed again when not given)."""
+        import numpy as np
+
+        self.trace = trace
+        n = len(trace)
+        on_device = trace.of(*DEVICE_KINDS)
+        annotations = trace.of("gpu_annotation")
+        stream, device = trace.arg("stream"), trace.arg("device")
+        tid = {i: text.rsplit(":", 1)[-1] for i, text in enumerate(trace.strings) if ":" in text}
+        stepped = set(np.unique(trace.thread[trace.of("annotation") & trace.matching(STEP_NAME)]).tolist())
+        # Each event's lane, as a sortable key: host threads first (the one with the steps, then the busiest),
+        # then each device's streams, a stream's annotations right after its work.
+        keys: dict[tuple[Any, ...], NDArray[np.intp]] = {}
+        host = ~on_device & ~annotations
+        threads = np.unique(trace.thread[host]).tolist()
+        # A DataLoader's workers are processes of their own: then a thread is named with its process.
+        processes = {trace.strings[t].split(":", 1)[0] for t in threads}
+        for thread in threads:
+            where = np.flatnonzero(host & (trace.thread == thread))
+            name = trace.strings[thread]
+            label = f"thread {tid.get(thread, name)}" + (" (main)" if thread in stepped else "")
+            if len(processes) > 1:
+                label = f"process {name.split(':', 1)[0]} {label}"
+            keys[(0, thread not in stepped, -len(where), label)] = where
+        device_streams = np.where(on_device, stream, np.nan)
+        pairs = np.unique(
+            np.nan_to_num(np.stack([device[on_device], device_streams[on_device]], axis=1), nan=-1.0), axis=0
         )
-    devices = {}
-    for device, points in curves.items():
-        span = (points[-1][0] - points[0][0]) or 1.0
-        buckets: dict[int, tuple[float, float, float]] = {}
-        for time, in_use, reserved in points:
-            slot = int((time - points[0][0]) / span * (CURVE_POINTS - 1))
-            kept = buckets.get(slot)
-            if kept is None or in_use > kept[1]:
-                buckets[slot] = (time, in_use, reserved)
-        devices[device] = {
-            "curve": [list(p) for _, p in sorted(buckets.items())],
-            "peak_allocated": max(p[1] for p in points),
-            "peak_reserved": max(p[2] for p in points),
-            "capacity": capacity.get(device),
+        for d, s in ((np.nan if a == -1 else a, np.nan if b == -1 else b) for a, b in pairs.tolist()):
+            where = np.flatnonzero(on_device & _same(device, d) & _same(device_streams, s))
+            label = f"GPU {_number(d)} stream {_number(s)}" if d == d else f"GPU stream {_number(s)}"
+            keys[(1, d if d == d else -1, s if s == s else -1, 0, label)] = where
+        for thread in np.unique(trace.thread[annotations]).tolist():
+            where = np.flatnonzero(annotations & (trace.thread == thread))
+            number = tid.get(thread, "?")
+            s = float(number) if number.lstrip("-").isdigit() else -1.0
+            d = next((k[1] for k in keys if k[0] == 1 and k[2] == s), -1)
+            keys[(1, d, s, 1, f"GPU {_number(d)} stream {number} annotations")] = where
+        # Small integer types, and each lane's starts but not its ends (read from the trace): this layout
+        # takes about 26 bytes an event, a 1 GB trace's ten million events 260 MB.
+        self.depth = np.full(n, -1, dtype=np.int16)
+        self.lane_of = np.full(n, -1, dtype=np.int16)
+        self.lanes: list[dict[str, Any]] = []
+        for key in sorted(keys):
+            ids = keys.pop(key).astype(np.int32)
+            ids = ids[np.lexsort((-trace.end[ids], trace.start[ids]))]
+            starts, ends = trace.start[ids], trace.end[ids]
+            depths = _depths(starts, ends).astype(np.int16)
+            self.depth[ids] = depths
+            self.lane_of[ids] = len(self.lanes)
+            self.lanes.append({
+                "name": key[-1], "kind": "thread" if key[0] == 0 else "stream", "ids": ids, "starts": starts,
+                "depths": depths, "longest": float((ends - starts).max()) if len(ids) else 0.0,
+            })  # fmt: skip
+        # Flows: a runtime call (cudaLaunchKernel, cudaMemcpyAsync, ...) and the device work of its correlation id.
+        correlation = trace.arg("correlation")
+        launches = np.flatnonzero(trace.of("runtime") & ~np.isnan(correlation))
+        work = np.flatnonzero(on_device & ~np.isnan(correlation))
+        work = work[np.argsort(correlation[work], kind="stable")]
+        at = np.searchsorted(correlation[work], correlation[launches]).clip(0, max(len(work) - 1, 0))
+        matched = correlation[work][at] == correlation[launches] if len(work) else np.zeros(len(launches), dtype=bool)
+        self.launches = np.full(n, -1, dtype=np.int32)  # the device work each runtime call launched
+        self.launched_by = np.full(n, -1, dtype=np.int32)
+        self.launches[launches[matched]] = work[at[matched]]
+        self.launched_by[work[at[matched]]] = launches[matched]
+        self.span = (float(trace.start.min()), float(trace.end.max())) if n else (0.0, 0.0)
+        if steps is None:
+            steps = [(s.step, s.start, s.end, s.step if s.training_step is None else s.training_step)
+                     for s in analyze(trace).steps]  # fmt: skip
+        self.steps = steps
+
+    def window(self, start: float | None = None, end: float | None = None, px: int = 1500) -> dict[str, Any]:
+        """What ``px`` pixels show of ``[start, end)`` (the whole trace by default): per lane,
+        ``[start_us, end_us, depth, name, id, merged]`` events (``name`` indexes ``names``; ``merged`` > 1:
+        that many events, each narrower than a pixel, drawn as one, named after the longest), and the
+        flows whose both ends are shown."""
+        import numpy as np
+
+        a = self.span[0] if start is None else start
+        b = self.span[1] if end is None else end
+        if not (math.isfinite(a) and math.isfinite(b)):
+            raise ValueError(f"a window is two finite times in microseconds, got {start!r} and {end!r}")
+        if not b > a:
+            b = a + 1.0
+        px = max(100, min(int(px), 8000))
+        resolution = (b - a) / px
+        names: dict[int, int] = {}
+        lanes = []
+        shown: list[Any] = []
+        for lane in self.lanes:
+            # The lane's events that may overlap the window: those starting less than its longest event
+            # before the window's start, up to the window's end.
+            lo = int(np.searchsorted(lane["starts"], a - lane["longest"], side="left"))
+            hi = int(np.searchsorted(lane["starts"], b, side="left"))
+            starts, depths, lane_ids = lane["starts"][lo:hi], lane["depths"][lo:hi], lane["ids"][lo:hi]
+            ends = self.trace.end[lane_ids]
+            inside = np.flatnonzero(ends > a)
+            wide = inside[(ends[inside] - starts[inside]) >= resolution]
+            narrow = inside[(ends[inside] - starts[inside]) < resolution]
+            rows = [(starts[wide], ends[wide], wide, np.ones(len(wide), dtype=np.int64))]
+            if len(narrow):
+                column = np.floor((starts[narrow] - a) / resolution).astype(np.int64)
+                key = depths[narrow].astype(np.int64) * (px + 2) + column
+                by_key = np.lexsort((ends[narrow] - starts[narrow], key))
+                keys, ordered = key[by_key], narrow[by_key]
+                first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+                last = np.r_[first[1:], len(keys)] - 1
+                rows.append((np.minimum.reduceat(starts[ordered], first), np.maximum.reduceat(ends[ordered], first),
+                             ordered[last], last - first + 1))  # fmt: skip
+            out = []
+            for lows, highs, longest, merged in rows:
+                ids = lane_ids[longest]
+                for lo_us, hi_us, k, event_id, count in zip(
+                    lows.tolist(), highs.tolist(), longest.tolist(), ids.tolist(), merged.tolist(), strict=True
+                ):
+                    name = names.setdefault(int(self.trace.name[event_id]), len(names))
+                    out.append([round(lo_us, 3), round(hi_us, 3), int(depths[k]), name, event_id, count])
+                    if count == 1:
+                        shown.append(event_id)
+            lanes.append({
+                "name": lane["name"], "kind": lane["kind"],
+                "depth": int(lane["depths"].max()) + 1 if len(lane["depths"]) else 1, "events": out,
+            })  # fmt: skip
+        shown_ids = np.asarray(shown, dtype=np.int64)
+        targets = self.launches[shown_ids] if len(shown_ids) else shown_ids
+        both = (targets >= 0) & np.isin(targets, shown_ids)
+        return {
+            "span_us": list(self.span),
+            "window_us": [a, b],
+            "steps": [list(step) for step in self.steps],
+            "names": [self.trace.strings[i] for i in names],
+            "lanes": lanes,
+            "flows": np.stack([shown_ids[both], targets[both]], axis=1)[:FLOWS].tolist(),
         }
-    by_thread: dict[str, list[Any]] = defaultdict(list)
-    for op in trace.events:
-        if op.kind == "cpu_op":
-            by_thread[op.thread].append(op)
-    for ops in by_thread.values():
-        ops.sort(key=lambda op: op.start)
-    starts = {thread: [op.start for op in ops] for thread, ops in by_thread.items()}
-    by_operator: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for event in trace.memory:
-        size = float(event.args.get("Bytes", 0))
-        if size <= 0:
-            continue
-        ops = by_thread.get(event.thread, [])
-        index = bisect.bisect_right(starts.get(event.thread, []), event.time) - 1
-        # The innermost operator running then: the latest-starting one that has not ended.
-        while index >= 0 and ops[index].end < event.time:
-            index -= 1
-        name = ops[index].name if index >= 0 else "(outside any operator)"
-        by_operator[name][0] += size
-        by_operator[name][1] += 1
-    top = sorted(by_operator.items(), key=lambda item: -item[1][0])[:TOP]
-    return {
-        "devices": devices,
-        "top_operators": [{"name": n, "allocated_bytes": b, "allocations": int(c)} for n, (b, c) in top],
-    }
+
+    def event(self, event_id: int) -> dict[str, Any]:
+        """One event's details: what it is, when, its arguments, and the event at the other end of its flow."""
+        if not 0 <= event_id < len(self.trace):
+            raise ValueError(f"the trace has no event {event_id}")
+        trace = self.trace
+        start, end = float(trace.start[event_id]), float(trace.end[event_id])
+        lane = int(self.lane_of[event_id])
+        details: dict[str, Any] = {
+            "id": event_id, "name": trace.strings[trace.name[event_id]], "kind": KINDS[trace.kind[event_id]],
+            "lane": lane, "depth": int(self.depth[event_id]),
+            "lane_name": self.lanes[lane]["name"] if lane >= 0 else None,
+            "start_us": start, "end_us": end, "duration_us": end - start,
+            "step": next((label for _, a, b, label in self.steps if a <= start < b), None),
+            "args": trace.event_args(event_id),
+        }  # fmt: skip
+        for key, column in (("launches", self.launches), ("launched_by", self.launched_by)):
+            other = int(column[event_id])
+            if other >= 0:
+                details[key] = {
+                    "id": other, "name": trace.strings[trace.name[other]], "lane": int(self.lane_of[other]),
+                    "depth": int(self.depth[other]), "start_us": float(trace.start[other]),
+                    "end_us": float(trace.end[other]),
+                }  # fmt: skip
+        return details
 
 
-def _downsample(segments: list[tuple[float, float, str]], span: float) -> list[list[Any]]:
-    """Merge segments closer than one ``LANE_SEGMENTS``-th of ``span``; a merged one keeps the name of
-    its longest part."""
-    gap = span / LANE_SEGMENTS
-    out: list[list[Any]] = []
-    longest = 0.0
-    for start, end, name in sorted(segments):
-        if out and start - out[-1][1] < gap:
-            out[-1][1] = max(out[-1][1], end)
-            out[-1][3] += 1
-            if end - start > longest:
-                out[-1][2], longest = name, end - start
-        else:
-            out.append([start, end, name, 1])
-            longest = end - start
-    return out
+def _same(column: NDArray[np.float64], value: float) -> NDArray[np.bool_]:
+    """Where ``column`` equals ``value``, NaN matching NaN."""
+    import numpy as np
+
+    return np.isnan(column) if value != value else column == value
 
 
-def timeline(trace: Trace) -> dict[str, Any]:
-    """Lanes of steps, operators (per thread) and kernels (per stream), each downsampled on the server:
-    ``[start_us, end_us, name, events merged]`` segments."""
-    span = max((e.end for e in trace.events), default=0.0)
-    lanes: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
-    for e in trace.events:
-        if e.kind == "annotation" and STEP_NAME.match(e.name):
-            lanes["steps"].append((e.start, e.end, e.name))
-        elif e.kind == "cpu_op":
-            lanes[f"operators {e.thread}"].append((e.start, e.end, e.name))
-        elif e.kind in ("kernel", "memcpy", "memset"):
-            lanes[f"GPU stream {e.args.get('stream', '?')}"].append((e.start, e.end, e.name))
-    ordered = sorted(lanes, key=lambda lane: (lane != "steps", not lane.startswith("operators"), lane))
-    return {"span_us": span, "lanes": [{"name": lane, "segments": _downsample(lanes[lane], span)} for lane in ordered]}
-
-
-def distributed(traces: Sequence[Trace]) -> dict[str, Any]:
-    """Per worker (rank), over its steps: computation (kernels other than collectives), communication
-    (collective kernels, see ``is_communication``), their overlap, and idle time (no device activity);
-    the slowest worker named."""
-    rows: list[dict[str, Any]] = []
-    for trace in traces:
-        overview = analyze(trace)
-        steps = [(s.start, s.end) for s in overview.steps]
-        total = sum(b - a for a, b in steps)
-        compute: list[tuple[float, float]] = []
-        comm: list[tuple[float, float]] = []
-        busy: list[tuple[float, float]] = []
-        step_starts = [a for a, _ in steps]
-        for e in trace.events:
-            if e.kind not in ("kernel", "memcpy", "memset"):
-                continue
-            # The steps this event overlaps: those starting before it ends (steps are few and ordered).
-            for a, b in steps[
-                max(0, bisect.bisect_left(step_starts, e.start) - 2) : bisect.bisect_left(step_starts, e.end)
-            ]:
-                if e.end > a and e.start < b:
-                    clipped = (max(e.start, a), min(e.end, b))
-                    busy.append(clipped)
-                    if e.kind == "kernel":
-                        (comm if is_communication(e) else compute).append(clipped)
-        computation, communication = measure(compute), measure(comm)
-        rows.append({
-            "worker": trace.worker,
-            "steps": len(steps),
-            "step_time_us": total,
-            "computation_us": computation,
-            "communication_us": communication,
-            "overlap_us": computation + communication - measure(compute + comm),
-            "idle_us": total - measure(busy),
-        })  # fmt: skip
-    slowest = max(rows, key=lambda r: float(r["step_time_us"]) / max(int(r["steps"]), 1))["worker"] if rows else None
-    return {"workers": rows, "slowest": slowest}
-
-
-def modules(trace: Trace) -> list[dict[str, Any]]:
-    """Host time per ``nn.Module`` (the ``python_function`` events ``with_modules=True`` records); empty
-    when the trace has none."""
-    rows: dict[str, dict[str, Any]] = {}
-    for e in trace.events:
-        if e.kind == "python" and e.name.startswith("nn.Module: "):
-            name = e.name.removeprefix("nn.Module: ")
-            row = rows.setdefault(name, {"module": name, "calls": 0, "host_total_us": 0.0})
-            row["calls"] += 1
-            row["host_total_us"] += e.end - e.start
-    return sorted(rows.values(), key=lambda r: -r["host_total_us"])
-
-
-def _mean_step(trace: Trace) -> tuple[float, dict[str, float]]:
-    steps = analyze(trace).steps
-    n = max(len(steps), 1)
-    return sum(s.duration_us for s in steps) / n, {c: sum(s.breakdown_us[c] for s in steps) / n for c in CATEGORIES}
-
-
-def diff(base: Trace, other: Trace) -> dict[str, Any]:
-    """What changed from ``base`` to ``other``: mean step time, the mean of each category, and the
-    operators and kernels whose time changed most (per step)."""
-    base_step, base_categories = _mean_step(base)
-    other_step, other_categories = _mean_step(other)
-    base_steps, other_steps = max(len(analyze(base).steps), 1), max(len(analyze(other).steps), 1)
-
-    def changes(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], key: str, time: str) -> list[Any]:
-        a = {r[key]: r[time] / base_steps for r in rows_a}
-        b = {r[key]: r[time] / other_steps for r in rows_b}
-        deltas = [{"name": name, "base_us": a.get(name, 0.0), "other_us": b.get(name, 0.0),
-                   "delta_us": b.get(name, 0.0) - a.get(name, 0.0)} for name in set(a) | set(b)]  # fmt: skip
-        return sorted(deltas, key=lambda d: -abs(d["delta_us"]))[:TOP]
-
-    return {
-        "step_time_us": {"base": base_step, "other": other_step, "delta": other_step - base_step},
-        "categories_us": {
-            c: {
-                "base": base_categories[c],
-                "other": other_categories[c],
-                "delta": other_categories[c] - base_categories[c],
-            }
-            for c in CATEGORIES
-        },
-        "operators": changes(operators(base), operators(other), "name", "device_self_us"),
-        "kernels": changes(kernels(base), kernels(other), "name", "total_us"),
-    }
+def _number(value: float) -> str:
+    return str(int(value)) if value == value and value.is_integer() else "?"
