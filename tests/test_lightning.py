@@ -185,6 +185,9 @@ def test_callbacks_log_predictions_watch_the_model_and_profile_steps(tmp_path: P
     assert [e.step for e in images["val/predictions"]] == [4, 8]  # the first validation batch, each epoch
     assert images["val/predictions"][0].width > 16 * 4  # a grid of the batch, captioned
     assert len(list((log_dir / "profile").glob("*.pt.trace.json.gz"))) == 1
+    scalars = accumulate(log_dir)
+    assert [e.step for e in scalars.Scalars("profile/step_time_ms")] == [1, 2]  # batches 1 and 2: their loss's steps
+    assert {1, 2} <= {e.step for e in scalars.Scalars("train/loss")}
     assert not any(p._post_accumulate_grad_hooks for p in model.parameters())  # unwatched at the end
 
 

@@ -256,13 +256,15 @@ class WatchModel(_TBScopeCallback):
 
 class ProfileSteps(_TBScopeCallback):
     """Profile a few training steps with ``tbscope.profile`` into the run's ``profile/`` folder, for the
-    Profile tab: skip ``wait`` steps, warm up ``warmup``, record ``active``."""
+    Profile tab: skip ``wait`` steps, warm up ``warmup``, record ``active``. The ``profile/...`` scalars
+    are logged at the steps of the profiled batches' own metrics."""
 
     def __init__(self, wait: int = 1, warmup: int = 1, active: int = 3) -> None:
         super().__init__()
         self.wait, self.warmup, self.active = wait, warmup, active
         self._profile: Any = None
         self._left = 0
+        self._step = 0  # the step the current batch's metrics are logged at
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         writer = _writer(trainer, self._owned)
@@ -272,10 +274,13 @@ class ProfileSteps(_TBScopeCallback):
         self._profile.__enter__()
         self._left = self.wait + self.warmup + self.active
 
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self._step = trainer.global_step  # Lightning logs this batch's metrics at it
+
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._profile is None:
             return
-        self._profile.step()
+        self._profile.step(self._step)
         self._left -= 1
         if self._left <= 0:
             self._stop()

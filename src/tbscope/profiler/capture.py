@@ -106,7 +106,7 @@ class Profile:
         recording = self._profiler.current_action in (ProfilerAction.RECORD, ProfilerAction.RECORD_AND_SAVE)
         if step is None and recording:
             # A writer that logs nothing (another rank's, say) has no summary: then there is no step to take.
-            summary = getattr(self.writer, "scalar_summary", lambda: None)()
+            summary = getattr(self.writer, "scalar_stats", lambda: None)()
             logged = [int(v["last_step"]) for tag, v in (summary or {}).items()
                       if not tag.startswith("profile/") and v.get("last_step") is not None]  # fmt: skip
             step = max(logged) if logged else None
