@@ -580,3 +580,15 @@ def test_a_trace_with_fields_of_unexpected_types_still_analyzes(tmp_path: Path) 
     assert [s.step for s in overview.steps] == [1] and overview.devices == []
     assert tables.operators(trace)[0]["name"] == "aten::mm"
     assert memory.memory(trace)["devices"] is not None
+
+
+def test_without_a_step_the_profile_scalars_go_to_the_writers_latest_written_step(tmp_path: Path) -> None:
+    model = torch.nn.Linear(8, 2)
+    with tbscope.Writer(tmp_path) as w, tbscope.profile(w, wait=0, warmup=1, active=2) as prof:
+        for step in range(500, 503):
+            loss = model(torch.randn(16, 8)).square().mean()
+            loss.backward()
+            w.add_scalar("train/loss", loss.item(), step)
+            w.flush()  # written: the writer's statistics know this step
+            prof.step()
+    assert [e.step for e in accumulate(tmp_path).Scalars("profile/step_time_ms")] == [501, 502]
