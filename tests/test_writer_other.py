@@ -377,11 +377,23 @@ def test_add_deferred_encodes_a_snapshot_on_the_background_thread_and_reports_a_
     def broken(values: np.ndarray) -> object:
         raise RuntimeError("no luck")
 
+    def wrong_type(values: np.ndarray) -> object:
+        return "not a summary"
+
     values = torch.arange(4.0)
-    with Writer(tmp_path) as w, pytest.warns(RuntimeWarning, match="no luck"):
+    with pytest.warns(RuntimeWarning) as warned, Writer(tmp_path) as w:
         w.add_deferred(mean_of, 3, values=values, scale=2.0)
         values.add_(100)  # after the call: the value logged is the one at call time
         w.add_deferred(broken, 4, values=values)
+        w.add_deferred(wrong_type, 5, values=values)
+        for step in range(6, 9):
+            w.add_scalar("after", float(step), step)
         w.flush()
-    (event,) = accumulate(tmp_path).Scalars("val/mean")
+        with pytest.raises(TypeError, match="encode must be a callable"):
+            w.add_deferred(42, 9)  # type: ignore[arg-type]
+    messages = " ".join(str(w.message) for w in warned)
+    assert "no luck" in messages and "returned a str" in messages and "2 value(s) lost" in messages
+    acc = accumulate(tmp_path)
+    (event,) = acc.Scalars("val/mean")
     assert (event.step, event.value) == (3, 3.0)
+    assert [e.step for e in acc.Scalars("after")] == [6, 7, 8]  # logging goes on after a bad encoder

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
 
 from tbscope import record
 from tbscope.snapshot import POOL, Pending
@@ -281,27 +282,41 @@ class Pipeline:
                 for arg in args.values():
                     if type(arg) is np.ndarray:
                         POOL.give(arg)  # encoded: the snapshot's buffer can serve the next one
-            except Exception as err:
-                what = repr(args["tag"]) if isinstance(args.get("tag"), str) else encode.__name__
+                if type(encoded) is dict:  # by sub-run of the item's run: one value, several runs
+                    parts = [(f"{run}/{sub_run}".strip("/"), part) for sub_run, part in encoded.items()]
+                else:
+                    parts = [(run, encoded)]
+                events = [(where, self._event_of(step, wall_time, part)) for where, part in parts]
+            except Exception as err:  # an encoder that raised, or returned what no event can hold
+                what = repr(args["tag"]) if isinstance(args.get("tag"), str) else getattr(encode, "__name__", "a value")
                 self._fail(f"could not log {what} at step {step}", err, lost=1)
                 continue
-            if type(encoded) is dict:  # by sub-run of the item's run: one value, several runs
-                for sub_run, part in encoded.items():
-                    self._append_encoded(f"{run}/{sub_run}".strip("/"), step, wall_time, part)
-            else:
-                self._append_encoded(run, step, wall_time, encoded)
+            for where, event in events:
+                if event is not None:
+                    self._append(where, event)
         self._consumed_bytes += consumed
 
-    def _append_encoded(self, run: str, step: int, wall_time: float, encoded: Any) -> None:
+    @staticmethod
+    def _event_of(step: int, wall_time: float, encoded: Any) -> bytes | None:
+        """The serialized event of what an encoder returned (None, or an empty list: no event); a
+        TypeError for anything else."""
         if type(encoded) is Event:
             encoded.step, encoded.wall_time = step, wall_time
-            self._append(run, encoded.SerializeToString())
-        elif encoded is not None and encoded != []:  # None, or an empty list: nothing to write
-            if type(encoded) is list:
-                summary = b"".join(wire.field_of(value) for value in encoded)
-            else:
-                summary = encoded if type(encoded) is bytes else wire.field_of(encoded)
-            self._append(run, wire.event(wall_time, step, summary))
+            return bytes(encoded.SerializeToString())
+        if encoded is None or encoded == []:
+            return None
+        if type(encoded) is list:
+            summary = b"".join(wire.field_of(value) for value in encoded)
+        elif type(encoded) is bytes:
+            summary = encoded
+        elif isinstance(encoded, Summary.Value):
+            summary = wire.field_of(encoded)
+        else:
+            raise TypeError(
+                f"an encoder returned a {type(encoded).__name__}; expected a Summary.Value, a list of them, "
+                "an Event, None, or a dict of those by sub-run"
+            )
+        return wire.event(wall_time, step, summary)
 
     def _append(self, run: str, event: bytes) -> None:
         out = self._files.get(run)

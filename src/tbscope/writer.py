@@ -1115,6 +1115,8 @@ class Writer:
             >>> with tbscope.Writer(tempfile.mkdtemp()) as w:
             ...     w.add_deferred(mean_of, 0, values=torch.arange(4.0))
         """
+        if not callable(encode):
+            raise TypeError(f"add_deferred: encode must be a callable, got {type(encode).__name__} {encode!r}")
         tensor_cls = snapshot.tensor_type()
         taken = {
             name: snapshot.array("add_deferred", value)
