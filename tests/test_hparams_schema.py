@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pytest
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 
 import tbscope
@@ -162,3 +163,15 @@ def test_tbscope_serve_brings_the_columns_of_a_tbscope_root_up_to_date_and_leave
         stop(serve(root, "--port", str(free_port())))
     assert set(hparams_table(ours)[""]["metrics"]) == {"val/acc", "val/loss"}
     assert not (theirs / schema.HOME).exists()
+
+
+def test_a_run_starts_where_the_roots_tbscope_folder_cannot_be_written(tmp_path: Path) -> None:
+    (tmp_path / ".tbscope").write_text("someone's file")
+    with pytest.warns(RuntimeWarning) as warned, tbscope.init("exp", root=tmp_path, config={"lr": 0.1}) as run:
+        run.writer.add_scalar("val/acc", 0.5, 1)
+    messages = [str(w.message) for w in warned]
+    assert run.status == "finished" and run.dir.name.startswith("0001-")
+    assert any("cannot take the runs root's lock" in m for m in messages)
+    assert sum("could not update the HParams columns" in m for m in messages) == 1
+    assert (tmp_path / ".tbscope").read_text() == "someone's file"
+    assert tbscope.read_scalars(run.dir, runs=["."])["value"].tolist() == [0.5]

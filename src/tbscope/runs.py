@@ -32,7 +32,7 @@ from tbscope import atomic, schema, tagstats
 from tbscope.cli.units import format_bytes
 from tbscope.integrations import distributed
 from tbscope.integrations.hydra import hydra_job, name_from_overrides
-from tbscope.pipeline import end_status, on_exit
+from tbscope.pipeline import end_status, on_exit, warn_once
 from tbscope.policy import Budget, Cadence
 from tbscope.retention import Retention, apply_retention
 from tbscope.rundir import (
@@ -277,11 +277,8 @@ class Run:
         try:
             schema.refresh(self.dir.parent.parent)
         except OSError as err:  # the dashboard's columns are never worth a failed run
-            warnings.warn(
-                f"tbscope: could not update the HParams columns of {self.dir.parent.parent}: {err}",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            root = self.dir.parent.parent
+            warn_once(("hparams-columns", str(root)), f"tbscope: could not update the HParams columns of {root}: {err}")
 
     def _update(self) -> None:
         if not self._finished:
@@ -336,7 +333,17 @@ def _create_run_dir(experiment_dir: Path, name: str | None) -> tuple[Path, str]:
     share one), and the name comes right after it, where TensorBoard's run selector, legends and HParams
     table show it."""
     run_id = secrets.token_hex(4)
-    with atomic.locked(experiment_dir.parent / schema.HOME / schema.LOCK):
+    lock = experiment_dir.parent / schema.HOME / schema.LOCK
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(atomic.locked(lock))
+        except OSError as err:  # a read-only root's .tbscope, or a file of that name: the run starts anyway
+            warnings.warn(
+                f"tbscope: cannot take the runs root's lock {lock}: {err}; the run starts without it (mkdir "
+                "still gives it a folder of its own; one started at the same moment may be numbered out of order)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         taken = [int(match[1]) for p in experiment_dir.iterdir() if (match := _NUMBERED.match(p.name))]
         number = max(taken, default=0) + 1
         while True:
