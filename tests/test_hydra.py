@@ -66,3 +66,23 @@ def test_a_multirun_sweep_is_one_experiment_of_readable_runs_compared_side_by_si
     )
     assert compare.returncode == 0, compare.stderr
     assert len(json.loads(compare.stdout)) == 4
+
+
+def test_a_single_run_of_the_app_is_a_run_named_by_its_overrides(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "config.yaml").write_text("lr: 0.1\nmodel:\n  width: 8\n")
+    (tmp_path / "app.py").write_text(textwrap.dedent(APP))
+    root = tmp_path / "runs"
+    result = subprocess.run(
+        [sys.executable, "app.py", "lr=0.5", f"hydra.run.dir={tmp_path / 'outputs'}"],
+        cwd=tmp_path,
+        env={**os.environ, "RUNS": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (run,) = (root / "sweep").iterdir()
+    meta = json.loads((run / "run.json").read_text())
+    assert run.name.endswith("-lr-0.5") and meta["status"] == "finished"
+    assert meta["hydra"]["mode"] == "RUN" and meta["hydra"]["job"] is None and meta["config"]["lr"] == 0.5

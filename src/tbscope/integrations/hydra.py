@@ -20,6 +20,7 @@ def hydra_job() -> dict[str, Any] | None:
     if "hydra" not in sys.modules:
         return None
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
     if not HydraConfig.initialized():
         return None
@@ -27,7 +28,7 @@ def hydra_job() -> dict[str, Any] | None:
     return {
         "overrides": [str(o) for o in config.overrides.task],
         "output_dir": str(config.runtime.output_dir),
-        "job": getattr(config.job, "num", None),
+        "job": None if OmegaConf.is_missing(config.job, "num") else config.job.num,  # MISSING outside a multirun
         "mode": str(config.mode.name) if config.mode is not None else None,
     }
 
