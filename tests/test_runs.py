@@ -329,7 +329,7 @@ def test_run_json_is_whole_after_a_kill_in_the_middle_of_writing_it(tmp_path: Pa
 
 
 def test_resume_continues_the_run_in_its_directory_and_hides_the_steps_after_the_checkpoint(tmp_path: Path) -> None:
-    with tbscope.init("cnn", root=tmp_path) as first:
+    with tbscope.init("cnn", root=tmp_path, config={"lr": 0.1, "opt": {"name": "sgd"}}) as first:
         for step in range(10):
             first.writer.add_scalar("loss", 1.0, step)
     time.sleep(1.1)  # a new event file name
@@ -341,6 +341,7 @@ def test_resume_continues_the_run_in_its_directory_and_hides_the_steps_after_the
     assert points == [(0, 1.0), (1, 1.0), (2, 1.0), (3, 1.0), (4, 1.0), (5, 2.0), (6, 2.0), (7, 2.0)]
     meta = meta_of(first.dir)
     assert meta["status"] == "finished" and meta["resumed"][0]["step"] == 5
+    assert meta["config_flat"] == {"lr": 0.1, "opt/name": "sgd"}  # resumed without config: the run keeps its own
     with pytest.raises(FileNotFoundError, match="resume='nope' is neither a run directory nor a run id"):
         tbscope.init("cnn", root=tmp_path, resume="nope")
 

@@ -440,6 +440,9 @@ def init(
         meta.setdefault("resumed", []).append({"at": _now(), "step": resume_target.step, "pid": os.getpid()})
         purge_step = resume_target.step
         earlier = _logged_before(run_dir, purge_step)
+        if config is None and isinstance(meta.get("config"), dict):  # resumed as it was configured
+            given = meta["config"]
+            flat = flatten(given)
     else:
         run_dir, run_id = _create_run_dir(experiment_dir, name)
         earlier = {}
