@@ -175,3 +175,14 @@ def test_a_run_starts_where_the_roots_tbscope_folder_cannot_be_written(tmp_path:
     assert sum("could not update the HParams columns" in m for m in messages) == 1
     assert (tmp_path / ".tbscope").read_text() == "someone's file"
     assert tbscope.read_scalars(run.dir, runs=["."])["value"].tolist() == [0.5]
+
+
+def test_the_five_columns_shown_first_leave_the_largest_group_of_runs_drawn() -> None:
+    # TensorBoard shows five columns and draws a run in parallel coordinates only if it has all five.
+    configs = [{"lr": 0.1, "width": 8, "a": 1, "b": 2, "c": 3}, {"lr": 0.2, "width": 8, "a": 1, "b": 2, "c": 3}]
+    configs += [{"lr": 0.1 * i, "width": 4, "x": i} for i in range(3)]  # x is the commonest key past lr, width
+    hparams, _ = schema.columns([{"config_flat": c} for c in configs])
+    shown = [h.name for h in hparams if h.differs]
+    assert shown[:2] == ["lr", "width"] and len(shown) == 5
+    assert sum(set(shown) <= set(c) for c in configs) == 2  # the first two runs; any other choice draws none
+    assert {h.name for h in hparams} == {"lr", "width", "a", "b", "c", "x"}  # every key is a column

@@ -9,8 +9,9 @@ of ``init``, else their ``val/``, ``test/`` and ``metrics/`` tags). ``tensorboar
 
 The dashboard shows five hyperparameter columns at first (those marked ``differs``, then others, each
 by name) and the first five metric columns, and its parallel coordinates leave out a run that has no
-value in a shown column. So the five columns marked are the keys most runs have, those whose values
-differ across runs first, and the metrics most runs have come first.
+value in a shown column. So the five columns marked are the keys every run has, those whose values
+differ across runs first, then the keys of the largest group of runs that can all be drawn; the
+metrics most runs have come first.
 
 The summary lives in ``ROOT/.tbscope/hparams-<digest>/``, which TensorBoard lists as a run without data.
 A running TensorBoard keeps the first summary it read from a folder, so a change goes to a new folder,
@@ -67,6 +68,17 @@ def columns(metas: list[dict[str, Any]]) -> tuple[list[api_pb2.HParamInfo], list
         + [key for key in shared if not varies(key)]
         + sorted((key for key in values if len(values[key]) < runs), key=lambda key: -len(values[key]))
     )
+    # TensorBoard shows the first five columns, and parallel coordinates draw only the runs that have
+    # every shown one: of the five-key choices that each run's own keys suggest (its keys in the order
+    # above, then the others), the one that leaves the most runs drawn is shown.
+    keys_of = [set(meta.get("config_flat", {})) for meta in metas]
+    best: tuple[int, list[str]] = (-1, order[:SHOWN])
+    for mine in {frozenset(keys) for keys in keys_of}:
+        choice = ([key for key in order if key in mine] + [key for key in order if key not in mine])[:SHOWN]
+        drawn = sum(1 for keys in keys_of if keys.issuperset(choice))
+        if drawn > best[0] or (drawn == best[0] and order.index(choice[-1]) < order.index(best[1][-1])):
+            best = (drawn, choice)
+    order = best[1] + [key for key in order if key not in best[1]]
     hparams = [hparam_info(key, values[key], differs=i < SHOWN) for i, key in enumerate(order)]
     metrics = sorted(metric_runs, key=lambda tag: -metric_runs[tag])  # stable: first seen first among equals
     return hparams, metrics
