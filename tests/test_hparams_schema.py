@@ -186,3 +186,25 @@ def test_the_five_columns_shown_first_leave_the_largest_group_of_runs_drawn() ->
     assert shown[:2] == ["lr", "width"] and len(shown) == 5
     assert sum(set(shown) <= set(c) for c in configs) == 2  # the first two runs; any other choice draws none
     assert {h.name for h in hparams} == {"lr", "width", "a", "b", "c", "x"}  # every key is a column
+
+
+def test_prune_leaves_the_columns_of_the_runs_left(tmp_path: Path) -> None:
+    from tbscope.cli import main
+
+    for config in ({"lr": 0.1, "old_key": 1}, {"lr": 0.2, "width": 8}):
+        with tbscope.init("exp", root=tmp_path, config=config) as run:
+            run.writer.add_scalar("val/acc", 0.5, 1)
+    assert "old_key" in {h.name for h in hparams_columns(tmp_path)}
+    assert main(["prune", str(tmp_path), "--keep-last", "1", "--yes"]) == 0
+    assert {h.name for h in hparams_columns(tmp_path)} == {"lr", "width"}
+
+
+def hparams_columns(root: Path) -> list:
+    (folder,) = (root / ".tbscope").glob("hparams-*")
+    acc = plugin_event_multiplexer.EventMultiplexer(size_guidance=ALL)
+    acc.AddRunsFromDirectory(str(folder))
+    acc.Reload()
+    from tensorboard.plugins.hparams import metadata as hparams_metadata
+
+    (content,) = [c for run in acc.Runs() for c in acc.PluginRunToTagToContent("hparams").get(run, {}).values()]
+    return list(hparams_metadata.parse_experiment_plugin_data(content).hparam_infos)

@@ -7,11 +7,13 @@ link or outside the root; each run is checked again at the moment it is deleted.
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from tbscope import schema
 from tbscope.rundir import DELETABLE, RunDir, effective_status, find_runs, read_meta
 
 
@@ -98,4 +100,10 @@ def apply_retention(root: Path, retention: Retention, experiment: str | None) ->
     for run in plan_retention(find_runs(root, experiment), retention):
         if delete_run(root, run):
             deleted.append((run.path, run.bytes))
+    if deleted:
+        try:
+            schema.refresh(root)  # the HParams columns of the runs left
+        except OSError as err:
+            message = f"tbscope: could not update the HParams columns of {root}: {err}"
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
     return deleted

@@ -33,6 +33,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tbscope import schema
     from tbscope.retention import Retention, delete_run, plan_retention
     from tbscope.rundir import find_runs
 
@@ -81,4 +82,8 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             total -= run.bytes
     print(f"Deleted {len(doomed) - failed} run(s), freed {format_bytes(total)}.")
+    try:
+        schema.refresh(root)  # the HParams columns of the runs left
+    except OSError as err:
+        print(f"tbscope prune: could not update the HParams columns in {root}: {err}", file=sys.stderr)
     return 1 if failed else 0
