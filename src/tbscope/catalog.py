@@ -148,7 +148,7 @@ def catalog(root: str | os.PathLike[str]) -> list[RunEntry]:
     owned = {d.relative_to(root_path).parts for d in tbscope_dirs}
     foreign = [
         run for run in reader.find_event_files(root_path)
-        if not schema.is_home(run) and not any(Path(run).parts[:i] in owned for i in range(1, len(Path(run).parts) + 1))
+        if not schema.is_home(run) and not any(Path(run).parts[:i] in owned for i in range(len(Path(run).parts) + 1))
     ]  # fmt: skip
     if foreign:
         frame = reader.read_scalars(root_path, runs=set(foreign))
