@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import tbscope
 from conftest import accumulate
 from tbscope import Writer
 from tbscope.summaries.confusion import layout
@@ -140,3 +141,19 @@ def test_pr_curves_log_each_class_average_precision_and_the_mean(tmp_path: Path)
 def test_bad_ground_truth_is_a_clear_error_naming_the_argument(tmp_path: Path, kwargs: dict, match: str) -> None:
     with Writer(tmp_path) as w, pytest.raises(ValueError, match=match):
         w.add_image_with_detections("d", np.zeros((3, 48, 48)), [[1, 1, 9, 9]], 0, class_names=NAMES, **kwargs)
+
+
+def test_the_ap_scalars_are_among_the_runs_statistics_and_headline_metrics(tmp_path: Path) -> None:
+    import json
+
+    ids = np.array([0, 1, 1, 0])
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
+    with tbscope.init("cv", root=tmp_path) as run:
+        run.writer.add_pr_curves("val/pr", ids, probabilities, 3, class_names=["cat", "dog"])
+    meta = json.loads((run.dir / "run.json").read_text())
+    assert {"val/pr/AP/cat", "val/pr/AP/dog", "val/pr/mAP"} <= set(meta["summary"])
+    assert meta["summary"]["val/pr/mAP"]["last_step"] == 3
+    from tbscope.catalog import catalog
+
+    (entry,) = catalog(tmp_path)
+    assert "val/pr/mAP" in entry.headline and entry.summary["val/pr/mAP"]["count"] == 1

@@ -189,15 +189,27 @@ class ScalarEncoders:
     def tensor(self, tag: str, value: float, step: int, double_precision: bool) -> Any:
         encoded = scalar.tensor_value(tag, value, double_precision)
         stored = encoded.tensor.double_val[0] if double_precision else encoded.tensor.float_val[0]
-        stats = self.series.get(tag) or self._start(tag)
         if double_precision:
             self._double.add(tag)
-        stats[0], stats[3], stats[4] = stored, step, stats[4] + 1
-        if math.isfinite(stored):
-            stats[1], stats[2] = min(stats[1], stored), max(stats[2], stored)
-        else:
-            self._nonfinite(tag, stored)
+        self.keep(tag, stored, step)
         return encoded
+
+    def keep(self, tag: str, value: float, step: int) -> None:
+        """Count a value of the run's own that was encoded elsewhere (a tensor, an AP of ``add_pr_curves``)."""
+        stats = self.series.get(tag) or self._start(tag)
+        stats[0], stats[3], stats[4] = value, step, stats[4] + 1
+        if math.isfinite(value):
+            stats[1], stats[2] = min(stats[1], value), max(stats[2], value)
+        else:
+            self._nonfinite(tag, value)
+
+    def pr_curves(self, step: int, **args: Any) -> list[Any]:
+        """``pr_curve.per_class_values``, with its AP and mAP scalars kept among the run's statistics."""
+        values = pr_curve.per_class_values(**args)
+        for value in values:
+            if value.HasField("simple_value"):
+                self.keep(value.tag, value.simple_value, step)
+        return values
 
     @staticmethod
     def _nonfinite(tag: str, value: float) -> None:
@@ -894,7 +906,8 @@ class Writer:
         if not isinstance(ids, Pending):
             drawing.check_class_ids(method, "labels", ids, names)
         return _encoding(
-            pr_curve.per_class_values,
+            self._scalars.pr_curves,
+            step=snapshot.step(method, global_step),
             tag=tag,
             labels=ids,
             probabilities=scores,
