@@ -198,6 +198,10 @@ def test_a_profile_captured_here_shows_a_dataloader_bound_cnn(tmp_path: Path) ->
     assert [e.value for e in logged.Scalars("profile/step_time_ms")] == pytest.approx(
         [s.duration_us / 1000 for s in overview.steps], rel=1e-6
     )
+    # tbscope profile prints the same steps as the tab and the scalars: the training loop's.
+    shown = subprocess.run([sys.executable, "-m", "tbscope", "profile", str(run.dir)], capture_output=True, text=True)
+    table = shown.stdout.split("training step", 1)[1].splitlines()[2:5]
+    assert [int(line.split()[0]) for line in table] == [1002, 1003, 1004]
 
 
 def tbscope_profile(*args: str) -> subprocess.CompletedProcess[str]:

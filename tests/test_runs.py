@@ -529,3 +529,9 @@ def test_runs_list_in_start_order_on_disk_and_in_ls_old_folders_included(tmp_pat
     resumed = tbscope.init("sweep", root=tmp_path, resume=started[1].id)  # by id, whatever the folder's name
     assert resumed.dir == started[1].dir
     resumed.finish()
+
+
+def test_a_name_too_long_for_a_folder_is_refused_with_the_limit(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="name must be at most 200 characters, got 300"):
+        tbscope.init("exp", root=tmp_path, name="x" * 300)
+    assert list(tmp_path.iterdir()) == []  # nothing made

@@ -68,13 +68,19 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Longest experiment or run name: a run folder, "<n>-<name>", stays under the 255 bytes file systems allow.
+MAX_NAME_CHARS = 200
+
+
 def check_name(what: str, name: str) -> None:
-    """Raise a ValueError unless ``name`` is a plain name: no path separators, no ``..``."""
+    """Raise a ValueError unless ``name`` is a plain name: no path separators, no ``..``, not too long."""
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
         raise ValueError(
             f"init: {what} must be a plain name of letters, digits, '.', '_' and '-' (no path separators "
             f"or '..'), got {name!r}"
         )
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"init: {what} must be at most {MAX_NAME_CHARS} characters, got {len(name)}")
 
 
 # -- config -------------------------------------------------------------------------------------------

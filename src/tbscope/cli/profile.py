@@ -30,9 +30,10 @@ def show(overview: dict[str, Any]) -> str:
         details = [f"{d['memory_gib']} GiB" if d.get("memory_gib") else "", f"{d['sms']} SMs" if d.get("sms") else "",
                    f"compute {d['compute_capability']}" if d.get("compute_capability") else ""]  # fmt: skip
         lines.append(f"device {d.get('id')}: {d.get('name')}  {', '.join(x for x in details if x)}")
-    headers = ["step", "time ms", *CATEGORIES]
+    training = any(s.get("training_step") is not None for s in overview["steps"])
+    headers = ["training step" if training else "step", "time ms", *CATEGORIES]
     rows = [
-        [s["step"], s["duration_us"] / 1000,
+        [s["training_step"] if training else s["step"], s["duration_us"] / 1000,
          *(f"{100 * s['breakdown_us'][c] / s['duration_us']:.1f}%" if s["duration_us"] else "-" for c in CATEGORIES)]
         for s in overview["steps"]
     ]  # fmt: skip
