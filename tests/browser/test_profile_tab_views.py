@@ -252,6 +252,19 @@ def test_picking_a_step_opens_the_timeline_on_that_step(served: str, watched: An
     assert not errors, errors
 
 
+def test_memory_marks_each_step_where_the_host_ran_it_when_the_host_runs_ahead(served: str, watched: Any) -> None:
+    """On the H200 trace the device finishes step 2's work long after the host began step 4: the host's
+    memory curve is marked with the steps the host was in, all three of them."""
+    page, _, errors = watched
+    frame = open_tab(page, served, "h200")
+    view(frame, "Memory")
+    chart = frame.locator("#view svg[id^='memory-']").first
+    chart.wait_for(timeout=60_000)
+    markers = chart.locator("text.step-marker").all_text_contents()
+    assert markers == ["step 2", "step 3", "step 4"], markers
+    assert not errors, errors
+
+
 def test_memory_view_shows_ticks_with_units_a_legend_and_what_the_table_sums(served: str, watched: Any) -> None:
     page, _, errors = watched
     frame = open_tab(page, served, "memory")

@@ -22,7 +22,7 @@ from tbscope.cache import directory
 from tbscope.profiler.trace import Trace, load
 
 # Bumped whenever an analysis changes what it returns: an entry cached by another version is recomputed.
-ANALYSIS_VERSION = 6
+ANALYSIS_VERSION = 7
 
 
 # Parsed traces kept in memory, at most, and the memory their columns may take together (the latest one

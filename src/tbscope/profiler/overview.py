@@ -111,6 +111,9 @@ class Step:
     kernels: int
     syncs: int
     training_step: int | None = None
+    # The host's own span of the step (its ProfilerStep#N annotation): host-time views (memory) mark it.
+    host_start: float | None = None
+    host_end: float | None = None
 
     @property
     def duration_us(self) -> float:
@@ -163,6 +166,8 @@ class Overview:
                     "training_step": s.training_step,
                     "start_us": s.start,
                     "end_us": s.end,
+                    "host_start_us": s.host_start,
+                    "host_end_us": s.host_end,
                     "duration_us": s.duration_us,
                     "breakdown_us": dict(s.breakdown_us),
                 }
@@ -259,7 +264,7 @@ def analyze(trace: Trace) -> Overview:
         kernels = (c == CATEGORIES.index("kernel")) | (c == CATEGORIES.index("communication"))
         steps.append(Step(number, start, end, {name: breakdown[name] for name in CATEGORIES},
                           measure(a[kernels], b[kernels]), int(kernels.sum()), int(syncing[lo:hi].sum()),
-                          training.get(number)))  # fmt: skip
+                          training.get(number), host_start, host_end))  # fmt: skip
     devices = trace.header.get("deviceProperties") or []
     overview = Overview(trace.path, trace.worker, devices[0].get("name") if devices else None, steps,
                         [_summary(d) for d in devices], has_device)  # fmt: skip

@@ -529,10 +529,13 @@ function memoryChart(id, curve, steps, onZoom, windowUs) {
     `time (${tUnit}) from ${duration(t0)} into the trace`));
   axis.append(element("line", { x1: left, x2: left + width, y1: y(0), y2: y(0) }), element("line", { x1: left, x2: left, y1: top, y2: y(0) }));
   for (const s of steps) {
-    if (s.start_us === undefined || s.start_us > t1 || s.end_us < t0) continue;
+    // Memory events are on the host's clock: a step is marked where the host ran it (its ProfilerStep
+    // annotation), not where its device work ended, which may be steps later when the host runs ahead.
+    const start = s.host_start_us ?? s.start_us, end = s.host_end_us ?? s.end_us;
+    if (start === undefined || start > t1 || end < t0) continue;
     // A step already under way where the chart starts is named at its left edge, without a line.
-    if (s.start_us >= t0) svg.append(element("line", { class: "marker", x1: x(s.start_us), x2: x(s.start_us), y1: top, y2: y(0) }));
-    svg.append(element("text", { class: "step-marker", x: x(Math.max(s.start_us, t0)) + 3, y: top + 10 }, `step ${stepLabel(s)}`));
+    if (start >= t0) svg.append(element("line", { class: "marker", x1: x(start), x2: x(start), y1: top, y2: y(0) }));
+    svg.append(element("text", { class: "step-marker", x: x(Math.max(start, t0)) + 3, y: top + 10 }, `step ${stepLabel(s)}`));
   }
   // Step-shaped: a value holds until the next event changes it.
   for (const [index, color, label] of [[2, "#ff7f0e", "reserved"], [1, "#1f77b4", "allocated"]]) {
