@@ -27,21 +27,25 @@ main()
 """
 
 
-def test_a_multirun_sweep_is_one_experiment_of_readable_runs_compared_side_by_side(tmp_path: Path) -> None:
-    (tmp_path / "conf").mkdir()
-    (tmp_path / "conf" / "config.yaml").write_text("lr: 0.1\nmodel:\n  width: 8\n  norm: batch\n")
-    (tmp_path / "app.py").write_text(textwrap.dedent(APP))
-    root = tmp_path / "runs"
-    sweep = ["-m", "lr=0.1,0.01", "model.width=8,16", f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+def run_app(folder: Path, root: Path, *arguments: str) -> None:
+    """Run the Hydra app in ``folder`` with ``arguments``, its runs going to ``root``."""
     result = subprocess.run(
-        [sys.executable, "app.py", *sweep],
-        cwd=tmp_path,
+        [sys.executable, "app.py", *arguments],
+        cwd=folder,
         env={**os.environ, "RUNS": str(root)},
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_multirun_sweep_is_one_experiment_of_readable_runs_compared_side_by_side(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "config.yaml").write_text("lr: 0.1\nmodel:\n  width: 8\n  norm: batch\n")
+    (tmp_path / "app.py").write_text(textwrap.dedent(APP))
+    root = tmp_path / "runs"
+    run_app(tmp_path, root, "-m", "lr=0.1,0.01", "model.width=8,16", f"hydra.sweep.dir={tmp_path / 'multirun'}")
     runs = sorted((root / "sweep").iterdir())
     assert sorted(p.name.split("-", 1)[1] for p in runs) == [
         "lr-0.01_model.width-16", "lr-0.01_model.width-8", "lr-0.1_model.width-16", "lr-0.1_model.width-8",
@@ -73,15 +77,7 @@ def test_a_single_run_of_the_app_is_a_run_named_by_its_overrides(tmp_path: Path)
     (tmp_path / "conf" / "config.yaml").write_text("lr: 0.1\nmodel:\n  width: 8\n")
     (tmp_path / "app.py").write_text(textwrap.dedent(APP))
     root = tmp_path / "runs"
-    result = subprocess.run(
-        [sys.executable, "app.py", "lr=0.5", f"hydra.run.dir={tmp_path / 'outputs'}"],
-        cwd=tmp_path,
-        env={**os.environ, "RUNS": str(root)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+    run_app(tmp_path, root, "lr=0.5", f"hydra.run.dir={tmp_path / 'outputs'}")
     (run,) = (root / "sweep").iterdir()
     meta = json.loads((run / "run.json").read_text())
     assert run.name.endswith("-lr-0.5") and meta["status"] == "finished"
