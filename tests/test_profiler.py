@@ -411,29 +411,31 @@ def test_the_modules_of_a_profiled_model_are_a_tree_of_their_qualified_names(tmp
     )
 
 
-def test_with_stack_alone_gives_a_tree_of_torchs_module_events_by_class(tmp_path: Path) -> None:
-    from tbscope.profiler.modules import modules
-
+@pytest.fixture(scope="module")
+def with_stack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trace of Net's two steps captured with ``with_stack=True`` alone."""
     model = Net()
-    with tbscope.profile(tmp_path, wait=0, warmup=1, active=2, with_stack=True) as prof:
+    with tbscope.profile(tmp_path_factory.mktemp("stack"), wait=0, warmup=1, active=2, with_stack=True) as prof:
         for step in range(3):
             model(torch.randn(8, 3, 8, 8)).sum().backward()
             prof.step(step)
-    rows = {r["module"]: r for r in modules(load(prof.traces[0]))}
+    (trace,) = prof.traces
+    return trace
+
+
+def test_with_stack_alone_gives_a_tree_of_torchs_module_events_by_class(with_stack: Path) -> None:
+    from tbscope.profiler.modules import modules
+
+    rows = {r["module"]: r for r in modules(load(with_stack))}
     assert set(rows) == {"Net_0", "Net_0.Sequential_0", "Net_0.Sequential_0.Conv2d_0", "Net_0.Sequential_0.ReLU_0",
                          "Net_0.Linear_0"}  # fmt: skip
     assert rows["Net_0.Linear_0"]["parent"] == "Net_0" and rows["Net_0.Linear_0"]["calls"] == 2
 
 
-def test_operators_are_called_from_a_line_of_the_users_code(tmp_path: Path) -> None:
+def test_operators_are_called_from_a_line_of_the_users_code(with_stack: Path) -> None:
     from tbscope.profiler.tables import operators
 
-    model = Net()
-    with tbscope.profile(tmp_path, wait=0, warmup=1, active=2, with_stack=True) as prof:
-        for step in range(3):
-            model(torch.randn(8, 3, 8, 8)).sum().backward()
-            prof.step(step)
-    rows = {r["name"]: r for r in operators(load(prof.traces[0]))}
+    rows = {r["name"]: r for r in operators(load(with_stack))}
     forward = f"test_profiler.py:{Net.forward.__code__.co_firstlineno} forward"  # torch records a function's line
     assert rows["aten::linear"]["called_from"].endswith(forward)
     assert rows["aten::conv2d"]["called_from"].endswith(forward)

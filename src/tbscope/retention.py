@@ -101,9 +101,14 @@ def apply_retention(root: Path, retention: Retention, experiment: str | None) ->
         if delete_run(root, run):
             deleted.append((run.path, run.bytes))
     if deleted:
-        try:
-            schema.refresh(root)  # the HParams columns of the runs left
-        except OSError as err:
-            message = f"tbscope: could not update the HParams columns of {root}: {err}"
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        refresh_columns(root)
     return deleted
+
+
+def refresh_columns(root: Path) -> None:
+    """After runs were deleted: the root's HParams columns, brought up to date with the runs left (a
+    warning where they cannot be written)."""
+    try:
+        schema.refresh(root)
+    except OSError as err:
+        warnings.warn(f"tbscope: could not update the HParams columns of {root}: {err}", RuntimeWarning, stacklevel=3)

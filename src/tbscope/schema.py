@@ -69,16 +69,13 @@ def columns(metas: list[dict[str, Any]]) -> tuple[list[api_pb2.HParamInfo], list
         + sorted((key for key in values if len(values[key]) < runs), key=lambda key: -len(values[key]))
     )
     # TensorBoard shows the first five columns, and parallel coordinates draw only the runs that have
-    # every shown one: of the five-key choices that each run's own keys suggest (its keys in the order
-    # above, then the others), the one that leaves the most runs drawn is shown.
+    # every shown one. Each distinct set of a run's keys suggests a choice (its keys in the order above,
+    # then the others); the first choice that leaves the most runs drawn is shown, the plain order first.
     keys_of = [set(meta.get("config_flat", {})) for meta in metas]
-    best: tuple[int, list[str]] = (-1, order[:SHOWN])
-    for mine in {frozenset(keys) for keys in keys_of}:
-        choice = ([key for key in order if key in mine] + [key for key in order if key not in mine])[:SHOWN]
-        drawn = sum(1 for keys in keys_of if keys.issuperset(choice))
-        if drawn > best[0] or (drawn == best[0] and order.index(choice[-1]) < order.index(best[1][-1])):
-            best = (drawn, choice)
-    order = best[1] + [key for key in order if key not in best[1]]
+    suggested = [[key for key in order if key in keys] + [key for key in order if key not in keys]
+                 for keys in dict.fromkeys(frozenset(keys) for keys in keys_of)]  # fmt: skip
+    chosen = max([order, *suggested], key=lambda choice: sum(keys.issuperset(choice[:SHOWN]) for keys in keys_of))
+    order = chosen[:SHOWN] + [key for key in order if key not in chosen[:SHOWN]]
     hparams = [hparam_info(key, values[key], differs=i < SHOWN) for i, key in enumerate(order)]
     metrics = sorted(metric_runs, key=lambda tag: -metric_runs[tag])  # stable: first seen first among equals
     return hparams, metrics

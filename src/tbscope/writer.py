@@ -312,8 +312,10 @@ def _heavy(
 
         @functools.wraps(body)
         def guarded(self: Writer, *args: P.args, **kwargs: P.kwargs) -> None:
-            call = signature.bind(self, *args, **kwargs).arguments
-            tag, step = call.get("tag", "default"), call.get("global_step")
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()  # add_embedding's tag has a default, as torch's has
+            call = bound.arguments
+            tag, step = call["tag"], call["global_step"]
             _check_tag(method, tag)
             if self._skips(method, kind, tag, step):
                 if on_skip is not None:

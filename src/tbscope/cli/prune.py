@@ -33,8 +33,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tbscope import schema
-    from tbscope.retention import Retention, delete_run, plan_retention
+    from tbscope.retention import Retention, delete_run, plan_retention, refresh_columns
     from tbscope.rundir import find_runs
 
     if args.keep_last is None and args.older_than is None and args.max_size is None:
@@ -82,8 +81,5 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             total -= run.bytes
     print(f"Deleted {len(doomed) - failed} run(s), freed {format_bytes(total)}.")
-    try:
-        schema.refresh(root)  # the HParams columns of the runs left
-    except OSError as err:
-        print(f"tbscope prune: could not update the HParams columns in {root}: {err}", file=sys.stderr)
+    refresh_columns(root)
     return 1 if failed else 0
