@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from tbscope import reader, record, rundir, schema, tagstats
+from tbscope.groups import Direction, direction
 from tbscope.summaries.hparams import HParamValue, flatten
 
 
@@ -171,8 +172,11 @@ def _start_order(entry: RunEntry) -> tuple[str, bool, datetime, str]:
     return os.path.dirname(entry.path), unknown, entry.started or datetime.min.replace(tzinfo=timezone.utc), entry.path
 
 
-def metric_value(entry: RunEntry, tag: str, agg: str) -> float:
-    """A run's ``last``, ``min`` or ``max`` of scalar ``tag``; NaN when it has none."""
+def metric_value(entry: RunEntry, tag: str, agg: str, toward: Direction | None = None) -> float:
+    """A run's ``last``, ``min`` or ``max`` of scalar ``tag``, or its ``best`` (the minimum or maximum,
+    by ``toward``, by default the tag's ``groups.direction``); NaN when it has none."""
     stats = entry.summary.get(tag)
+    if agg == "best":
+        agg = toward or direction(tag)
     value = stats.get(agg) if stats else None
     return float(value) if value is not None else math.nan

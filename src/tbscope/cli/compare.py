@@ -1,4 +1,5 @@
-"""``tbscope compare``: hyperparameters and metrics side by side, filtered and sorted."""
+"""``tbscope compare``: hyperparameters and metrics side by side, filtered and sorted; runs that differ only
+in their seed as groups, with mean, spread, 95% interval and whether the leader's lead is real."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tbscope.catalog import RunEntry
+    from tbscope.groups import Final, Group
 
 from tbscope.cli.arguments import directory
-from tbscope.cli.table import render
+from tbscope.cli.table import as_json, render
 
 _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
     ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b,
@@ -32,17 +34,37 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("root", type=directory, help="the runs root (or any logdir)")
     parser.add_argument("--sort", metavar="TAG", help="sort by this metric or hyperparameter")
     parser.add_argument("--desc", action="store_true", help="sort in descending order")
-    parser.add_argument("--agg", choices=("last", "min", "max"), default="last", help="metric value to show")
+    parser.add_argument(
+        "--agg", choices=("last", "min", "max", "best"), default="last",
+        help="metric value to show; best is the minimum of a loss, error or time, the maximum of anything else",
+    )  # fmt: skip
     parser.add_argument(
         "--filter", metavar="EXPR",
         help="keep runs where EXPR holds, e.g. 'lr < 0.01 and optimizer == \"adam\"'; names are hyperparameters "
         "and metrics, with characters other than letters, digits and _ written as _ (val/acc: val_acc)",
     )  # fmt: skip
     parser.add_argument("--all-params", action="store_true", help="show hyperparameters that are the same in all runs")
+    grouping = parser.add_mutually_exclusive_group()
+    grouping.add_argument(
+        "--group-by", metavar="KEYS", type=_keys,
+        help="one row per group of runs with these config keys (comma-separated) in common; by default runs that "
+        "differ only in a seed (a key named seed or ending in seed) are grouped",
+    )  # fmt: skip
+    grouping.add_argument("--no-groups", action="store_true", help="one row per run, even when seeds are present")
+    parser.add_argument(
+        "--ignore", metavar="KEYS", type=_keys, default=[], help="config keys to leave out when grouping, besides seeds"
+    )
     style = parser.add_mutually_exclusive_group()
     for name in ("csv", "json", "markdown"):
         style.add_argument(f"--{name}", dest="style", action="store_const", const=name, help=f"print {name}")
     parser.set_defaults(handler=run, style="text")
+
+
+def _keys(text: str) -> list[str]:
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise argparse.ArgumentTypeError(f"expected config keys separated by commas, got {text!r}")
+    return keys
 
 
 def identifier(name: str) -> str:
@@ -132,6 +154,16 @@ def run(args: argparse.Namespace) -> int:
         except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as err:
             print(f"tbscope compare: bad --filter {args.filter!r}: {err}", file=sys.stderr)
             return 2
+    if args.sort and not any(args.sort in e.summary or args.sort in e.hparams for e in entries):
+        print(f"tbscope compare: --sort {args.sort!r} is no metric or hyperparameter of these runs", file=sys.stderr)
+        return 2
+    if not args.no_groups:
+        from tbscope.groups import group_runs, is_seed
+
+        groups = group_runs(entries, args.group_by, args.ignore)
+        seeded = any(is_seed(k) for e in entries for k in e.hparams)
+        if args.group_by is not None or (seeded and len(groups) < len(entries)):
+            return _grouped(entries, groups, args)
     params = sorted({k for e in entries for k in e.hparams})
     if not args.all_params:
         params = [p for p in params if len({repr(e.hparams.get(p)) for e in entries}) > 1]
@@ -139,11 +171,6 @@ def run(args: argparse.Namespace) -> int:
     for entry in entries:
         metrics += [t for t in entry.headline if t not in metrics]
     if args.sort:
-        if not any(args.sort in e.summary or args.sort in e.hparams for e in entries):
-            print(
-                f"tbscope compare: --sort {args.sort!r} is no metric or hyperparameter of these runs", file=sys.stderr
-            )
-            return 2
         if any(args.sort in e.summary for e in entries):
             if args.sort not in metrics:
                 metrics.append(args.sort)
@@ -158,10 +185,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sorted(entries: list[RunEntry], by: str, agg: str, descending: bool) -> list[RunEntry]:
-    from tbscope.catalog import metric_value
-
     """Runs ordered by a metric (its ``agg``) or a hyperparameter; runs without it last. Values of mixed
     types (a number here, text there) are ordered as text."""
+    from tbscope.catalog import metric_value
 
     def value(e: RunEntry) -> Any:
         number = metric_value(e, by, agg) if by in e.summary else e.hparams.get(by)
@@ -171,3 +197,65 @@ def _sorted(entries: list[RunEntry], by: str, agg: str, descending: bool) -> lis
     numeric = all(isinstance(value(e), int | float) for e in present)
     present.sort(key=lambda e: value(e) if numeric else str(value(e)), reverse=descending)
     return present + [e for e in entries if value(e) is None]
+
+
+def _grouped(entries: list[RunEntry], groups: list[Group], args: argparse.Namespace) -> int:
+    """One row per group: n, and each headline metric as mean +/- std [95% CI]; then, per metric, which
+    group leads and whether the lead is significant."""
+    from tbscope.groups import finals, headline_tags, lead
+
+    metrics = headline_tags(entries)
+    if args.sort and args.sort in {t for e in entries for t in e.summary} and args.sort not in metrics:
+        metrics.append(args.sort)
+    table: dict[str, dict[str, Final]] = {g.label: {} for g in groups}
+    leads = {}
+    for metric in metrics:
+        rows = finals(entries, groups, metric, args.agg)
+        for row in rows:
+            table[row.label][metric] = row
+        leads[metric] = lead(rows, metric)
+    ordered = list(groups)
+    if args.sort:
+        ordered = _sorted_groups(groups, table, args.sort, args.desc)
+    if args.style == "json":
+        print(as_json({
+            "by": args.group_by, "ignore": args.ignore, "agg": args.agg,
+            "groups": [{**g.as_json(), "metrics": {m: f.as_json() for m, f in table[g.label].items()}}
+                       for g in ordered],
+            "leads": {m: found.as_json() if found else None for m, found in leads.items()},
+        }))  # fmt: skip
+        return 0
+    headers = ["group", "n", "runs"]
+    if args.style == "csv":
+        headers += [f"{m} ({args.agg}) {s}" for m in metrics for s in ("mean", "std", "ci_low", "ci_high", "n")]
+        cells = [[g.label, len(g.runs), " ".join(g.runs),
+                  *(v for m in metrics for v in _final_cells(table[g.label].get(m)))] for g in ordered]  # fmt: skip
+        print(render(headers, cells, "csv"))
+        return 0
+    headers = ["group", "n", *(f"{m} ({args.agg}) mean +/- std [95% CI]" for m in metrics)]
+    texts = [[g.label, len(g.runs), *(f.text() if (f := table[g.label].get(m)) else None for m in metrics)]
+             for g in ordered]  # fmt: skip
+    print(render(headers, texts, args.style))
+    for found in leads.values():
+        if found is not None and len(groups) > 1:
+            print(found.sentence())
+    return 0
+
+
+def _final_cells(final: Final | None) -> list[Any]:
+    if final is None:
+        return [None] * 5
+    return [final.mean, final.std, final.ci_low, final.ci_high, final.n]
+
+
+def _sorted_groups(groups: list[Group], table: dict[str, dict[str, Final]], by: str, descending: bool) -> list[Group]:
+    """Groups ordered by a metric's mean, or by a config key they are grouped by; those without it last."""
+
+    def value(g: Group) -> Any:
+        final = table[g.label].get(by)
+        return final.mean if final is not None else g.key.get(by)
+
+    present = [g for g in groups if value(g) is not None]
+    numeric = all(isinstance(value(g), int | float) for g in present)
+    present.sort(key=lambda g: value(g) if numeric else str(value(g)), reverse=descending)
+    return present + [g for g in groups if value(g) is None]
