@@ -115,11 +115,12 @@ def test_export_writes_every_scalar(root: Path, tmp_path: Path, suffix: str) -> 
     result = tbscope_cli("export", str(root), "-o", str(out), "--tags", "^val/", "--runs", "cnn")
     assert result.returncode == 0, result.stderr
     frame = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
-    assert list(frame.columns) == ["run", "tag", "step", "wall_time", "value"]
+    assert list(frame.columns)[:5] == ["run", "tag", "step", "wall_time", "value"]
+    assert all(c.startswith("config/") for c in list(frame.columns)[5:]) and "config/lr" in frame.columns
     assert len(frame) == 6 and set(frame["tag"]) == {"val/acc"}
     assert "Wrote 6 scalars of 3 run(s), 1 tag(s)" in result.stdout
     bad = tbscope_cli("export", str(root), "-o", str(tmp_path / "x.xlsx"))
-    assert bad.returncode == 2 and "must end in .parquet or .csv" in bad.stderr
+    assert bad.returncode == 2 and "must end in .parquet, .csv or .json" in bad.stderr
 
 
 def test_du_says_where_the_bytes_go_largest_first(root: Path) -> None:

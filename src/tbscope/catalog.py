@@ -3,7 +3,7 @@ per-tag scalar summaries; what ``tbscope ls`` and ``tbscope compare`` show.
 
 A tbscope run is described by its ``run.json`` alone: no event file is opened. Any other run (torch's
 SummaryWriter, tensorboardX, Lightning's ``version_N``) is described from its event files, and from
-Lightning's ``hparams.yaml`` when there is one; the summaries are the same either way.
+Lightning's ``hparams.yaml`` or Hydra's ``.hydra/config.yaml`` when there is one; the summaries are the same either way.
 
 A ``run.json`` is read with suspicion (``rundir.run_meta``): one that cannot be read as a JSON object is no
 run.json, and its folder is shown from its event files; a field of another type than tbscope writes is
@@ -23,8 +23,8 @@ from typing import Any
 import pandas as pd
 
 from tbscope import reader, record, rundir, schema, tagstats
-from tbscope.groups import Direction, direction
 from tbscope.summaries.hparams import HParamValue, flatten
+from tbscope.tagstats import Direction, direction
 
 
 @dataclass
@@ -77,10 +77,24 @@ def _tbscope_entry(root: Path, run_dir: Path, meta: dict[str, Any]) -> RunEntry:
     )
 
 
-def _lightning_hparams(root: Path, run_dir: Path) -> dict[str, HParamValue]:
-    path = run_dir / "hparams.yaml"
-    if not os.path.lexists(path):
-        return {}
+# Config files other tools leave beside a run: Lightning's loggers, and Hydra in each job's folder.
+CONFIG_FILES = ("hparams.yaml", os.path.join(".hydra", "config.yaml"))
+
+
+def _config_file(root: Path, run_dir: Path) -> Path | None:
+    """A Lightning ``hparams.yaml`` or a Hydra ``.hydra/config.yaml`` in the run's folder or a folder
+    above it inside the root (a Hydra job whose writer logged into a subfolder)."""
+    folder = run_dir
+    while True:
+        for name in CONFIG_FILES:
+            if os.path.lexists(folder / name):
+                return folder / name
+        if folder == root or folder.parent == folder or not folder.is_relative_to(root):
+            return None
+        folder = folder.parent
+
+
+def _read_config_file(root: Path, path: Path) -> dict[str, HParamValue]:
     why = reader.why_unreadable(path, root.resolve())
     if why is not None:
         reader.warn_skipped(path, why)
@@ -114,6 +128,11 @@ def _foreign_entry(root: Path, run: str, frame: pd.DataFrame, hparams: dict[str,
                    status: str | None) -> RunEntry:  # fmt: skip
     run_dir = root / run
     parent = os.path.dirname(run) if run != "." else ""
+    config_file = _config_file(root, run_dir)
+    if config_file is not None and config_file.parent.name == ".hydra":
+        parent = os.path.relpath(config_file.parent.parent.parent, root)  # a Hydra sweep: its jobs' folder
+    if not hparams and config_file is not None:
+        hparams = _read_config_file(root, config_file)
     summary = tagstats.of_frame(frame)
     walls = frame["wall_time"].to_numpy()
     return RunEntry(
@@ -125,7 +144,7 @@ def _foreign_entry(root: Path, run: str, frame: pd.DataFrame, hparams: dict[str,
         duration=float(walls.max() - walls.min()) if walls.size else None,
         last_step=int(frame["step"].max()) if len(frame) else None,
         bytes=_files_bytes(run_dir),
-        hparams=hparams or _lightning_hparams(root, run_dir),
+        hparams=hparams,
         summary=summary,
         headline=[t for t in summary if t.startswith(rundir.DEFAULT_METRIC_PREFIXES)] or list(summary)[:3],
     )

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from tbscope.tagstats import Direction, direction
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,33 +46,16 @@ if TYPE_CHECKING:
     from tbscope.catalog import RunEntry
     from tbscope.summaries.hparams import HParamValue
 
-Direction = Literal["min", "max"]
 # A lead is called significant below this p-value.
 ALPHA = 0.05
 # Interval of the mean: 95%.
 CONFIDENCE = 0.95
 STATS = ("mean", "std", "sem", "ci_low", "ci_high", "min", "max", "n")
-# The last path part of a tag that is better when smaller: losses, errors, distances, times.
-_MINIMISED = re.compile(
-    r"loss|err|mse|mae|rmse|nll|perplexity|ppl|\bwer\b|\bcer\b|fid|time|latency|duration|distance|regret|cost",
-    re.IGNORECASE,
-)
 
 
 def is_seed(key: str) -> bool:
     """A config key that names a seed: ``seed`` or ending in ``seed`` (``data.seed``, ``random_seed``)."""
     return key.lower().endswith("seed")
-
-
-def direction(tag: str) -> Direction:
-    """Whether a metric is better when smaller (``min``: loss, error, time) or larger (``max``: accuracy,
-    AP, IoU, F1 and anything else).
-
-    Example:
-        >>> direction("val/loss"), direction("val/acc"), direction("val/pr/mAP"), direction("profile/step_time_ms")
-        ('min', 'max', 'max', 'min')
-    """
-    return "min" if _MINIMISED.search(tag.rsplit("/", 1)[-1]) else "max"
 
 
 @dataclass

@@ -13,14 +13,23 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import pandas as pd
 
 TagStats = dict[str, float | int | None]
 RunStats = dict[str, TagStats]
+Direction = Literal["min", "max"]
+# The last path part of a tag that is better when smaller: losses, errors, distances, times.
+# Short names count only as whole words between non-letters ("fid", not "confidence").
+_MINIMISED = re.compile(
+    r"loss|error|perplexity|latency|duration|distance|regret|cost|time"
+    r"|(?<![a-z])(err|mse|mae|rmse|nll|ppl|wer|cer|fid|eer)(?![a-z])",
+    re.IGNORECASE,
+)
 
 
 def entry(last: float, low: float, high: float, last_step: int, count: int) -> TagStats:
@@ -89,3 +98,16 @@ def is_valid(stats: Any) -> bool:
         return False
     numbers = all(stats.get(k) is None or is_number(stats.get(k)) for k in ("last", "min", "max"))
     return numbers and all(stats.get(k) is None or is_count(stats.get(k)) for k in ("last_step", "count"))
+
+
+def direction(tag: str) -> Direction:
+    """Whether a metric is better when smaller (``min``: loss, error, time) or larger (``max``: accuracy,
+    AP, IoU, F1 and anything else).
+
+    Example:
+        >>> [direction(t) for t in ("val/loss", "val/acc", "val/pr/mAP", "profile/step_time_ms", "val/top1_err")]
+        ['min', 'max', 'max', 'min', 'min']
+        >>> direction("val/confidence"), direction("val/FID")
+        ('max', 'min')
+    """
+    return "min" if _MINIMISED.search(tag.rsplit("/", 1)[-1]) else "max"

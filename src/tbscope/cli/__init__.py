@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from tbscope import __version__
 from tbscope.cli import compare, du, export, ls, profile, prune, serve
+from tbscope.cli.arguments import positive
 
 DEMO_EPOCHS = 6  # DemoConfig's, without importing torch for --help
 
@@ -47,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser("demo", help="train a small CNN on generated shapes and log everything")
     demo.add_argument("--root", default="runs", help="where runs go (default: runs)")
-    demo.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"epochs a run (default: {DEMO_EPOCHS})")
-    demo.add_argument("--max-seconds", type=float, default=60.0, help="a run stops after the epoch that passes this")
+    demo.add_argument(
+        "--epochs", type=positive(int), default=DEMO_EPOCHS, help=f"epochs a run (default: {DEMO_EPOCHS})"
+    )
+    demo.add_argument(
+        "--max-seconds", type=positive(float), default=60.0, help="a run stops after the epoch that passes this"
+    )
     demo.set_defaults(handler=_demo)
     for command in (ls, compare, export, du, prune, serve, profile):
         command.add_parser(commands)
@@ -79,10 +84,28 @@ def _stdout_closed() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def _negative_values_joined(argv: list[str]) -> list[str]:
+    """``--older-than -5d`` as ``--older-than=-5d``: argparse takes a value that starts with "-" and is no
+    plain number for an option, and would answer "expected one argument" instead of saying what is wrong
+    with the value. No option of tbscope starts with a dash and a digit.
+
+    Example:
+        >>> _negative_values_joined(["prune", "runs", "--older-than", "-5d", "--dry-run"])
+        ['prune', 'runs', '--older-than=-5d', '--dry-run']
+    """
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and arg[:1] == "-" and arg[1:2].isdigit():
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tbscope`` command line; returns its exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_negative_values_joined(sys.argv[1:] if argv is None else list(argv)))
     handler: Any = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

@@ -32,3 +32,19 @@ def _directory(text: str) -> Path:
 
 directory = parsed_by(_directory)
 """An existing directory, or a usage error saying it is not one."""
+
+
+def positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    """A number of ``kind`` above zero, or a usage error saying what was given."""
+
+    def parse(text: str) -> T:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+        if not value > 0:  # type: ignore[operator]
+            raise ValueError(f"must be above 0, got {text}")
+        return value
+
+    parse.__name__ = f"positive {getattr(kind, '__name__', 'number')}"
+    return parsed_by(parse)

@@ -20,6 +20,8 @@ def parse_bytes(text: str) -> int:
 
 def parse_duration(text: str) -> timedelta:
     """``"30d"`` -> 30 days; s, m, h, d and w."""
+    if text.strip().startswith("-"):
+        raise ValueError(f"a duration is at least 0, got {text!r} (examples: 12h, 30d, 2w)")
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smhdw])\s*", text)
     if not match:
         raise ValueError(f"not a duration: {text!r} (examples: 12h, 30d, 2w)")
