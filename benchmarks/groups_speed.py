@@ -60,7 +60,6 @@ def write_data(root: Path) -> Path:
 
 
 def child(tool: str, logdir: str, reducer: str | None) -> None:
-    import numpy as np
 
     tags = [f"val/acc{t}" if t < 2 else f"train/loss{t}" for t in range(TAGS)]
     start = time.perf_counter()
@@ -88,7 +87,7 @@ def child(tool: str, logdir: str, reducer: str | None) -> None:
         elapsed = time.perf_counter() - start
     else:
         import pandas  # noqa: F401  (the imports are not what is measured)
-        import scipy.special  # noqa: F401
+        import scipy.special
         import scipy.stats  # noqa: F401
 
         from tbscope import catalog, groups, reader  # noqa: F401
@@ -140,7 +139,8 @@ def main() -> None:
     scalars = LRS * SEEDS * TAGS * STEPS
     print(f"{LRS * SEEDS} runs x {TAGS} tags x {STEPS:,} steps ({scalars:,} scalars), {LRS} groups of {SEEDS}")
     print(f"  read_scalars, empty cache       {read['seconds']:7.2f} s")
-    print(f"  tbscope groups, cold            {cold['seconds']:7.2f} s  ({cold['seconds'] / read['seconds']:.2f}x reading once)")
+    ratio = cold["seconds"] / read["seconds"]
+    print(f"  tbscope groups, cold            {cold['seconds']:7.2f} s  ({ratio:.2f}x reading once)")
     print(f"  tbscope groups, warm            {cold['again']:7.2f} s  (same process; target: under 0.5 s)")
     print(f"  tbscope groups, warm cache      {warm['seconds']:7.2f} s  (a new process)")
     if args.reducer:
