@@ -34,7 +34,7 @@ from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
 from tbscope import cache, record
 from tbscope.profiler.trace import is_trace_file
-from tbscope.summaries import histogram, hparams, image, scalar, text
+from tbscope.summaries import histogram, hparams, image, pr_curve, scalar, text
 
 COLUMNS = ["run", "tag", "step", "wall_time", "value"]
 CACHE_VERSION = 2
@@ -670,18 +670,19 @@ class _Undecodable:
             warn_skipped(self.path, f"{self.count} value(s) that could not be decoded (first: {self.first})")
 
 
-KINDS = ("images", "histograms", "text", "hparams")
+KINDS = ("images", "histograms", "text", "hparams", "pr_curves")
 
 
 def read_events(
     path: str | os.PathLike[str], kind: str, runs: Selection = None, tags: Selection = None
 ) -> pd.DataFrame:
-    """Images, histograms, text or hparams under ``path``, one row per value, through the same
+    """Images, histograms, text, hparams or PR curves under ``path``, one row per value, through the same
     per-kind modules that write them.
 
     Columns: run, tag, step, wall_time, and for ``"images"`` width, height, encoded (the PNG/GIF
     bytes); for ``"histograms"`` min, max, num, sum, sum_squares, bucket_limit, bucket; for
-    ``"text"`` text; for ``"hparams"`` one row per run with hparams (a dict) and status.
+    ``"text"`` text; for ``"pr_curves"`` precision and recall (arrays, a point per threshold); for
+    ``"hparams"`` one row per run with hparams (a dict) and status.
 
     Example:
         >>> import tempfile, tbscope
@@ -712,6 +713,7 @@ def read_events(
         "histograms": ["run", "tag", "step", "wall_time", "min", "max", "num", "sum", "sum_squares",
                        "bucket_limit", "bucket"],
         "text": ["run", "tag", "step", "wall_time", "text"],
+        "pr_curves": ["run", "tag", "step", "wall_time", "precision", "recall"],
         "hparams": ["run", "hparams", "status", "wall_time"],
     }[kind]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
@@ -754,6 +756,9 @@ def _decoded(kind: str, value: Any, plugin: str | None, base: dict[str, Any]) ->
         return [{**base, "min": histo.min, "max": histo.max, "num": histo.num, "sum": histo.sum,
                  "sum_squares": histo.sum_squares, "bucket_limit": list(histo.bucket_limit),
                  "bucket": list(histo.bucket)}]  # fmt: skip
+    if kind == "pr_curves":
+        curve = pr_curve.pr_curve_of(value, plugin)
+        return [] if curve is None else [{**base, "precision": curve[0], "recall": curve[1]}]
     said = text.text_of(value, plugin)
     return [] if said is None else [{**base, "text": said}]
 

@@ -77,6 +77,17 @@ def pr_curve_raw_value(
     )
 
 
+def pr_curve_of(value: Summary.Value, plugin: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``(precision, recall)`` at each threshold of a PR Curves plugin value (the writer's tensor
+    read back: rows TP, FP, TN, FN, precision, recall), or None for a value of another kind."""
+    if plugin != metadata.PLUGIN_NAME or not value.HasField("tensor"):
+        return None
+    data = tensor_util.make_ndarray(value.tensor)
+    if data.ndim != 2 or data.shape[0] != 6:
+        return None
+    return data[4].astype(np.float64), data[5].astype(np.float64)
+
+
 def average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
     """The area under the precision-recall curve taken at every distinct score (the sum over ranks of
     the recall gained times the precision there); NaN when ``truth`` holds no positive."""
