@@ -638,20 +638,40 @@ def read_scalars(
     )
 
 
-def iter_events(path: Path) -> Iterator[Event]:
+def iter_events(path: Path, plain_scalars: bool = True) -> Iterator[Event]:
     """Every event of one event file, through TensorBoard's protos; damaged records are skipped
-    with one warning. Raises OSError when the file cannot be read."""
+    with one warning. Raises OSError when the file cannot be read. With ``plain_scalars=False`` the
+    events that hold nothing but ``simple_value`` scalars (most of a training run's records) are
+    passed over without being decoded: what reads images, PR curves or text never looks at them."""
     report = record.ReadReport(str(path))
-    for offset, data in record.iter_records(path, report=report):
-        try:
-            event = Event.FromString(data)
-        except Exception:  # a record that checksums but is no Event: written by something else
-            report.skipped += 1
-            report.first_bad_offset = min(offset, report.first_bad_offset or offset)
-            continue
-        yield event
+    if plain_scalars:
+        for offset, data in record.iter_records(path, report=report):
+            event = _event(data, offset, report)
+            if event is not None:
+                yield event
+    else:
+        with record.open_regular(path) as file:
+            buf = file.read()
+        starts, lengths, _ = record.scan(buf, 0, report)
+        starts_array, lengths_array = np.asarray(starts), np.asarray(lengths)
+        raw = np.frombuffer(buf, dtype=np.uint8)
+        for chunk in range(0, len(starts), _CHUNK_RECORDS):
+            part = slice(chunk, chunk + _CHUNK_RECORDS)
+            plain = scalar.decode_simple_events(raw, starts_array[part], lengths_array[part]).decoded
+            for i in (np.flatnonzero(~plain) + chunk).tolist():
+                event = _event(buf[starts[i] : starts[i] + lengths[i]], starts[i] - record.HEADER_SIZE, report)
+                if event is not None:
+                    yield event
     if report.skipped:
         record.warn_skipped(report)
+
+
+def _event(data: bytes, offset: int, report: record.ReadReport) -> Event | None:
+    try:
+        return Event.FromString(data)
+    except Exception:  # a record that checksums but is no Event: written by something else
+        report.skip(offset)
+        return None
 
 
 class _Undecodable:
@@ -725,7 +745,7 @@ def _file_rows(run: str, file: Path, kind: str, tags: Selection, plugin: dict[st
     (the run's hparams and status) carry over from the run's earlier files."""
     rows: list[dict[str, Any]] = []
     undecodable = _Undecodable(file)
-    for event in iter_events(file):
+    for event in iter_events(file, plain_scalars=False):
         if not event.HasField("summary"):
             continue
         for value in event.summary.value:
