@@ -3,10 +3,15 @@ at close, a run.json that cannot be written. Nothing logged is lost without a co
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +19,7 @@ import pytest
 from tensorboard.plugins.hparams import api_pb2
 
 import tbscope
-from conftest import accumulate, session_infos
+from conftest import accumulate, free_port, serve, session_infos, stop
 
 
 def run_script(body: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -178,3 +183,100 @@ def test_run_files_are_readable_by_others_and_no_lock_file_is_left(tmp_path: Pat
     for name in ("run.json", "projector_config.pbtxt"):
         assert (run.dir / name).stat().st_mode & 0o777 == 0o644, name
     assert not [p.name for p in run.dir.iterdir() if p.name.startswith(".")]
+
+
+@contextlib.contextmanager
+def stopped_lock_holder(root: Path) -> Iterator[int]:
+    """A real process that holds the root's lock, stopped with SIGSTOP (Ctrl-Z, a debugger); its pid."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import sys, time
+            from pathlib import Path
+            from tbscope import atomic, schema
+            with atomic.locked(Path(sys.argv[1]) / schema.HOME / schema.LOCK):
+                print("held", flush=True)
+                time.sleep(600)
+            """), str(root)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        os.kill(holder.pid, signal.SIGSTOP)
+        yield holder.pid
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.kill()
+        holder.wait()
+
+
+def test_a_stopped_process_holding_the_roots_lock_costs_no_value_and_no_hang(tmp_path: Path) -> None:
+    with tbscope.init("cnn", root=tmp_path, config={"lr": 0.1}) as earlier:
+        earlier.writer.add_scalar("val/acc", 0.5, 0)
+    with stopped_lock_holder(tmp_path) as pid:
+        result = run_script(
+            """
+            import json, sys, warnings, tbscope
+            from tbscope import schema
+            schema.LOCK_SECONDS = 2.0  # the bound on waiting for the lock, short for the test
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                run = tbscope.init("cnn", root=sys.argv[1], config={"lr": 0.2})
+                for step in range(10_704):
+                    run.writer.add_scalar("train/loss", float(step), step)
+                    if step % 1000 == 999:  # a new headline metric: the HParams columns change
+                        run.writer.add_scalar("val/acc", step / 10_704, step)
+                        run.writer.add_scalar(f"val/metric{step // 1000}", 1.0, step)
+                        run.writer.flush()
+                run.finish()
+            for c in caught:
+                print("WARNING", c.message)
+            print(run.dir)
+            """,
+            str(tmp_path),
+            timeout=300,  # before the fix the script waited on the lock for as long as the holder was stopped
+        )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    run_dir = Path(lines[-1])
+    acc = accumulate(run_dir)
+    assert [e.step for e in acc.Scalars("train/loss")] == list(range(10_704))  # every value on disk
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "finished" and "lost" not in meta
+    assert meta["summary"]["train/loss"]["count"] == 10_704
+    told = [line for line in lines if line.startswith("WARNING")]
+    assert any(f"by pid {pid}, which is stopped" in line and "runs root's lock" in line for line in told)  # init
+    columns = [line for line in told if "could not update the HParams columns" in line]
+    assert len(columns) == 1 and f"by pid {pid}, which is stopped" in columns[0]  # one warning when it gives up
+
+
+def test_a_later_refresh_catches_up_once_the_lock_holder_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tbscope import schema
+
+    monkeypatch.setattr(schema, "LOCK_SECONDS", 1.0)
+    with stopped_lock_holder(tmp_path):
+        with pytest.warns(RuntimeWarning, match="which is stopped"):
+            run = tbscope.init("cnn", root=tmp_path, config={"lr": 0.1, "depth": 3})
+            run.writer.add_scalar("val/acc", 0.5, 0)
+            run.writer.flush()
+        assert not list((tmp_path / schema.HOME).glob("hparams-*"))
+    run.writer.add_scalar("val/acc", 0.6, 1)
+    run.writer.flush()  # the holder is gone: this flush's refresh catches up
+    (summary,) = (tmp_path / schema.HOME).glob("hparams-*/events.out.tfevents.*")
+    assert b"depth" in summary.read_bytes() and b"val/acc" in summary.read_bytes()
+    run.finish()
+
+
+def test_serve_on_a_root_whose_lock_holder_is_stopped_says_so_and_serves(tmp_path: Path) -> None:
+    with tbscope.init("cnn", root=tmp_path, config={"lr": 0.1}) as run:
+        run.writer.add_scalar("val/acc", 0.5, 0)
+    with stopped_lock_holder(tmp_path) as pid:
+        served = serve(tmp_path, "--port", str(free_port()))
+        try:
+            told = "".join(served.lines)
+            assert "could not update the HParams columns" in told and f"by pid {pid}, which is stopped" in told
+            with urllib.request.urlopen(f"{served.url}/data/runs", timeout=30) as response:
+                assert response.status == 200
+        finally:
+            stop(served)

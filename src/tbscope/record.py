@@ -58,7 +58,9 @@ class RecordFile:
     Records are framed into memory by ``append`` and written by ``write_out`` with plain
     ``os.write`` calls (no buffering layer that could split a record). A write that fails part way
     is cut back to the last whole record, so readers never meet a torn record in the middle of a
-    file, even after a disk filled up and later had room again.
+    file, even after a disk filled up and later had room again. A record appended as ``heavy`` (an
+    image, a histogram) gives way to the light ones (scalars, an HParams session) when the disk is
+    short of room: see ``write_out`` and ``shed_heavy``.
     """
 
     def __init__(self, path: str | os.PathLike[str]):
@@ -67,6 +69,7 @@ class RecordFile:
         self._size = os.fstat(self._fd).st_size
         self._pending = bytearray()
         self._pending_records = 0
+        self._heavy: list[tuple[int, int]] = []  # (start, end) in ``_pending`` of each heavy record
 
     @property
     def pending_bytes(self) -> int:
@@ -77,39 +80,81 @@ class RecordFile:
         """Bytes of the file once what is pending is written."""
         return self._size + len(self._pending)
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes, heavy: bool = False) -> None:
         """Frame ``data`` as a record, to be written by the next ``write_out``."""
+        start = len(self._pending)
         self._pending += frame(data)
         self._pending_records += 1
+        if heavy:
+            self._heavy.append((start, len(self._pending)))
 
-    def write_out(self) -> None:
-        """Write the framed records to the file. If that fails (a full disk), the file is cut back
-        to its last whole record, the records stay pending for the next try (see ``discard``), and
-        WriteError is raised."""
-        if not self._pending:
-            return
-        view = memoryview(self._pending)
+    def _write(self, data: bytes | bytearray) -> OSError | None:
+        """Append ``data`` whole, or nothing of it (cut back); the error that refused it."""
+        view = memoryview(data)
         written = 0
-        failure: OSError | None = None
         try:
             while written < len(view):
                 written += os.write(self._fd, view[written:])
         except OSError as err:
-            failure = err
-        finally:
-            view.release()
-        if failure is not None:
             if written:
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._fd, self._size)
-            raise WriteError(self.path, 0, failure) from failure
+            return err
+        finally:
+            view.release()
         self._size += written
-        self.discard()
+        return None
+
+    def write_out(self) -> None:
+        """Write the framed records to the file. If the disk refuses them, the light records are
+        written first, alone, then the heavy ones one by one while they fit: a backlog of images
+        never keeps a scalar off a disk that has room for it. What is still refused stays pending for
+        the next try (see ``shed_heavy`` and ``discard``), and WriteError is raised."""
+        if not self._pending:
+            return
+        failure = self._write(self._pending)
+        if failure is None:
+            self.discard()
+            return
+        if self._heavy:
+            light, heavy, start = bytearray(), [], 0
+            for begin, end in self._heavy:
+                light += self._pending[start:begin]
+                heavy.append(self._pending[begin:end])
+                start = end
+            light += self._pending[start:]
+            light_records = self._pending_records - len(heavy)
+            if light and self._write(light) is None:
+                light, light_records = bytearray(), 0
+            while heavy and self._write(heavy[0]) is None:
+                heavy.pop(0)
+            self._pending = light
+            self._heavy = []
+            for record in heavy:
+                self._heavy.append((len(self._pending), len(self._pending) + len(record)))
+                self._pending += record
+            self._pending_records = light_records + len(heavy)
+            if not self._pending:
+                return
+        raise WriteError(self.path, 0, failure) from failure
+
+    def shed_heavy(self) -> int:
+        """Drop the pending heavy records, keeping the light ones; returns how many were dropped."""
+        kept, start = bytearray(), 0
+        for begin, end in self._heavy:
+            kept += self._pending[start:begin]
+            start = end
+        kept += self._pending[start:]
+        shed = len(self._heavy)
+        self._pending, self._heavy = kept, []
+        self._pending_records -= shed
+        return shed
 
     def discard(self) -> int:
         """Drop the pending records; returns how many there were."""
         dropped = self._pending_records
         self._pending.clear()
+        self._heavy.clear()
         self._pending_records = 0
         return dropped
 

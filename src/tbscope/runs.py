@@ -22,6 +22,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
@@ -168,6 +169,60 @@ def _versions() -> dict[str, str | None]:
     }
 
 
+# -- the root's HParams columns ----------------------------------------------------------------------
+
+
+class _ColumnsRefresher:
+    """Refreshes runs roots' HParams columns (``schema.refresh``) on a thread of its own, one root at a
+    time, so that the writer's thread never waits on the root's lock: another process may hold it for as
+    long as it is stopped. A refresh that cannot take the lock gives up after ``schema.LOCK_SECONDS``
+    with one warning per root; the run asks again at its next flush, and that refresh catches up."""
+
+    def __init__(self) -> None:
+        self._start()
+        os.register_at_fork(after_in_child=self._start)  # a forked child has no thread, and no lock held
+
+    def _start(self) -> None:
+        self._lock = threading.Lock()
+        self._wanted: dict[Path, Future[bool]] = {}
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def request(self, root: Path) -> Future[bool]:
+        """Refresh ``root``'s columns soon; the future says whether it was done (False: gave up, warned)."""
+        with self._lock:
+            future = self._wanted.get(root)
+            if future is None:
+                future = self._wanted[root] = Future()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="tbscope-hparams-columns", daemon=True)
+                self._thread.start()
+        self._wake.set()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                wanted, self._wanted = self._wanted, {}
+            for root, future in wanted.items():
+                try:
+                    schema.refresh(root)
+                except Exception as err:  # the dashboard's columns are never worth a failed run, nor this thread
+                    warn_once(
+                        ("hparams-columns", str(root)),
+                        f"tbscope: could not update the HParams columns of {root}: {err}. Training goes on; a "
+                        "later flush tries again",
+                    )
+                    future.set_result(False)
+                else:
+                    future.set_result(True)
+
+
+_columns = _ColumnsRefresher()
+
+
 # -- the run ----------------------------------------------------------------------------------------
 
 
@@ -203,7 +258,8 @@ class Run:
         self._finished = False
         self._pid = os.getpid()
         self._note: Path | None = None  # rank 0's note for the other ranks, removed when the run ends
-        self._columns: object = None  # what this run last told the root's HParams columns (see _publish)
+        self._columns: object = None  # what this run last told the root's HParams columns (see _save)
+        self._published: Future[bool] | None = None  # that refresh, done on another thread
         self.writer: Writer
         if rank:
             self.writer = (
@@ -212,7 +268,10 @@ class Run:
             self._session, self._finished = True, False
             on_exit(self.finish)
             return
-        self.writer = Writer(run_dir, purge_step=purge_step, cadence=cadence, budget=budget, on_flush=self._update)
+        self.writer = Writer(
+            run_dir, purge_step=purge_step, cadence=cadence, budget=budget, on_flush=self._update,
+            on_flushed=self._columns_shown,
+        )  # fmt: skip
         # The run's HParams session: TensorBoard shows the first one a run writes, so without a config
         # it waits for add_config (a Lightning logger learns the hyperparameters after the run starts),
         # or, failing that, for the end of the run.
@@ -269,22 +328,24 @@ class Run:
             self._meta["heartbeat"] = _now()
             self._meta["summary"] = tagstats.merge(self._earlier, self.writer.scalar_stats())
             self._meta["bytes"] = dir_bytes(self.dir)
+            lost = self.writer.lost_values()
+            if lost or "lost" in self._meta:
+                self._meta["lost"] = lost  # the values not on disk, as the writer's warning counts them
             write_json_atomically(self.dir / RUN_FILE, self._meta)
             columns = (
                 sorted(self._meta["config_flat"].items(), key=lambda item: item[0]),
                 headline_metrics(self._meta),
             )
-        if columns != self._columns:
-            self._columns = columns
-            self._publish()
+        published = self._published
+        if columns != self._columns or (published is not None and published.done() and not published.result()):
+            self._columns = columns  # new keys or metrics, or a refresh that gave up: the root's columns again
+            self._published = _columns.request(self.dir.parent.parent)
 
-    def _publish(self) -> None:
-        """Bring the root's HParams columns up to date with this run's keys and headline metrics."""
-        try:
-            schema.refresh(self.dir.parent.parent)
-        except OSError as err:  # the dashboard's columns are never worth a failed run
-            root = self.dir.parent.parent
-            warn_once(("hparams-columns", str(root)), f"tbscope: could not update the HParams columns of {root}: {err}")
+    def _columns_shown(self) -> None:
+        """Wait, boundedly, for the HParams columns asked for by the last save (see ``_ColumnsRefresher``)."""
+        if self._published is not None:
+            with contextlib.suppress(Exception):
+                self._published.result(timeout=2 * schema.LOCK_SECONDS)
 
     def _update(self) -> None:
         if not self._finished:
@@ -320,6 +381,7 @@ class Run:
                 RuntimeWarning,
                 stacklevel=2,
             )
+        self._columns_shown()  # the columns show this run when the script ends
 
     def __enter__(self) -> Run:
         return self
@@ -342,7 +404,7 @@ def _create_run_dir(experiment_dir: Path, name: str | None) -> tuple[Path, str]:
     lock = experiment_dir.parent / schema.HOME / schema.LOCK
     with contextlib.ExitStack() as held:
         try:
-            held.enter_context(atomic.locked(lock))
+            held.enter_context(atomic.locked(lock, schema.LOCK_SECONDS))
         except OSError as err:  # a read-only root's .tbscope, or a file of that name: the run starts anyway
             warnings.warn(
                 f"tbscope: cannot take the runs root's lock {lock}: {err}; the run starts without it (mkdir "
