@@ -272,10 +272,18 @@ class Pipeline:
                 marker.set()
             if self._stopping and not self.items and not self.scalars:
                 break
+        whole = True
         for run, out in self._files.items():
+            with contextlib.suppress(OSError):
+                out.write_out()  # the light records first, then the heavy ones while they fit
+            self.shed += out.shed_heavy()  # the disk still refuses: what it refused is lost now, and counted
             lost = out.close()
-            if lost:  # the disk still refuses: what it refused is lost now, and counted
+            if lost:
+                whole = False
                 self._fail(f"could not write to {out.path}", OSError("the disk refused the last write"), lost, run)
+        if self.on_flush is not None and whole:  # every light value is on disk: run.json may say so
+            with contextlib.suppress(Exception):
+                self.on_flush()
 
     def _buffered(self) -> int:
         return sum(out.pending_bytes for out in self._files.values())
@@ -358,7 +366,8 @@ class Pipeline:
         out.append(event, heavy)
 
     def _write_out(self) -> bool:
-        """Write every file's pending records; whether all of them are on disk now. What a full disk
+        """Write every file's pending records; whether all the light ones (scalars, whose statistics
+        run.json keeps) are on disk now. What a full disk
         refused stays pending for the next try, light records first (see ``RecordFile.write_out``),
         up to ``max_pending_bytes``: past that the heavy records are shed, and counted, before any
         light one is dropped."""
@@ -367,7 +376,7 @@ class Pipeline:
             try:
                 out.write_out()
             except record.WriteError as err:
-                written = False
+                written = written and not out.light_records
                 shed = out.shed_heavy() if out.pending_bytes > self.max_pending_bytes else 0
                 lost = out.discard() if out.pending_bytes > self.max_pending_bytes else 0
                 self._fail(f"could not write to {out.path}", err.__cause__ or err, lost=lost, key=run)
@@ -459,12 +468,16 @@ def end_status(exc_type: type[BaseException] | None) -> str:
 # whether a SIGTERM came (a user's own handler may turn it into a clean-looking exit).
 _exit_code: Any = None
 _terminated = False
+# Exit codes that say "ended by a signal", by the shell's convention (128 + the signal's number).
+_SIGNALLED = (128 + signal.SIGTERM, 128 + signal.SIGINT)
 
 
 def _at_exit() -> None:
     status = end_status(getattr(sys, "last_type", None))
     if _terminated:
         status = "interrupted"
+    elif status == "finished" and _exit_code in _SIGNALLED:
+        status = "interrupted"  # sys.exit(143): the script's own SIGTERM handler ended it
     elif status == "finished" and _exit_code not in (None, 0):
         status = "failed"  # sys.exit(3): the script said it failed
     _shutdown(status)

@@ -76,6 +76,11 @@ class RecordFile:
         return len(self._pending)
 
     @property
+    def light_records(self) -> int:
+        """Pending records that are not heavy."""
+        return self._pending_records - len(self._heavy)
+
+    @property
     def size(self) -> int:
         """Bytes of the file once what is pending is written."""
         return self._size + len(self._pending)

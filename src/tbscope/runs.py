@@ -17,6 +17,7 @@ import math
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -51,6 +52,8 @@ from tbscope.writer import NullWriter, Writer
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # A run folder's leading number (see _create_run_dir); folders of tbscope before it start with a UTC time.
 _NUMBERED = re.compile(r"^(\d+)-")
+# An event file's name as ``pipeline.event_file_name`` makes it: time, host, pid, counter.
+_EVENT_FILE = re.compile(r"^events\.out\.tfevents\.\d+\.(?P<host>.+)\.(?P<pid>\d+)\.\d+")
 
 
 @dataclass(frozen=True)
@@ -254,8 +257,9 @@ class Run:
         self.experiment: str = meta["experiment"]
         self.name: str | None = meta["name"]
         self._meta = meta
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a SIGTERM handler may end the run in the middle of a save
         self._finished = False
+        self._ending: str | None = None  # the status of an end under way (see finish)
         self._pid = os.getpid()
         self._note: Path | None = None  # rank 0's note for the other ranks, removed when the run ends
         self._columns: object = None  # what this run last told the root's HParams columns (see _save)
@@ -268,6 +272,7 @@ class Run:
             self._session, self._finished = True, False
             on_exit(self.finish)
             return
+        self._files_before = {path.name for path in run_dir.glob("events.out.tfevents.*")}  # a resumed run's
         self.writer = Writer(
             run_dir, purge_step=purge_step, cadence=cadence, budget=budget, on_flush=self._update,
             on_flushed=self._columns_shown,
@@ -326,7 +331,8 @@ class Run:
             return  # a forked child (a DataLoader worker), or another rank: run.json is not theirs to write
         with self._lock:
             self._meta["heartbeat"] = _now()
-            self._meta["summary"] = tagstats.merge(self._earlier, self.writer.scalar_stats())
+            summary = tagstats.merge(self._earlier, self.writer.scalar_stats())
+            self._meta["summary"] = tagstats.merge(summary, self._workers_stats())
             self._meta["bytes"] = dir_bytes(self.dir)
             lost = self.writer.lost_values()
             if lost or "lost" in self._meta:
@@ -341,6 +347,25 @@ class Run:
             self._columns = columns  # new keys or metrics, or a refresh that gave up: the root's columns again
             self._published = _columns.request(self.dir.parent.parent)
 
+    def _workers_stats(self) -> tagstats.RunStats:
+        """What forked children (DataLoader workers) logged through the run's writer, read back from the
+        event files each of them wrote in the run's folder: they cannot write run.json themselves."""
+        host = socket.gethostname()
+        files = sorted(
+            path for path in self.dir.glob("events.out.tfevents.*")
+            if (match := _EVENT_FILE.match(path.name)) and match["host"] == host
+            and int(match["pid"]) != self._pid and path.name not in self._files_before
+        )  # fmt: skip
+        if not files:
+            return {}
+        import pandas as pd
+
+        from tbscope.reader import run_scalars
+
+        rows = run_scalars(files, None, purge=False, use_cache=True, progress=lambda _: None)
+        tags = pd.Categorical.from_codes(rows.tag, rows.tags)
+        return tagstats.of_frame(pd.DataFrame({"tag": tags, "step": rows.step, "value": rows.value}))
+
     def _columns_shown(self) -> None:
         """Wait, boundedly, for the HParams columns asked for by the last save (see ``_ColumnsRefresher``)."""
         if self._published is not None:
@@ -348,21 +373,26 @@ class Run:
                 self._published.result(timeout=2 * schema.LOCK_SECONDS)
 
     def _update(self) -> None:
-        if not self._finished:
+        if self._ending is None:  # the close's own flush leaves run.json to finish's one write
             self._save()
 
     def finish(self, status: str = "finished") -> None:
         """End the run: write everything, close the writer and record ``status`` in run.json.
 
-        ``status`` is "finished", "failed" or "interrupted". A second call does nothing.
+        ``status`` is "finished", "failed" or "interrupted". A second call does nothing, except where
+        it interrupted the first (a SIGTERM during ``finish()``): then it completes that end, with the
+        first call's status, before the process goes.
         """
         if status not in END_STATUSES:
             raise ValueError(f"finish: status must be one of {', '.join(END_STATUSES)}, got {status!r}")
         if self._finished:
             return
-        self._finished = True  # the close's own flush leaves run.json to the one write below
+        if self._ending is not None:
+            status = self._ending
+        self._ending = status
         if self.rank:
             self.writer.close()
+            self._finished = True
             return
         if self._note is not None:
             with contextlib.suppress(OSError):
@@ -381,6 +411,7 @@ class Run:
                 RuntimeWarning,
                 stacklevel=2,
             )
+        self._finished = True
         self._columns_shown()  # the columns show this run when the script ends
 
     def __enter__(self) -> Run:

@@ -429,6 +429,7 @@ class Writer:
         self._on_flushed = on_flushed
         self._lost: collections.Counter[str] = collections.Counter()  # of closed pipelines (see lost_values)
         self._pipeline: Pipeline | None = None
+        self._closing: Pipeline | None = None  # while close() writes it out
         self._hparams_runs: dict[str, tuple[Any, ...]] = {}  # session run -> its hyperparameters
         self._layout: dict[str, dict[str, Sequence[Any]]] = {}
         self._watches: list[Any] = []
@@ -1412,8 +1413,11 @@ class Writer:
             raise ValueError(f"close: status must be finished, failed or interrupted, got {status!r}")
         pipeline = self._pipeline
         if pipeline is None:
+            if self._closing is not None:  # a close interrupted (by SIGTERM): wait for the same work
+                self._closing.close()
             return
         self._pipeline = self.file_writer = None
+        self._closing = pipeline
         if pipeline.forked:  # the parent's, in a forked child that logged nothing: the parent ends it
             return
         for run in sorted(self._hparams_runs):  # past the memory bound too: a run's end is never dropped
@@ -1422,6 +1426,7 @@ class Writer:
         self._hparams_runs.clear()
         pipeline.close()
         self._lost.update(pipeline.losses())
+        self._closing = None
 
     def __enter__(self) -> Writer:
         return self
