@@ -3,7 +3,8 @@
 A record is ``length (u64 LE) | masked crc32c(length) (u32) | data | masked crc32c(data) (u32)``.
 Reading never raises on bad bytes: a truncated last record (a file still being written, or a process
 that was killed) ends the iteration quietly, and a damaged record is skipped, counted, and reported
-in one warning per file naming the file and the offset of the first damage.
+in one warning per file naming the file and the offset of the first damage; so is a record whose
+length passes its checksum but runs past the end of the file while whole records follow it.
 """
 
 from __future__ import annotations
@@ -271,10 +272,34 @@ def scan(buf: bytes, base: int = 0, report: ReadReport | None = None) -> tuple[a
             pos = _next_header(buf, pos + 1)
             continue
         if data_end + FOOTER_SIZE > end:
-            break  # a partial last record: a writer may still be appending it
+            after = _next_whole_record(buf, pos + 1)
+            if after is None:
+                break  # a partial last record: a writer may still be appending it
+            rep.skip(base + pos)  # a length that passes its checksum yet runs past records that follow it
+            pos = after
+            continue
         rep.skip(base + pos)
         pos = data_end + FOOTER_SIZE
     return starts, lengths, min(pos, end)
+
+
+def _next_whole_record(buf: bytes, pos: int) -> int | None:
+    """The offset of the first whole, good record at or after ``pos``, else None. A record in the
+    middle of being appended has none after it; a damaged length that claims more bytes than the file
+    holds does, and reading goes on there."""
+    end = len(buf)
+    while True:
+        pos = _next_header(buf, pos)
+        if pos + HEADER_SIZE > end:
+            return None
+        (length,) = _U64.unpack_from(buf, pos)
+        data_end = pos + HEADER_SIZE + length
+        if (
+            data_end + FOOTER_SIZE <= end
+            and masked_crc32c(buf[pos + HEADER_SIZE : data_end]) == _U32.unpack_from(buf, data_end)[0]
+        ):
+            return pos
+        pos += 1
 
 
 def file_kind(mode: int) -> str:
