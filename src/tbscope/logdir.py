@@ -42,11 +42,14 @@ def is_inside(path: str | os.PathLike[str], logdir: str | os.PathLike[str]) -> b
     return os.path.commonpath([root, os.fspath(path)]) == root
 
 
-def open_inside(path: str | os.PathLike[str], logdir: str | os.PathLike[str] | None) -> BinaryIO:
+def open_inside(
+    path: str | os.PathLike[str], logdir: str | os.PathLike[str] | None, *, links: bool = False
+) -> BinaryIO:
     """The file at ``path`` opened for reading, if it is a regular file inside ``logdir`` (None: anywhere,
-    for a path a user named). OSError otherwise, naming what was found: a symbolic link (never followed
-    under a logdir), a FIFO or a device, or a file whose real location is outside ``logdir`` (a folder
-    on the way swapped for a link). Every check is made on the open descriptor, which is what is read.
+    for a path a user named). OSError otherwise, naming what was found: a symbolic link (not followed
+    under a logdir unless ``links``, and then only to a file inside it), a FIFO or a device, or a file
+    whose real location is outside ``logdir`` (a link, or a folder on the way swapped for one). Every
+    check is made on the open descriptor, which is what is read.
 
     Example:
         >>> import tempfile; from pathlib import Path
@@ -62,18 +65,18 @@ def open_inside(path: str | os.PathLike[str], logdir: str | os.PathLike[str] | N
     """
     name = os.fspath(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-    if logdir is not None:
+    if logdir is not None and not links:
         flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(name, flags)
     except OSError as err:
-        if err.errno == errno.ELOOP and logdir is not None:
+        if err.errno == errno.ELOOP and logdir is not None and not links:
             raise OSError(errno.ELOOP, "a symbolic link, not followed under a logdir", name) from None
         raise
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, f"not a regular file but {_kind(mode)}", name)
+            raise OSError(errno.EINVAL, f"not a regular file but {file_kind(mode)}", name)
         if logdir is not None and not is_inside(_real_path(fd, name), logdir):
             raise OSError(errno.EACCES, f"outside the logdir {os.fspath(logdir)}", name)
         os.set_blocking(fd, True)
@@ -83,9 +86,11 @@ def open_inside(path: str | os.PathLike[str], logdir: str | os.PathLike[str] | N
         raise
 
 
-def _kind(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))  # fmt: skip
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` (from ``os.stat``) is, in words."""
+    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISLNK, "a symbolic link"))  # fmt: skip
     return next((name for test, name in kinds if test(mode)), "a special file")
 
 

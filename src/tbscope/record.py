@@ -10,18 +10,17 @@ length passes its checksum but runs past the end of the file while whole records
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import stat
 import struct
 import warnings
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import google_crc32c
 import numpy as np
+
+from tbscope.logdir import open_inside
 
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
@@ -302,32 +301,9 @@ def _next_whole_record(buf: bytes, pos: int) -> int | None:
         pos += 1
 
 
-def file_kind(mode: int) -> str:
-    """What a file of ``mode`` (from ``os.stat``) is, in words."""
-    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISLNK, "a symbolic link"))  # fmt: skip
-    return next((name for test, name in kinds if test(mode)), "a special file")
-
-
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
-    """The file at ``path`` opened for reading, if it is a regular file. A FIFO, a device or a
-    directory raises OSError at once (opened without blocking, then checked on the open file, so
-    that nothing swapped in between can make a reader hang)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, f"not a regular file but {file_kind(mode)}", os.fspath(path))
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def read_file(path: str | os.PathLike[str], start: int = 0) -> bytes:
-    """The bytes of the regular file at ``path`` from offset ``start`` (see ``open_regular``)."""
-    with open_regular(path) as f:
+    """The bytes of the regular file at ``path`` from offset ``start`` (see ``logdir.open_inside``)."""
+    with open_inside(path, None) as f:
         f.seek(start)
         return f.read()
 
