@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,20 @@ def test_the_limit_is_set_by_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert ReadLimit.from_env() == ReadLimit(20.0, 1 << 30)
     monkeypatch.setenv("TBSCOPE_READ_RATIO", "lots")
     assert ReadLimit.from_env() == ReadLimit()
+
+
+def test_a_trace_that_compresses_too_well_is_streamed_and_takes_no_memory(tmp_path: Path) -> None:
+    path = tmp_path / "w.pt.trace.json.gz"
+    path.write_bytes(gzip.compress(b'{"traceEvents": [' + b"{}," * 3_000_000 + b"{}]}"))  # 9 MB of text from 30 KB
+    measured = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent("""
+            import resource, sys
+            from tbscope.profiler.trace import load
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            print(len(load(sys.argv[1])), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) >> 10)
+            """), str(path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert measured.returncode == 0, measured.stderr
+    events, grown_mib = map(int, measured.stdout.split())
+    assert events == 0 and grown_mib < 64  # parsed whole, its three million dicts took about 200 MiB

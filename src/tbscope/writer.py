@@ -494,7 +494,7 @@ class Writer:
             >>> w.lost_values()
             {}
         """
-        pipeline = self._pipeline
+        pipeline = self._pipeline or self._closing  # a close that a SIGTERM interrupted counts too
         live = pipeline.losses() if pipeline is not None and not pipeline.forked else {}
         return dict(self._lost + collections.Counter(live))
 
@@ -1417,9 +1417,9 @@ class Writer:
                 self._closing.close()
             return
         self._pipeline = self.file_writer = None
-        self._closing = pipeline
         if pipeline.forked:  # the parent's, in a forked child that logged nothing: the parent ends it
             return
+        self._closing = pipeline
         for run in sorted(self._hparams_runs):  # past the memory bound too: a run's end is never dropped
             end = {"status": status, "end_time_secs": time.time()}
             pipeline.put(Item(run, 0, time.time(), hparams.session_end_value, end, False, 0), bounded=False)

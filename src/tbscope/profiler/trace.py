@@ -200,6 +200,10 @@ _DECODER = json.JSONDecoder()
 # Traces whose JSON text is smaller than this are parsed whole (fast, in C); larger ones are streamed,
 # an event at a time, so that their text never sits in memory.
 WHOLE_DOCUMENT_BYTES = 64 << 20
+# ... unless their text is more than this many times the file: torch's gzipped traces expand 7 to 21
+# times, and a text that compresses far better (``[{},{},...]``) would become far more Python objects than
+# bytes if parsed whole; streamed, it costs no memory.
+WHOLE_DOCUMENT_RATIO = 50
 # The longest text one value of ``traceEvents`` (or of the header) may have when streamed: no profiler
 # writes an event of megabytes, and a value that never ends must not gather a whole file in memory.
 MAX_VALUE_CHARS = 16 << 20
@@ -280,7 +284,7 @@ def _read(path: Path, keep: Any, inside: str | os.PathLike[str] | None) -> dict[
         head = bytearray()
         while len(head) <= WHOLE_DOCUMENT_BYTES and (chunk := _content(path, source, _CHUNK)):
             head += chunk
-        if len(head) <= WHOLE_DOCUMENT_BYTES:
+        if len(head) <= min(WHOLE_DOCUMENT_BYTES, WHOLE_DOCUMENT_RATIO * os.fstat(file.fileno()).st_size):
             return _read_whole(path, head, keep)
         stream = _Stream(path, source, head)
         del head  # the stream lets go of it once read: a large trace's text never sits in memory whole
