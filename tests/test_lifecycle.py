@@ -149,9 +149,10 @@ def test_full_disk_warns_once_counts_losses_keeps_training_and_the_file_stays_re
     assert "training went on to 149" in out
     write_warnings = [line for line in out.splitlines() if "could not write" in line]
     assert len(write_warnings) == 1 and "File too large" in write_warnings[0]
-    assert "lost to errors" in out
     steps = [e.step for e in accumulate(tmp_path).Scalars("loss")]
-    assert steps[:50] == list(range(50))  # what was on disk before stays readable, nothing torn
+    assert steps == list(range(150))  # nothing torn, and the scalars went first into what room there was
+    images = len(accumulate(tmp_path).Images("big"))
+    assert f"{100 - images} value(s) shed" in out  # the images the disk never took, counted
 
 
 def test_strict_writer_raises_on_the_next_call_after_a_failure(tmp_path: Path) -> None:
@@ -182,9 +183,10 @@ def test_memory_stays_bounded_when_the_caller_outpaces_the_disk(tmp_path: Path) 
                 w.add_image("img", big, step)
     messages = [str(c.message) for c in caught]
     assert sum("behind the disk" in m for m in messages) == 1
-    assert any("value(s) dropped" in m for m in messages)
     kept = len(accumulate(tmp_path).Images("img"))
     assert 0 < kept < 200
+    shed = 200 - kept  # counted alike in the warning at close and by lost_values (run.json's "lost")
+    assert any(f"{shed} value(s) shed" in m for m in messages) and w.lost_values() == {"shed": shed}
 
 
 def test_logging_after_close_opens_a_new_event_file_as_torch_does(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +83,9 @@ def test_each_trace_is_parsed_once_for_all_views_and_requests(tmp_path: Path, mo
     parsed: list[str] = []
     real_load = cache.load
 
-    def counting_load(path: Path) -> Any:
+    def counting_load(path: Path, inside: Path | None = None) -> Any:
         parsed.append(Path(path).name)
-        return real_load(path)
+        return real_load(path, inside)
 
     monkeypatch.setattr(cache, "load", counting_load)
     monkeypatch.setenv("TBSCOPE_CACHE_DIR", str(tmp_path / "fresh-cache"))  # no analysis cached from before
@@ -399,7 +401,7 @@ def test_parsed_traces_kept_in_memory_are_bounded(tmp_path: Path, monkeypatch: p
         paths.append(tmp_path / name)
     parsed: list[str] = []
     real_load = cache.load
-    monkeypatch.setattr(cache, "load", lambda path: parsed.append(Path(path).name) or real_load(path))
+    monkeypatch.setattr(cache, "load", lambda path, inside: parsed.append(Path(path).name) or real_load(path, inside))
     first = cache.loaded(paths[0])
     monkeypatch.setattr(cache, "KEPT_BYTES", first.nbytes)  # room for one of them
     assert cache.loaded(paths[0]) is first
@@ -430,3 +432,97 @@ def test_the_walk_for_traces_stops_after_its_bound(tmp_path: Path, monkeypatch: 
     assert len(trace.find_traces(tmp_path)) == 6
     monkeypatch.setattr(trace, "WALK_LIMIT", 7)  # the top folder's 6 entries and run0's reach it: run1 is the last
     assert [p.parent.name for p in trace.find_traces(tmp_path)] == ["run0", "run1"]
+
+
+def test_a_trace_swapped_for_a_link_after_the_walk_is_refused(tmp_path: Path) -> None:
+    logs, outside = tmp_path / "logs", tmp_path / "outside"
+    (logs / "run").mkdir(parents=True)
+    outside.mkdir()
+    trace = logs / "run" / V100.name
+    shutil.copy(V100, trace)
+    secret = outside / "secret.pt.trace.json"
+    secret.write_text(json.dumps({"traceEvents": [
+        {"ph": "X", "cat": "kernel", "name": "secret_outside_the_logdir", "ts": 0, "dur": 5},
+    ]}))  # fmt: skip
+    tab = Tab(logs)
+    assert tab.get("/runs")[1] == [{"run": "run", "workers": [V100.name]}]  # the walk saw a regular file
+    trace.unlink()
+    trace.symlink_to(secret)  # swapped after the walk, which the tab trusts for a few seconds
+    for route in ("/trace", "/overview", "/kernels", "/timeline"):
+        status, body = tab.get(route, run="run", worker=V100.name)
+        assert status in (404, 422) and "symbolic link" in json.dumps(body), (route, body)
+        assert "secret_outside_the_logdir" not in json.dumps(body) if isinstance(body, dict) else True
+    folder_swapped = logs / "run2"
+    (logs / "run2").mkdir()
+    shutil.copy(V100, folder_swapped / V100.name)
+    tab = Tab(logs)
+    assert {"run": "run2", "workers": [V100.name]} in tab.get("/runs")[1]
+    shutil.rmtree(folder_swapped)
+    shutil.copy(secret, outside / V100.name)
+    folder_swapped.symlink_to(outside, target_is_directory=True)  # a folder on the way, swapped for a link
+    status, body = tab.get("/trace", run="run2", worker=V100.name)
+    assert status == 404 and "outside the logdir" in body["error"]
+
+
+def multi_member_gzip_bomb(path: Path, expanded: int) -> None:
+    """A trace whose gzip members expand ``expanded`` bytes from about a thousandth of that: its last
+    member's trailer, which readers used to take for the size, says 16 MiB."""
+    member = gzip.compress(b" " * (16 << 20))
+    with open(path, "wb") as f:
+        f.write(gzip.compress(b'{"traceEvents": ['))
+        for _ in range(expanded // (16 << 20)):
+            f.write(member)
+
+
+def test_a_gzip_bomb_is_refused_with_a_message_that_names_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bomb = tmp_path / "bomb.pt.trace.json.gz"
+    multi_member_gzip_bomb(bomb, 1 << 30)
+    monkeypatch.setenv("TBSCOPE_READ_CAP_BYTES", str(64 << 20))
+    status, body = Tab(tmp_path).get("/overview", run=".", worker=bomb.name)
+    assert status == 422 and "refused as a likely compression bomb" in body["error"]
+    assert "TBSCOPE_READ_CAP_BYTES" in body["error"]
+
+
+def test_a_gzip_bomb_takes_no_memory_while_another_request_is_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import free_port, serve, stop
+
+    cap = 128 << 20
+    (tmp_path / "bombed").mkdir()
+    (tmp_path / "good").mkdir()
+    multi_member_gzip_bomb(tmp_path / "bombed" / "w.pt.trace.json.gz", 1 << 30)  # 1 GiB from about 1 MB
+    shutil.copy(V100, tmp_path / "good" / V100.name)
+    monkeypatch.setenv("TBSCOPE_READ_CAP_BYTES", str(cap))
+    served = serve(tmp_path, "--port", str(free_port()))
+    route = f"{served.url}/data/plugin/tbscope_profile"
+
+    def get(query: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(f"{route}/{query}", timeout=120) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def memory(field: str) -> int:
+        status = Path(f"/proc/{served.proc.pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith(f"{field}:")).split()[1]) << 10
+
+    try:
+        assert get(f"overview?run=good&worker={V100.name}")[0] == 200  # warm: the analysis modules are imported
+        Path(f"/proc/{served.proc.pid}/clear_refs").write_text("5")  # the peak starts again from what is held now
+        before = memory("VmRSS")
+        bombed: list[tuple[int, Any]] = []
+        thread = threading.Thread(target=lambda: bombed.append(get("overview?run=bombed&worker=w.pt.trace.json.gz")))
+        thread.start()
+        status, kernels = get(f"kernels?run=good&worker={V100.name}")  # answered meanwhile
+        thread.join()
+        assert status == 200 and kernels
+        assert bombed[0][0] == 422 and "compression bomb" in bombed[0][1]["error"]
+        grown = memory("VmHWM") - before
+        print(f"the bomb's peak memory: {grown / 2**20:.0f} MiB over the server's own")
+        assert grown < cap
+    finally:
+        stop(served)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import struct
 import warnings
 from pathlib import Path
 
@@ -11,7 +13,8 @@ from hypothesis import strategies as st
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.summary.writer.record_writer import RecordWriter as TensorBoardRecordWriter
 
-from tbscope.record import ReadReport, RecordFile, frame, iter_records
+import tbscope
+from tbscope.record import ReadReport, RecordFile, frame, iter_records, masked_crc32c
 
 
 def test_framing_matches_tensorboards_own_record_writer(tmp_path: Path) -> None:
@@ -102,3 +105,23 @@ def test_record_file_appends_whole_records_that_tensorboard_reads(tmp_path: Path
     out.close()
     steps = [e.step for e in event_file_loader.EventFileLoader(str(path)).Load()]
     assert steps == [0, 1, 2]
+
+
+def test_a_length_that_passes_its_checksum_but_runs_past_the_file_is_warned_and_the_rest_read(tmp_path: Path) -> None:
+    with tbscope.Writer(tmp_path) as w:
+        for step in range(1001):
+            w.add_scalar("loss", float(step), step)
+    (path,) = tmp_path.glob("events.out.tfevents.*")
+    offsets = [offset for offset, _ in iter_records(path)]
+    data = bytearray(path.read_bytes())
+    at = offsets[10]  # the file-version event, then steps 0..8: the record of step 9
+    length = struct.pack("<Q", 1 << 30)  # a gigabyte: past the end of the file, with a length checksum that holds
+    data[at : at + 12] = length + struct.pack("<I", masked_crc32c(length))
+    path.write_bytes(bytes(data))
+    with pytest.warns(
+        RuntimeWarning, match=rf"skipped 1 damaged record\(s\) in {re.escape(str(path))} \(first at byte {at}\)"
+    ):
+        frame = tbscope.read_scalars(tmp_path, cache=False)
+    assert frame["step"].tolist() == [*range(9), *range(10, 1001)]  # 1,000 of 1,001 rows, the lost one counted
+    with pytest.warns(RuntimeWarning, match=r"skipped 1 damaged record"):
+        assert len(list(iter_records(path))) == 1001

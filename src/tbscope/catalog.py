@@ -22,7 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from tbscope import reader, record, rundir, schema, tagstats
+from tbscope import reader, rundir, schema, tagstats
+from tbscope.logdir import open_inside
 from tbscope.summaries.hparams import HParamValue, flatten
 from tbscope.tagstats import Direction, direction
 
@@ -102,7 +103,7 @@ def _read_config_file(root: Path, path: Path) -> dict[str, HParamValue]:
     import yaml
 
     try:
-        with record.open_regular(path) as f:
+        with open_inside(path, root, links=True) as f:
             loaded = yaml.safe_load(f.read(rundir.MAX_RUN_JSON_BYTES).decode("utf-8"))
         return flatten(loaded) if isinstance(loaded, dict) else {}
     except (OSError, ValueError, RecursionError, yaml.YAMLError) as err:

@@ -47,6 +47,7 @@ class Item(NamedTuple):
     args: dict[str, Any]  # the encoder's arguments, by name
     pending: bool  # whether ``args`` hold a Pending, resolved (waited for) before ``encode`` runs
     nbytes: int  # what the value holds in memory until it is encoded
+    heavy: bool = False  # an image, a histogram...: shed first when memory or the disk runs short
 
 
 # (tag, value, step, time of the call): a scalar of the writer's own run, a float or a Pending. These
@@ -79,6 +80,9 @@ WRITE_SECONDS = 1.0
 MAX_ITEMS = 500_000
 # Bytes of encoded records kept in memory before they are written, between flush intervals.
 _WRITE_THRESHOLD = 4 << 20
+# How long ``close()`` waits for the thread to write everything out before it gives up and says what is
+# not on disk (a disk that hangs, an encoder that never returns).
+CLOSE_SECONDS = 60.0
 
 
 class LoggingError(RuntimeError):
@@ -88,6 +92,13 @@ class LoggingError(RuntimeError):
 class ForkedError(RuntimeError):
     """A pipeline inherited through ``fork``: its writer opens a new one in the child."""
 
+
+# What the counts of ``Pipeline.losses`` mean, as the warning at close and run.json's "lost" tell them.
+LOSS_WORDS = {
+    "shed": "shed while memory or the disk ran short (images, histograms and other heavy values first)",
+    "failed": "lost to errors (see the warnings above)",
+    "unwritten": f"not on disk: close() gave up waiting for the background writer after {CLOSE_SECONDS:g} s",
+}
 
 _warned: set[object] = set()
 _thread_state = threading.local()
@@ -148,8 +159,10 @@ class Pipeline:
         self.flush_secs = flush_secs
         self.max_pending_bytes = max_pending_bytes
         self.error: BaseException | None = None
-        self.lost = 0
-        self.dropped = 0
+        self.lost = 0  # values lost to errors
+        self.shed = 0  # heavy values dropped because memory or the disk ran short
+        self.unwritten = 0  # values still not on disk when close() gave up
+        self._in_hand = 0  # values the thread took from the queue and has not written yet
         self._files = {"": open_event_file(log_dir, filename_suffix)}
         self.items: collections.deque[Item | threading.Event] = collections.deque()
         # The writer appends its plain scalars here directly, on its hot path (see Writer.add_scalar).
@@ -173,16 +186,20 @@ class Pipeline:
     # -- caller side: O(1), never blocks ------------------------------------------------------------
 
     def put(self, item: Item, bounded: bool = True) -> None:
-        """Queue ``item``, or drop it when the queue already holds too much (unless not ``bounded``:
-        the few items that end a run, which must not be lost to a flood before them)."""
+        """Queue ``item``, or shed it when the queue already holds too much: a heavy item past
+        ``max_pending_bytes``, any past ``MAX_ITEMS`` unless not ``bounded`` (the few items that end a
+        run, which must not be lost to a flood before them). Light values (an HParams session, text)
+        are never shed for the heavy ones' bytes."""
         if bounded and (
-            len(self.items) >= MAX_ITEMS or self._enqueued_bytes - self._consumed_bytes > self.max_pending_bytes
+            len(self.items) >= MAX_ITEMS
+            or (item[7] and self._enqueued_bytes - self._consumed_bytes > self.max_pending_bytes)
         ):
-            self.dropped += 1
+            self.shed += 1
             warn_once(
-                (self.log_dir, "dropped"),
+                (self.log_dir, "shed"),
                 f"tbscope: logging is {self.max_pending_bytes >> 20} MiB behind the disk in {self.log_dir}; "
-                "dropping new values until it catches up (the count is reported at close)",
+                "shedding new images, histograms and other heavy values until it catches up (scalars are kept; "
+                "the count is reported at close and in run.json)",
             )
             return
         self._enqueued_bytes += item[6]
@@ -199,19 +216,28 @@ class Pipeline:
                 return
 
     def close(self) -> None:
-        """Write everything queued, then stop the thread. Called again (by a SIGTERM handler that
-        interrupted a close), it waits for the same work rather than returning at once."""
+        """Write everything queued, then stop the thread, waiting ``CLOSE_SECONDS`` at most. Called
+        again (by a SIGTERM handler that interrupted a close), it waits for the same work rather than
+        returning at once. What is not on disk then is counted (``losses``) and told in one warning."""
         self._stopping = True
         self._wake.set()
-        self._thread.join(timeout=60)
+        self._thread.join(timeout=CLOSE_SECONDS)
         _live.discard(self)
         if self._reported:
             return
         self._reported = True
-        losses = [f"{self.dropped} value(s) dropped while the disk was behind"] if self.dropped else []
-        losses += [f"{self.lost} value(s) lost to errors (see the warnings above)"] if self.lost else []
+        if self._thread.is_alive():  # stuck: a hung disk, an encoder that never returns
+            queued = sum(type(item) is Item for item in list(self.items)) + len(self.scalars)
+            self.unwritten = queued + self._in_hand
+        losses = self.losses()
         if losses:
-            warnings.warn(f"tbscope: {self.log_dir}: {'; '.join(losses)}", RuntimeWarning, stacklevel=3)
+            told = "; ".join(f"{count} value(s) {LOSS_WORDS[why]}" for why, count in losses.items())
+            warnings.warn(f"tbscope: {self.log_dir}: {told}", RuntimeWarning, stacklevel=3)
+
+    def losses(self) -> dict[str, int]:
+        """Values not on disk, by why (the keys of ``LOSS_WORDS``); only the reasons that lost any."""
+        counts = {"shed": self.shed, "failed": self.lost, "unwritten": self.unwritten}
+        return {why: count for why, count in counts.items() if count}
 
     # -- pipeline thread -----------------------------------------------------------------------------
 
@@ -230,6 +256,8 @@ class Pipeline:
                 if flush or now - last_write >= WRITE_SECONDS or self._buffered() > _WRITE_THRESHOLD:
                     written = self._write_out()
                     last_write = now
+                    if written:
+                        self._in_hand = 0
                 if flush:
                     last_flush = now
                     # run.json's summaries say what is on disk: not updated while the disk refuses writes
@@ -244,10 +272,18 @@ class Pipeline:
                 marker.set()
             if self._stopping and not self.items and not self.scalars:
                 break
+        whole = True
         for run, out in self._files.items():
+            with contextlib.suppress(OSError):
+                out.write_out()  # the light records first, then the heavy ones while they fit
+            self.shed += out.shed_heavy()  # the disk still refuses: what it refused is lost now, and counted
             lost = out.close()
-            if lost:  # the disk still refuses: what it refused is lost now, and counted
+            if lost:
+                whole = False
                 self._fail(f"could not write to {out.path}", OSError("the disk refused the last write"), lost, run)
+        if self.on_flush is not None and whole:  # every light value is on disk: run.json may say so
+            with contextlib.suppress(Exception):
+                self.on_flush()
 
     def _buffered(self) -> int:
         return sum(out.pending_bytes for out in self._files.values())
@@ -264,6 +300,7 @@ class Pipeline:
         batch: list[Any] = [take_item() for _ in range(len(self.items))]
         scalars = [take_scalar() for _ in range(len(self.scalars))]
         markers = [item for item in batch if type(item) is not Item]
+        self._in_hand += len(batch) - len(markers) + len(scalars)
         self._encode([item for item in batch if type(item) is Item] if markers else batch)
         if scalars:
             for step, wall_time, summary in self.encode_scalars(scalars, self._fail):
@@ -273,7 +310,7 @@ class Pipeline:
     def _encode(self, batch: Iterable[Item]) -> None:
         """Encode items in order, each an event of its own."""
         consumed = 0
-        for run, step, wall_time, encode, args, pending, nbytes in batch:
+        for run, step, wall_time, encode, args, pending, nbytes, heavy in batch:
             consumed += nbytes
             try:
                 if pending:
@@ -293,7 +330,7 @@ class Pipeline:
                 continue
             for where, event in events:
                 if event is not None:
-                    self._append(where, event)
+                    self._append(where, event, heavy)
         self._consumed_bytes += consumed
 
     @staticmethod
@@ -318,7 +355,7 @@ class Pipeline:
             )
         return wire.event(wall_time, step, summary)
 
-    def _append(self, run: str, event: bytes) -> None:
+    def _append(self, run: str, event: bytes, heavy: bool = False) -> None:
         out = self._files.get(run)
         if out is None:
             try:
@@ -326,20 +363,31 @@ class Pipeline:
             except OSError as err:
                 self._fail(f"could not create the event file for run {run!r}", err, lost=1)
                 return
-        out.append(event)
+        out.append(event, heavy)
 
     def _write_out(self) -> bool:
-        """Write every file's pending records; whether all of them are on disk now. What a full disk
-        refused stays pending for the next try, up to ``max_pending_bytes``; past that it is dropped
-        and counted."""
+        """Write every file's pending records; whether all the light ones (scalars, whose statistics
+        run.json keeps) are on disk now. What a full disk
+        refused stays pending for the next try, light records first (see ``RecordFile.write_out``),
+        up to ``max_pending_bytes``: past that the heavy records are shed, and counted, before any
+        light one is dropped."""
         written = True
         for run, out in self._files.items():
             try:
                 out.write_out()
             except record.WriteError as err:
-                written = False
+                written = written and not out.light_records
+                shed = out.shed_heavy() if out.pending_bytes > self.max_pending_bytes else 0
                 lost = out.discard() if out.pending_bytes > self.max_pending_bytes else 0
                 self._fail(f"could not write to {out.path}", err.__cause__ or err, lost=lost, key=run)
+                if shed:
+                    self.shed += shed
+                    warn_once(
+                        (self.log_dir, "shed"),
+                        f"tbscope: the disk has refused {self.max_pending_bytes >> 20} MiB for {out.path}; shedding "
+                        "images, histograms and other heavy values waiting for it (scalars are kept; the count is "
+                        "reported at close and in run.json)",
+                    )
         return written
 
     def _fail(self, what: str, err: BaseException, lost: int, key: object = None) -> None:
@@ -420,12 +468,16 @@ def end_status(exc_type: type[BaseException] | None) -> str:
 # whether a SIGTERM came (a user's own handler may turn it into a clean-looking exit).
 _exit_code: Any = None
 _terminated = False
+# Exit codes that say "ended by a signal", by the shell's convention (128 + the signal's number).
+_SIGNALLED = (128 + signal.SIGTERM, 128 + signal.SIGINT)
 
 
 def _at_exit() -> None:
     status = end_status(getattr(sys, "last_type", None))
     if _terminated:
         status = "interrupted"
+    elif status == "finished" and _exit_code in _SIGNALLED:
+        status = "interrupted"  # sys.exit(143): the script's own SIGTERM handler ended it
     elif status == "finished" and _exit_code not in (None, 0):
         status = "failed"  # sys.exit(3): the script said it failed
     _shutdown(status)

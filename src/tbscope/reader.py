@@ -33,6 +33,7 @@ import pandas as pd
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
 from tbscope import cache, record
+from tbscope.logdir import file_kind, open_inside
 from tbscope.profiler.trace import is_trace_file
 from tbscope.summaries import histogram, hparams, image, pr_curve, scalar, text
 
@@ -90,7 +91,7 @@ def why_unreadable(path: Path, logdir: Path) -> str | None:
     except OSError as err:
         return err.strerror or str(err)
     if not stat.S_ISREG(info.st_mode):
-        return f"{record.file_kind(info.st_mode)}, not a regular file"
+        return f"{file_kind(info.st_mode)}, not a regular file"
     return None
 
 
@@ -209,7 +210,7 @@ def parse_file(path: Path, offset: int = 0, first_record: int = 0, file: BinaryI
     """The scalars of event file ``path`` from byte ``offset`` (a record boundary) on; ``file`` is
     ``path`` already open, when it is."""
     if file is None:
-        with record.open_regular(path) as opened:
+        with open_inside(path, None) as opened:
             return parse_file(path, offset, first_record, opened)
     file.seek(offset)
     buf = file.read()
@@ -310,7 +311,7 @@ def _load_cached(path: Path) -> tuple[FileScalars, dict[str, Any]] | None:
     """A cache entry: one JSON line, then the arrays in ``.npy`` format one after another. An entry
     that is damaged in any way is no entry: the file is parsed again, and the entry rewritten."""
     try:
-        with record.open_regular(_cache_path(path)) as f:
+        with open_inside(_cache_path(path), None) as f:
             meta = json.loads(f.readline(_MAX_META_BYTES))
             if meta.get("version") != CACHE_VERSION or meta.get("path") != str(path.resolve()):
                 return None
@@ -368,11 +369,11 @@ def _store(path: Path, parsed: FileScalars, size: int, mtime_ns: int) -> None:
         os.replace(tmp, target)
 
 
-def file_scalars(path: Path, use_cache: bool = True) -> FileScalars:
+def file_scalars(path: Path, use_cache: bool = True, inside: Path | None = None) -> FileScalars:
     """The scalars of one event file, from the cache when the file has not changed, parsing only the
     new tail when it grew (the part already parsed unchanged), and all of it when it was replaced.
-    Raises OSError when the file cannot be read."""
-    with record.open_regular(path) as file:
+    Raises OSError when the file cannot be read, or (with ``inside``, a logdir) lies outside it."""
+    with open_inside(path, inside, links=True) as file:
         info = os.fstat(file.fileno())
         cached = _load_cached(path) if use_cache else None
         if cached is None:
@@ -395,7 +396,7 @@ def file_scalars(path: Path, use_cache: bool = True) -> FileScalars:
 def _cached_source(entry: Path) -> str | None:
     """The event file a cache entry is of, or None for an entry that is damaged."""
     try:
-        with record.open_regular(entry) as f:
+        with open_inside(entry, None) as f:
             source = json.loads(f.readline(_MAX_META_BYTES)).get("path")
     except Exception:  # a damaged entry: useless, and pruned
         return None
@@ -503,13 +504,13 @@ class RunScalars:
 
 
 def run_scalars(paths: list[Path], tags: Selection, purge: bool, use_cache: bool,
-                progress: Callable[[Path], None]) -> RunScalars:  # fmt: skip
-    """The scalars of one run, from its event files in name order; a file that cannot be read is
-    skipped with a warning."""
+                progress: Callable[[Path], None], inside: Path | None = None) -> RunScalars:  # fmt: skip
+    """The scalars of one run, from its event files in name order (inside the logdir ``inside``, when
+    given); a file that cannot be read is skipped with a warning."""
     files = []
     for path in paths:
         try:
-            parsed = file_scalars(path, use_cache)
+            parsed = file_scalars(path, use_cache, inside)
         except OSError as err:
             warn_skipped(path, err.strerror or str(err))
             continue
@@ -608,7 +609,10 @@ def read_scalars(
             total += p.stat().st_size
     progress = _Progress(total, len(all_files))
     try:
-        per_run = {run: run_scalars(paths, tags, purge, cache, progress) for run, paths in sorted(found.items())}
+        inside = Path(path) if Path(path).is_dir() else None
+        per_run = {
+            run: run_scalars(paths, tags, purge, cache, progress, inside) for run, paths in sorted(found.items())
+        }
     finally:
         progress.close()
     if cache:

@@ -3,24 +3,24 @@
 A record is ``length (u64 LE) | masked crc32c(length) (u32) | data | masked crc32c(data) (u32)``.
 Reading never raises on bad bytes: a truncated last record (a file still being written, or a process
 that was killed) ends the iteration quietly, and a damaged record is skipped, counted, and reported
-in one warning per file naming the file and the offset of the first damage.
+in one warning per file naming the file and the offset of the first damage; so is a record whose
+length passes its checksum but runs past the end of the file while whole records follow it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import stat
 import struct
 import warnings
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import google_crc32c
 import numpy as np
+
+from tbscope.logdir import open_inside
 
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
@@ -58,7 +58,9 @@ class RecordFile:
     Records are framed into memory by ``append`` and written by ``write_out`` with plain
     ``os.write`` calls (no buffering layer that could split a record). A write that fails part way
     is cut back to the last whole record, so readers never meet a torn record in the middle of a
-    file, even after a disk filled up and later had room again.
+    file, even after a disk filled up and later had room again. A record appended as ``heavy`` (an
+    image, a histogram) gives way to the light ones (scalars, an HParams session) when the disk is
+    short of room: see ``write_out`` and ``shed_heavy``.
     """
 
     def __init__(self, path: str | os.PathLike[str]):
@@ -67,49 +69,97 @@ class RecordFile:
         self._size = os.fstat(self._fd).st_size
         self._pending = bytearray()
         self._pending_records = 0
+        self._heavy: list[tuple[int, int]] = []  # (start, end) in ``_pending`` of each heavy record
 
     @property
     def pending_bytes(self) -> int:
         return len(self._pending)
 
     @property
+    def light_records(self) -> int:
+        """Pending records that are not heavy."""
+        return self._pending_records - len(self._heavy)
+
+    @property
     def size(self) -> int:
         """Bytes of the file once what is pending is written."""
         return self._size + len(self._pending)
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes, heavy: bool = False) -> None:
         """Frame ``data`` as a record, to be written by the next ``write_out``."""
+        start = len(self._pending)
         self._pending += frame(data)
         self._pending_records += 1
+        if heavy:
+            self._heavy.append((start, len(self._pending)))
 
-    def write_out(self) -> None:
-        """Write the framed records to the file. If that fails (a full disk), the file is cut back
-        to its last whole record, the records stay pending for the next try (see ``discard``), and
-        WriteError is raised."""
-        if not self._pending:
-            return
-        view = memoryview(self._pending)
+    def _write(self, data: bytes | bytearray) -> OSError | None:
+        """Append ``data`` whole, or nothing of it (cut back); the error that refused it."""
+        view = memoryview(data)
         written = 0
-        failure: OSError | None = None
         try:
             while written < len(view):
                 written += os.write(self._fd, view[written:])
         except OSError as err:
-            failure = err
-        finally:
-            view.release()
-        if failure is not None:
             if written:
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._fd, self._size)
-            raise WriteError(self.path, 0, failure) from failure
+            return err
+        finally:
+            view.release()
         self._size += written
-        self.discard()
+        return None
+
+    def write_out(self) -> None:
+        """Write the framed records to the file. If the disk refuses them, the light records are
+        written first, alone, then the heavy ones one by one while they fit: a backlog of images
+        never keeps a scalar off a disk that has room for it. What is still refused stays pending for
+        the next try (see ``shed_heavy`` and ``discard``), and WriteError is raised."""
+        if not self._pending:
+            return
+        failure = self._write(self._pending)
+        if failure is None:
+            self.discard()
+            return
+        if self._heavy:
+            light, heavy, start = bytearray(), [], 0
+            for begin, end in self._heavy:
+                light += self._pending[start:begin]
+                heavy.append(self._pending[begin:end])
+                start = end
+            light += self._pending[start:]
+            light_records = self._pending_records - len(heavy)
+            if light and self._write(light) is None:
+                light, light_records = bytearray(), 0
+            while heavy and self._write(heavy[0]) is None:
+                heavy.pop(0)
+            self._pending = light
+            self._heavy = []
+            for record in heavy:
+                self._heavy.append((len(self._pending), len(self._pending) + len(record)))
+                self._pending += record
+            self._pending_records = light_records + len(heavy)
+            if not self._pending:
+                return
+        raise WriteError(self.path, 0, failure) from failure
+
+    def shed_heavy(self) -> int:
+        """Drop the pending heavy records, keeping the light ones; returns how many were dropped."""
+        kept, start = bytearray(), 0
+        for begin, end in self._heavy:
+            kept += self._pending[start:begin]
+            start = end
+        kept += self._pending[start:]
+        shed = len(self._heavy)
+        self._pending, self._heavy = kept, []
+        self._pending_records -= shed
+        return shed
 
     def discard(self) -> int:
         """Drop the pending records; returns how many there were."""
         dropped = self._pending_records
         self._pending.clear()
+        self._heavy.clear()
         self._pending_records = 0
         return dropped
 
@@ -221,38 +271,39 @@ def scan(buf: bytes, base: int = 0, report: ReadReport | None = None) -> tuple[a
             pos = _next_header(buf, pos + 1)
             continue
         if data_end + FOOTER_SIZE > end:
-            break  # a partial last record: a writer may still be appending it
+            after = _next_whole_record(buf, pos + 1)
+            if after is None:
+                break  # a partial last record: a writer may still be appending it
+            rep.skip(base + pos)  # a length that passes its checksum yet runs past records that follow it
+            pos = after
+            continue
         rep.skip(base + pos)
         pos = data_end + FOOTER_SIZE
     return starts, lengths, min(pos, end)
 
 
-def file_kind(mode: int) -> str:
-    """What a file of ``mode`` (from ``os.stat``) is, in words."""
-    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISLNK, "a symbolic link"))  # fmt: skip
-    return next((name for test, name in kinds if test(mode)), "a special file")
-
-
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
-    """The file at ``path`` opened for reading, if it is a regular file. A FIFO, a device or a
-    directory raises OSError at once (opened without blocking, then checked on the open file, so
-    that nothing swapped in between can make a reader hang)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, f"not a regular file but {file_kind(mode)}", os.fspath(path))
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+def _next_whole_record(buf: bytes, pos: int) -> int | None:
+    """The offset of the first whole, good record at or after ``pos``, else None. A record in the
+    middle of being appended has none after it; a damaged length that claims more bytes than the file
+    holds does, and reading goes on there."""
+    end = len(buf)
+    while True:
+        pos = _next_header(buf, pos)
+        if pos + HEADER_SIZE > end:
+            return None
+        (length,) = _U64.unpack_from(buf, pos)
+        data_end = pos + HEADER_SIZE + length
+        if (
+            data_end + FOOTER_SIZE <= end
+            and masked_crc32c(buf[pos + HEADER_SIZE : data_end]) == _U32.unpack_from(buf, data_end)[0]
+        ):
+            return pos
+        pos += 1
 
 
 def read_file(path: str | os.PathLike[str], start: int = 0) -> bytes:
-    """The bytes of the regular file at ``path`` from offset ``start`` (see ``open_regular``)."""
-    with open_regular(path) as f:
+    """The bytes of the regular file at ``path`` from offset ``start`` (see ``logdir.open_inside``)."""
+    with open_inside(path, None) as f:
         f.seek(start)
         return f.read()
 

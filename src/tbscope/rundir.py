@@ -23,7 +23,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from tbscope import reader, record, tagstats
+from tbscope import reader, tagstats
+from tbscope.logdir import open_inside
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
@@ -255,7 +256,7 @@ def _read_run_json(run_dir: Path, logdir: Path, unusable: str) -> tuple[dict[str
         reader.warn_skipped(path, f"{why}; {unusable}")
         return None, []
     try:
-        with record.open_regular(path) as f:
+        with open_inside(path, logdir, links=True) as f:
             raw = f.read(MAX_RUN_JSON_BYTES + 1)
     except OSError as err:
         reader.warn_skipped(path, f"{err.strerror or err}; {unusable}")

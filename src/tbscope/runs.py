@@ -17,11 +17,13 @@ import math
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
@@ -50,6 +52,8 @@ from tbscope.writer import NullWriter, Writer
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # A run folder's leading number (see _create_run_dir); folders of tbscope before it start with a UTC time.
 _NUMBERED = re.compile(r"^(\d+)-")
+# An event file's name as ``pipeline.event_file_name`` makes it: time, host, pid, counter.
+_EVENT_FILE = re.compile(r"^events\.out\.tfevents\.\d+\.(?P<host>.+)\.(?P<pid>\d+)\.\d+")
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,60 @@ def _versions() -> dict[str, str | None]:
     }
 
 
+# -- the root's HParams columns ----------------------------------------------------------------------
+
+
+class _ColumnsRefresher:
+    """Refreshes runs roots' HParams columns (``schema.refresh``) on a thread of its own, one root at a
+    time, so that the writer's thread never waits on the root's lock: another process may hold it for as
+    long as it is stopped. A refresh that cannot take the lock gives up after ``schema.LOCK_SECONDS``
+    with one warning per root; the run asks again at its next flush, and that refresh catches up."""
+
+    def __init__(self) -> None:
+        self._start()
+        os.register_at_fork(after_in_child=self._start)  # a forked child has no thread, and no lock held
+
+    def _start(self) -> None:
+        self._lock = threading.Lock()
+        self._wanted: dict[Path, Future[bool]] = {}
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def request(self, root: Path) -> Future[bool]:
+        """Refresh ``root``'s columns soon; the future says whether it was done (False: gave up, warned)."""
+        with self._lock:
+            future = self._wanted.get(root)
+            if future is None:
+                future = self._wanted[root] = Future()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="tbscope-hparams-columns", daemon=True)
+                self._thread.start()
+        self._wake.set()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                wanted, self._wanted = self._wanted, {}
+            for root, future in wanted.items():
+                try:
+                    schema.refresh(root)
+                except Exception as err:  # the dashboard's columns are never worth a failed run, nor this thread
+                    warn_once(
+                        ("hparams-columns", str(root)),
+                        f"tbscope: could not update the HParams columns of {root}: {err}. Training goes on; a "
+                        "later flush tries again",
+                    )
+                    future.set_result(False)
+                else:
+                    future.set_result(True)
+
+
+_columns = _ColumnsRefresher()
+
+
 # -- the run ----------------------------------------------------------------------------------------
 
 
@@ -199,11 +257,13 @@ class Run:
         self.experiment: str = meta["experiment"]
         self.name: str | None = meta["name"]
         self._meta = meta
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a SIGTERM handler may end the run in the middle of a save
         self._finished = False
+        self._ending: str | None = None  # the status of an end under way (see finish)
         self._pid = os.getpid()
         self._note: Path | None = None  # rank 0's note for the other ranks, removed when the run ends
-        self._columns: object = None  # what this run last told the root's HParams columns (see _publish)
+        self._columns: object = None  # what this run last told the root's HParams columns (see _save)
+        self._published: Future[bool] | None = None  # that refresh, done on another thread
         self.writer: Writer
         if rank:
             self.writer = (
@@ -212,7 +272,11 @@ class Run:
             self._session, self._finished = True, False
             on_exit(self.finish)
             return
-        self.writer = Writer(run_dir, purge_step=purge_step, cadence=cadence, budget=budget, on_flush=self._update)
+        self._files_before = {path.name for path in run_dir.glob("events.out.tfevents.*")}  # a resumed run's
+        self.writer = Writer(
+            run_dir, purge_step=purge_step, cadence=cadence, budget=budget, on_flush=self._update,
+            on_flushed=self._columns_shown,
+        )  # fmt: skip
         # The run's HParams session: TensorBoard shows the first one a run writes, so without a config
         # it waits for add_config (a Lightning logger learns the hyperparameters after the run starts),
         # or, failing that, for the end of the run.
@@ -267,41 +331,68 @@ class Run:
             return  # a forked child (a DataLoader worker), or another rank: run.json is not theirs to write
         with self._lock:
             self._meta["heartbeat"] = _now()
-            self._meta["summary"] = tagstats.merge(self._earlier, self.writer.scalar_stats())
+            summary = tagstats.merge(self._earlier, self.writer.scalar_stats())
+            self._meta["summary"] = tagstats.merge(summary, self._workers_stats())
             self._meta["bytes"] = dir_bytes(self.dir)
+            lost = self.writer.lost_values()
+            if lost or "lost" in self._meta:
+                self._meta["lost"] = lost  # the values not on disk, as the writer's warning counts them
             write_json_atomically(self.dir / RUN_FILE, self._meta)
             columns = (
                 sorted(self._meta["config_flat"].items(), key=lambda item: item[0]),
                 headline_metrics(self._meta),
             )
-        if columns != self._columns:
-            self._columns = columns
-            self._publish()
+        published = self._published
+        if columns != self._columns or (published is not None and published.done() and not published.result()):
+            self._columns = columns  # new keys or metrics, or a refresh that gave up: the root's columns again
+            self._published = _columns.request(self.dir.parent.parent)
 
-    def _publish(self) -> None:
-        """Bring the root's HParams columns up to date with this run's keys and headline metrics."""
-        try:
-            schema.refresh(self.dir.parent.parent)
-        except OSError as err:  # the dashboard's columns are never worth a failed run
-            root = self.dir.parent.parent
-            warn_once(("hparams-columns", str(root)), f"tbscope: could not update the HParams columns of {root}: {err}")
+    def _workers_stats(self) -> tagstats.RunStats:
+        """What forked children (DataLoader workers) logged through the run's writer, read back from the
+        event files each of them wrote in the run's folder: they cannot write run.json themselves."""
+        host = socket.gethostname()
+        files = sorted(
+            path for path in self.dir.glob("events.out.tfevents.*")
+            if (match := _EVENT_FILE.match(path.name)) and match["host"] == host
+            and int(match["pid"]) != self._pid and path.name not in self._files_before
+        )  # fmt: skip
+        if not files:
+            return {}
+        import pandas as pd
+
+        from tbscope.reader import run_scalars
+
+        rows = run_scalars(files, None, purge=False, use_cache=True, progress=lambda _: None)
+        tags = pd.Categorical.from_codes(rows.tag, rows.tags)
+        return tagstats.of_frame(pd.DataFrame({"tag": tags, "step": rows.step, "value": rows.value}))
+
+    def _columns_shown(self) -> None:
+        """Wait, boundedly, for the HParams columns asked for by the last save (see ``_ColumnsRefresher``)."""
+        if self._published is not None:
+            with contextlib.suppress(Exception):
+                self._published.result(timeout=2 * schema.LOCK_SECONDS)
 
     def _update(self) -> None:
-        if not self._finished:
+        if self._ending is None:  # the close's own flush leaves run.json to finish's one write
             self._save()
 
     def finish(self, status: str = "finished") -> None:
         """End the run: write everything, close the writer and record ``status`` in run.json.
 
-        ``status`` is "finished", "failed" or "interrupted". A second call does nothing.
+        ``status`` is "finished", "failed" or "interrupted". A second call does nothing, except where
+        it interrupted the first (a SIGTERM during ``finish()``): then it completes that end, with the
+        first call's status, before the process goes.
         """
         if status not in END_STATUSES:
             raise ValueError(f"finish: status must be one of {', '.join(END_STATUSES)}, got {status!r}")
         if self._finished:
             return
-        self._finished = True  # the close's own flush leaves run.json to the one write below
+        if self._ending is not None:
+            status = self._ending
+        self._ending = status
         if self.rank:
             self.writer.close()
+            self._finished = True
             return
         if self._note is not None:
             with contextlib.suppress(OSError):
@@ -320,6 +411,8 @@ class Run:
                 RuntimeWarning,
                 stacklevel=2,
             )
+        self._finished = True
+        self._columns_shown()  # the columns show this run when the script ends
 
     def __enter__(self) -> Run:
         return self
@@ -342,7 +435,7 @@ def _create_run_dir(experiment_dir: Path, name: str | None) -> tuple[Path, str]:
     lock = experiment_dir.parent / schema.HOME / schema.LOCK
     with contextlib.ExitStack() as held:
         try:
-            held.enter_context(atomic.locked(lock))
+            held.enter_context(atomic.locked(lock, schema.LOCK_SECONDS))
         except OSError as err:  # a read-only root's .tbscope, or a file of that name: the run starts anyway
             warnings.warn(
                 f"tbscope: cannot take the runs root's lock {lock}: {err}; the run starts without it (mkdir "

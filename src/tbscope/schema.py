@@ -42,6 +42,8 @@ SHOWN = 5
 # a time create a run's folder or rebuild the summary.
 HOME = ".tbscope"
 LOCK = "lock"
+# How long anyone waits for the root's lock: a holder that is stopped or hung is not waited on forever.
+LOCK_SECONDS = 10.0
 _FOLDER = "hparams-"
 _PARTIAL = ".partial-"
 _EVENT_FILE = "events.out.tfevents.0000000000.tbscope-hparams"
@@ -96,10 +98,11 @@ def _event_file(value: Summary.Value) -> bytes:
     return b"".join(record.frame(event.SerializeToString()) for event in events)
 
 
-def refresh(root: str | os.PathLike[str]) -> Path | None:
+def refresh(root: str | os.PathLike[str], timeout: float | None = None) -> Path | None:
     """Bring the experiment summary of ``root`` up to date with the run.json of every tbscope run under
     it; returns its folder, or None where ``root`` holds no tbscope run (nothing is written there).
-    Raises OSError when the folder cannot be written.
+    Raises OSError when the folder cannot be written, TimeoutError (an OSError) when the root's lock is
+    still held by another process after ``timeout`` seconds (default ``LOCK_SECONDS``).
 
     Example:
         >>> import tempfile, tbscope
@@ -113,7 +116,7 @@ def refresh(root: str | os.PathLike[str]) -> Path | None:
     if not rundir.run_folders(root_path):
         return None
     home = root_path / HOME
-    with atomic.locked(home / LOCK):
+    with atomic.locked(home / LOCK, LOCK_SECONDS if timeout is None else timeout):
         metas = _metas(root_path)
         if not metas:
             return None

@@ -6,6 +6,7 @@ queues it. Encoding and disk I/O happen on the pipeline's thread.
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import math
@@ -322,7 +323,7 @@ def _heavy(
                     on_skip(**call)
                 return
             encode, encoder_args = body(self, *args, **kwargs)
-            self._put(method, step, call.get("walltime"), encode, encoder_args)
+            self._put(method, step, call.get("walltime"), encode, encoder_args, heavy=True)
 
         return guarded
 
@@ -357,9 +358,10 @@ class Writer:
         strict: When False (the default) a failure to log (a full disk, a value that cannot be
             encoded) is warned about once, counted, and training goes on. When True the next call
             raises ``LoggingError`` instead.
-        max_pending_bytes: Memory that values waiting to be written may hold. When the caller
-            logs faster than the disk takes it, new values are dropped (with one warning, and a
-            count at close) instead of growing memory or blocking the training loop.
+        max_pending_bytes: Memory that heavy values (images, histograms...) waiting to be written
+            may hold, in the queue and again while a full disk refuses them. Past it they are shed
+            (with one warning, and a count at close and in ``lost_values``) instead of growing memory
+            or blocking the training loop; scalars, text and the HParams session are kept.
         cadence: A ``Cadence``: the steps at which images, figures, histograms, embeddings, audio
             and video are logged; calls at other steps cost next to nothing. None (the default for a
             plain Writer, as in torch) logs every call; ``tbscope.init`` runs get ``Cadence()``.
@@ -368,6 +370,8 @@ class Writer:
             for a plain Writer, as in torch) means no limit; ``tbscope.init`` runs get ``Budget()``.
         on_flush: Called on the background thread every ``flush_secs``, after a write to disk, and
             on ``flush()`` and ``close()``; ``tbscope.init`` uses it to keep ``run.json`` current.
+        on_flushed: Called on the caller's thread when ``flush()`` has written everything;
+            ``tbscope.init`` uses it to wait (boundedly) for the HParams columns it asked for.
 
     Example:
         >>> import tempfile
@@ -396,6 +400,7 @@ class Writer:
         cadence: Cadence | None = None,
         budget: Budget | None = None,
         on_flush: Callable[[], None] | None = None,
+        on_flushed: Callable[[], None] | None = None,
     ) -> None:
         if log_dir is None:
             stamp = datetime.now().strftime("%b%d_%H-%M-%S")
@@ -421,12 +426,16 @@ class Writer:
         self._max_side = budget.max_image_side if budget is not None else None
         self._bytes_before = 0
         self._on_flush = on_flush
+        self._on_flushed = on_flushed
+        self._lost: collections.Counter[str] = collections.Counter()  # of closed pipelines (see lost_values)
         self._pipeline: Pipeline | None = None
+        self._closing: Pipeline | None = None  # while close() writes it out
         self._hparams_runs: dict[str, tuple[Any, ...]] = {}  # session run -> its hyperparameters
         self._layout: dict[str, dict[str, Sequence[Any]]] = {}
         self._watches: list[Any] = []
         self._tensor_type = snapshot.tensor_type()  # for add_scalar's fast path; None without torch
         self._scalars = ScalarEncoders()
+        self._written_stats: tagstats.RunStats = {}  # the scalars' statistics at the last full write
         self._open()
         install_exit_handlers()
         on_exit(self.close)
@@ -444,7 +453,7 @@ class Writer:
             self.flush_secs,
             self._max_pending_bytes,
             self._scalars.events,
-            self._on_flush,
+            self._flushed,
         )
         self.file_writer = FileWriter(self)
         return self._pipeline
@@ -460,9 +469,34 @@ class Writer:
         warnings.warn(message, RuntimeWarning, stacklevel=7)  # at the add_* call: through the gate
         self.add_text("tbscope/budget", message, step)
 
+    def _flushed(self) -> None:
+        """On the pipeline thread, when every value encoded so far is on disk."""
+        self._written_stats = self._scalars.as_dict()
+        if self._on_flush is not None:
+            self._on_flush()
+
     def scalar_stats(self) -> tagstats.RunStats:
-        """Per scalar tag of this run, the statistics (``tagstats``) of what has been encoded so far."""
-        return self._scalars.as_dict()
+        """Per scalar tag of this run, the statistics (``tagstats``) of what is on disk: as of the last
+        flush (every ``flush_secs``, ``flush()``, ``close()``) that wrote everything encoded before it."""
+        return self._written_stats
+
+    def lost_values(self) -> dict[str, int]:
+        """Values this writer was given that are not on disk, by why (only the reasons that lost any):
+        "shed" (heavy values dropped while memory or the disk ran short; see ``max_pending_bytes``),
+        "failed" (values that could not be encoded or written), "unwritten" (still queued when
+        ``close()`` gave up waiting for a disk or an encoder that hangs). The same counts as the
+        warning at close; a ``tbscope.init`` run stores them in run.json's "lost".
+
+        Example:
+            >>> import tempfile
+            >>> with Writer(tempfile.mkdtemp()) as w:
+            ...     w.add_scalar("loss", 1.0, 0)
+            >>> w.lost_values()
+            {}
+        """
+        pipeline = self._pipeline or self._closing  # a close that a SIGTERM interrupted counts too
+        live = pipeline.losses() if pipeline is not None and not pipeline.forked else {}
+        return dict(self._lost + collections.Counter(live))
 
     def _put(
         self,
@@ -473,10 +507,12 @@ class Writer:
         args: dict[str, Any],
         run: str = "",
         nbytes: int | None = None,
+        heavy: bool = False,
     ) -> None:
         """Hand the pipeline one value: ``encode(**args)`` runs on its thread, any ``Pending`` in ``args``
         resolved first; ``run`` is a sub-run ("" for the writer's own). ``nbytes`` (default: the arrays in
-        ``args``) is what the value holds in memory until then. The one door to the pipeline."""
+        ``args``) is what the value holds in memory until then; a ``heavy`` value is shed first when
+        memory or the disk runs short. The one door to the pipeline."""
         pipeline = self._pipeline or self._open()
         if pipeline.forked:  # the first value in a forked child: a pipeline and event file of its own
             pipeline = self._open()
@@ -496,6 +532,7 @@ class Writer:
                 args,
                 pending,
                 nbytes,
+                heavy,
             )
         )
 
@@ -1139,7 +1176,8 @@ class Writer:
             else value
             for name, value in args.items()
         }
-        self._put("add_deferred", global_step, walltime, encode, taken)
+        heavy = any(type(value) in (np.ndarray, Pending) for value in taken.values())
+        self._put("add_deferred", global_step, walltime, encode, taken, heavy=heavy)
 
     # -- text, structure, 3D -------------------------------------------------------------------------
 
@@ -1365,6 +1403,8 @@ class Writer:
         """Write everything logged so far to disk; returns once it is there."""
         if self._pipeline is not None:
             self._pipeline.flush()
+            if self._on_flushed is not None:
+                self._on_flushed()
 
     def close(self, status: str = "finished") -> None:
         """Write everything and close the files. ``status`` ("finished", "failed" or "interrupted")
@@ -1373,15 +1413,20 @@ class Writer:
             raise ValueError(f"close: status must be finished, failed or interrupted, got {status!r}")
         pipeline = self._pipeline
         if pipeline is None:
+            if self._closing is not None:  # a close interrupted (by SIGTERM): wait for the same work
+                self._closing.close()
             return
         self._pipeline = self.file_writer = None
         if pipeline.forked:  # the parent's, in a forked child that logged nothing: the parent ends it
             return
+        self._closing = pipeline
         for run in sorted(self._hparams_runs):  # past the memory bound too: a run's end is never dropped
             end = {"status": status, "end_time_secs": time.time()}
             pipeline.put(Item(run, 0, time.time(), hparams.session_end_value, end, False, 0), bounded=False)
         self._hparams_runs.clear()
         pipeline.close()
+        self._lost.update(pipeline.losses())
+        self._closing = None
 
     def __enter__(self) -> Writer:
         return self

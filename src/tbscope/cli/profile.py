@@ -45,11 +45,11 @@ def show(overview: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def overview_of(path: Path) -> dict[str, Any]:
+def overview_of(path: Path, inside: Path | None) -> dict[str, Any]:
     from tbscope.profiler.overview import analyze
     from tbscope.profiler.trace import load
 
-    return analyze(load(path)).as_json()
+    return analyze(load(path, inside)).as_json()
 
 
 def readable(root: Path, paths: list[Path]) -> list[Path]:
@@ -74,6 +74,7 @@ def readable(root: Path, paths: list[Path]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tbscope.logdir import TooLarge
     from tbscope.profiler.cache import cached
     from tbscope.profiler.trace import TraceError, find_traces
 
@@ -87,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
     overviews, failed = [], 0
     for path in paths:
         try:
-            overviews.append(cached(path, "overview", functools.partial(overview_of, path)))
-        except (TraceError, OSError) as err:
+            inside = args.path if args.path.is_dir() else None  # a trace named itself may be a link
+            overviews.append(cached(path, "overview", functools.partial(overview_of, path, inside)))
+        except (TraceError, TooLarge, OSError) as err:
             print(f"tbscope profile: {err}", file=sys.stderr)
             failed += 1
         except Exception as err:  # a trace that parses but holds what no profiler writes: the others still show

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,20 +32,25 @@ KEPT_TRACES = 4
 KEPT_BYTES = 1 << 30
 
 
-def version(path: Path) -> tuple[str, int, int]:
-    """What identifies the trace at ``path`` as it is now: its resolved path, size and modification time."""
-    stat = path.stat()
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+Version = tuple[str, int, int, int]
 
 
-_parsed: OrderedDict[tuple[str, int, int], Trace] = OrderedDict()
-_parsing: dict[tuple[str, int, int], threading.Lock] = {}
+def version(path: Path) -> Version:
+    """What identifies the trace at ``path`` as it is now: its absolute path, inode, size and modification
+    time (of the path itself: a link swapped in has a version of its own, and is refused when read)."""
+    stat = os.lstat(path)
+    return os.path.abspath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+_parsed: OrderedDict[Version, Trace] = OrderedDict()
+_parsing: dict[Version, threading.Lock] = {}
 _lock = threading.Lock()
 
 
-def loaded(path: Path) -> Trace:
+def loaded(path: Path, inside: str | os.PathLike[str] | None = None) -> Trace:
     """The trace at ``path``, parsed once per version of the file and shared: concurrent callers wait for
-    the one parse. Raises ``TraceError`` (and ``OSError``) as ``trace.load`` does.
+    the one parse. With ``inside`` (a logdir), only a regular file in it is read (see ``trace.load``,
+    whose errors it raises).
 
     Example:
         >>> import json, tempfile
@@ -64,7 +70,7 @@ def loaded(path: Path) -> Trace:
             if key in _parsed:
                 return _parsed[key]
         try:
-            trace = load(path)
+            trace = load(path, inside)
         finally:
             with _lock:
                 _parsing.pop(key, None)
@@ -90,8 +96,8 @@ def cached(path: Path, view: str, compute: Callable[[], Any]) -> Any:
     stored: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         stored = json.loads(target.read_text())
-    if not isinstance(stored, dict) or stored.get("trace") != str(path.resolve()):
-        stored = {"trace": str(path.resolve())}
+    if not isinstance(stored, dict) or stored.get("trace") != os.path.abspath(path):
+        stored = {"trace": os.path.abspath(path)}
     if view not in stored:
         stored[view] = compute()
         with contextlib.suppress(OSError):

@@ -52,7 +52,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
         self._walked = 0.0
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-        self._timelines: dict[tuple[str, int, int], Any] = {}
+        self._timelines: dict[tuple[str, int, int, int], Any] = {}
 
     def get_plugin_apps(self) -> dict[str, Any]:
         return {
@@ -99,7 +99,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
         from tbscope.profiler import cache, memory, modules, overview, tables
 
         def compute() -> Any:
-            trace = cache.loaded(path)
+            trace = cache.loaded(path, self._logdir)
             if step:  # the steps' windows from the Overview, kept: not analyzed again
                 steps = self._analysis(path, "overview", "")["steps"]
                 trace = overview.span(trace, int(step), {s["step"]: (s["start_us"], s["end_us"]) for s in steps})
@@ -166,7 +166,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
             return _error(request, "no such run", 404)
         return self._answer(request, lambda: self._kept(
             ("distributed", *(cache.version(p) for p in paths)),
-            lambda: distributed.distributed([cache.loaded(p) for p in paths]),
+            lambda: distributed.distributed([cache.loaded(p, self._logdir) for p in paths]),
         ))  # fmt: skip
 
     def _diff(self, request: wrappers.Request) -> wrappers.Response:
@@ -184,7 +184,9 @@ class ProfilePlugin(base_plugin.TBPlugin):
         base_step, other_step = (int(s) if s else None for s in steps)
         return self._answer(request, lambda: self._kept(
             ("diff", cache.version(base), cache.version(other), base_step, other_step),
-            lambda: diff.diff(cache.loaded(base), cache.loaded(other), base_step, other_step),
+            lambda: diff.diff(
+                cache.loaded(base, self._logdir), cache.loaded(other, self._logdir), base_step, other_step
+            ),
         ))  # fmt: skip
 
     def _timeline_of(self, path: Path) -> Any:
@@ -201,7 +203,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
             if all("start_us" in s for s in steps):
                 windows = [(s["step"], s["start_us"], s["end_us"], s["step"] if s.get("training_step") is None
                             else s["training_step"]) for s in steps]  # fmt: skip
-            laid_out = views.Timeline(cache.loaded(path), windows)
+            laid_out = views.Timeline(cache.loaded(path, self._logdir), windows)
         with self._lock:
             self._timelines[key] = laid_out  # the most recent last
             while len(self._timelines) > _TIMELINES:
@@ -230,12 +232,14 @@ class ProfilePlugin(base_plugin.TBPlugin):
         return self._answer(request, lambda: self._timeline_of(path).event(int(request.args["id"])))
 
     def _raw_trace(self, request: wrappers.Request) -> wrappers.Response:
-        """The trace file itself, for "Open in Perfetto"."""
+        """The trace file itself, for "Open in Perfetto": read from the descriptor checked to lie in the logdir."""
+        from tbscope import logdir
+
         path = self._trace_path(request)
         if path is None:
             return _error(request, "no such run and worker", 404)
         try:
-            return http_util.Respond(request, path.read_bytes(), "application/octet-stream")
+            return http_util.Respond(request, logdir.read_inside(path, self._logdir), "application/octet-stream")
         except OSError as err:
             return _error(request, f"{path.name}: the trace cannot be read ({err.strerror}); reload the page", 404)
 

@@ -9,8 +9,8 @@ traces (``find_traces``, ``is_trace_file``: the one rule of what a trace file is
 
 from __future__ import annotations
 
+import codecs
 import contextlib
-import gzip
 import json
 import os
 import re
@@ -19,7 +19,7 @@ import zlib
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:  # numpy is imported where events are read, so that finding traces stays light
     import numpy as np
@@ -195,41 +195,42 @@ class Trace:
 
 _CHUNK = 1 << 20
 _WHITESPACE = " \t\r\n"
+_SKIPPED = {chars: re.compile(f"[{re.escape(chars)}]*") for chars in (_WHITESPACE, _WHITESPACE + ",")}
 _DECODER = json.JSONDecoder()
 # Traces whose JSON text is smaller than this are parsed whole (fast, in C); larger ones are streamed,
 # an event at a time, so that their text never sits in memory.
 WHOLE_DOCUMENT_BYTES = 64 << 20
-
-
-def text_size(path: Path) -> int:
-    """The size of a trace's JSON text: a gzip file's own record of it (modulo 4 GiB), else the file's."""
-    with open(path, "rb") as f:
-        if f.read(2) != b"\x1f\x8b":
-            return path.stat().st_size
-        f.seek(-4, os.SEEK_END)
-        recorded = int.from_bytes(f.read(4), "little")
-    return recorded if recorded >= path.stat().st_size else 1 << 32  # wrapped: bigger than 4 GiB
+# ... unless their text is more than this many times the file: torch's gzipped traces expand 7 to 21
+# times, and a text that compresses far better (``[{},{},...]``) would become far more Python objects than
+# bytes if parsed whole; streamed, it costs no memory.
+WHOLE_DOCUMENT_RATIO = 50
+# The longest text one value of ``traceEvents`` (or of the header) may have when streamed: no profiler
+# writes an event of megabytes, and a value that never ends must not gather a whole file in memory.
+MAX_VALUE_CHARS = 16 << 20
 
 
 class _Stream:
-    """Text of a (possibly gzipped) file, read a megabyte at a time, with a cursor."""
+    """Text of a trace's content (already decompressed, see ``logdir.decompressed``), read a megabyte at
+    a time after the bytes ``head`` that were read first, with a cursor."""
 
-    def __init__(self, path: Path) -> None:
-        with open(path, "rb") as probe:
-            gzipped = probe.read(2) == b"\x1f\x8b"
-        # Closed by close(), which _read calls in a finally: the stream outlives any one with-block.
-        opener: Any = gzip.open if gzipped else open
-        self._file = opener(path, "rt", encoding="utf-8")
+    def __init__(self, path: Path, source: BinaryIO, head: bytearray) -> None:
         self.path, self.text, self.pos = path, "", 0
+        self._source, self._head, self._at = source, head, 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
 
     def more(self) -> bool:
+        raw: bytes | bytearray
+        if self._at < len(self._head):
+            raw = self._head[self._at : self._at + _CHUNK]
+            self._at += len(raw)
+        else:
+            self._head = bytearray()
+            raw = _content(self.path, self._source, _CHUNK)
         try:
-            chunk = self._file.read(_CHUNK)
-        except (EOFError, OSError, zlib.error) as err:
-            raise TraceError(f"{self.path}: a damaged or truncated gzip file ({err})") from err
+            chunk = self._decoder.decode(raw, final=not raw)
         except UnicodeDecodeError as err:
             raise TraceError(f"{self.path}: not a JSON trace ({err})") from err
-        if not chunk:
+        if not raw:
             return False
         self.text = self.text[self.pos :] + chunk
         self.pos = 0
@@ -238,8 +239,7 @@ class _Stream:
     def skip(self, chars: str = _WHITESPACE) -> str:
         """Skip ``chars``; the next character, or "" at the end."""
         while True:
-            while self.pos < len(self.text) and self.text[self.pos] in chars:
-                self.pos += 1
+            self.pos = _SKIPPED[chars].match(self.text, self.pos).end()  # type: ignore[union-attr]
             if self.pos < len(self.text):
                 return self.text[self.pos]
             if not self.more():
@@ -252,58 +252,74 @@ class _Stream:
             try:
                 value, end = _DECODER.raw_decode(self.text, self.pos)
             except json.JSONDecodeError as err:
+                if len(self.text) - self.pos > MAX_VALUE_CHARS:
+                    raise TraceError(
+                        f"{self.path}: not a torch.profiler trace (a value of more than {MAX_VALUE_CHARS:,} characters "
+                        f"at character {err.pos})"
+                    ) from err
                 if self.more():
                     continue
                 raise TraceError(f"{self.path}: not a JSON trace ({err.msg} at character {err.pos})") from err
             self.pos = end
             return value
 
-    def close(self) -> None:
-        self._file.close()
 
-
-def _read(path: Path, keep: Any) -> dict[str, Any]:
-    """The trace's top-level fields, with each element of ``traceEvents`` handed to ``keep``. A trace
-    larger than ``WHOLE_DOCUMENT_BYTES`` is read in a megabyte of text at a time."""
-    if text_size(path) <= WHOLE_DOCUMENT_BYTES:
-        return _read_whole(path, keep)
-    stream = _Stream(path)
-    header: dict[str, Any] = {}
+def _content(path: Path, source: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes of a trace's content; a damaged gzip file is a TraceError (a bomb, TooLarge)."""
     try:
-        first = stream.skip()
-        if first == "[":  # the bare Chrome trace format: a list of events
+        return source.read(size)
+    except (EOFError, zlib.error) as err:
+        raise TraceError(f"{path}: a damaged or truncated gzip file ({err})") from err
+
+
+def _read(path: Path, keep: Any, inside: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The trace's top-level fields, with each element of ``traceEvents`` handed to ``keep``. The file
+    is opened once (``logdir.open_inside``: a regular file, inside ``inside`` when given) and its content
+    decompressed within its ``logdir.ReadLimit``; a trace whose text is larger than
+    ``WHOLE_DOCUMENT_BYTES`` is read in a megabyte of text at a time."""
+    from tbscope import logdir
+
+    with logdir.open_inside(path, inside) as file:
+        source = logdir.decompressed(file, path)
+        head = bytearray()
+        while len(head) <= WHOLE_DOCUMENT_BYTES and (chunk := _content(path, source, _CHUNK)):
+            head += chunk
+        if len(head) <= min(WHOLE_DOCUMENT_BYTES, WHOLE_DOCUMENT_RATIO * os.fstat(file.fileno()).st_size):
+            return _read_whole(path, head, keep)
+        stream = _Stream(path, source, head)
+        del head  # the stream lets go of it once read: a large trace's text never sits in memory whole
+        return _read_streamed(stream, keep)
+
+
+def _read_streamed(stream: _Stream, keep: Any) -> dict[str, Any]:
+    path = stream.path
+    header: dict[str, Any] = {}
+    first = stream.skip()
+    if first == "[":  # the bare Chrome trace format: a list of events
+        stream.pos += 1
+        _elements(stream, keep)
+        return header
+    if first != "{":
+        raise TraceError(f"{path}: not a JSON trace (it starts with {first!r})")
+    stream.pos += 1
+    found = False
+    while stream.skip(_WHITESPACE + ",") not in ("}", ""):
+        key = stream.value()
+        if stream.skip() != ":":
+            raise TraceError(f"{path}: not a JSON trace (no ':' after key {key!r})")
+        stream.pos += 1
+        if key == "traceEvents" and stream.skip() == "[":
             stream.pos += 1
             _elements(stream, keep)
-            return header
-        if first != "{":
-            raise TraceError(f"{path}: not a JSON trace (it starts with {first!r})")
-        stream.pos += 1
-        found = False
-        while stream.skip(_WHITESPACE + ",") not in ("}", ""):
-            key = stream.value()
-            if stream.skip() != ":":
-                raise TraceError(f"{path}: not a JSON trace (no ':' after key {key!r})")
-            stream.pos += 1
-            if key == "traceEvents" and stream.skip() == "[":
-                stream.pos += 1
-                _elements(stream, keep)
-                found = True
-            else:
-                header[str(key)] = stream.value()
-        if not found:
-            raise TraceError(f"{path}: no traceEvents list: not a torch.profiler trace")
-    finally:
-        stream.close()
+            found = True
+        else:
+            header[str(key)] = stream.value()
+    if not found:
+        raise TraceError(f"{path}: no traceEvents list: not a torch.profiler trace")
     return header
 
 
-def _read_whole(path: Path, keep: Any) -> dict[str, Any]:
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as err:
-            raise TraceError(f"{path}: a damaged or truncated gzip file ({err})") from err
+def _read_whole(path: Path, raw: bytearray, keep: Any) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -328,10 +344,13 @@ def _elements(stream: _Stream, keep: Any) -> None:
         keep(stream.value())
 
 
-def load(path: str | os.PathLike[str]) -> Trace:
+def load(path: str | os.PathLike[str], inside: str | os.PathLike[str] | None = None) -> Trace:
     """The events of the trace at ``path``, read as a stream (a trace of any size never sits in memory
-    as text) into columns. Raises ``TraceError`` for a file that is not a trace; a trace with no events,
-    or with unknown categories, loads (the unknown ones are counted)."""
+    as text) into columns. With ``inside`` (a logdir), only a regular file that lies in it is read,
+    never through a symbolic link (``logdir.open_inside``). Raises ``TraceError`` for a file that is not
+    a trace, ``logdir.TooLarge`` for one that decompresses past its limit (both ValueErrors), OSError
+    for one that cannot or may not be read; a trace with no events, or with unknown categories, loads
+    (the unknown ones are counted)."""
     import numpy as np
 
     trace_path = Path(path)
@@ -409,7 +428,7 @@ def load(path: str | os.PathLike[str]) -> Trace:
                 text[0].append(index)
                 text[1].append(intern(value if isinstance(value, str) else str(value)))
 
-    header = _read(trace_path, keep)
+    header = _read(trace_path, keep, inside)
     devices = header.get("deviceProperties")  # what the analyses read of the header, of the types they read
     header["deviceProperties"] = [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
     start = np.frombuffer(starts, dtype=np.float64)  # views of the arrays read: no copy
