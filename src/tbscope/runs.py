@@ -251,6 +251,7 @@ class Run:
                 else NullWriter(run_dir)
             )
             self._session, self._finished = True, False
+            distributed.report(run_dir, rank, "running")
             on_exit(self.finish)
             return
         self.writer = Writer(
@@ -347,6 +348,8 @@ class Run:
             self._meta["heartbeat"] = _now()
             self._meta["summary"] = tagstats.merge(self._earlier, self.writer.scalar_stats())
             self._meta["bytes"] = dir_bytes(self.dir)
+            if self._meta.get("world_size"):  # a torchrun job: how its other ranks stand
+                self._meta["ranks"] = distributed.rank_states(self.dir)
             write_json_atomically(self.dir / RUN_FILE, self._meta)
             columns = (
                 sorted(self._meta["config_flat"].items(), key=lambda item: item[0]),
@@ -380,6 +383,7 @@ class Run:
         self._finished = True  # the close's own flush leaves run.json to the one write below
         if self.rank:
             self.writer.close()
+            distributed.report(self.dir, self.rank, status)
             return
         if self._note is not None:
             with contextlib.suppress(OSError):
