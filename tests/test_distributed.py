@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import accumulate, free_port
 
 TRAIN = """
-import os, sys, torch, torch.distributed as dist, tbscope
+import os, signal, sys, torch, torch.distributed as dist, tbscope
 group_first = sys.argv[2] == "group-first"
 if group_first:
     dist.init_process_group("gloo")
@@ -31,6 +31,8 @@ with tbscope.profile(run, wait=0, warmup=1, active=2) as prof:
         run.writer.add_scalar("train/loss", loss.detach(), step)
         if rank == 1 and sys.argv[4] == "rank1-dies" and step == 2:
             os._exit(3)
+        if rank == 1 and sys.argv[4] == "rank1-killed" and step == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
         prof.step()
 dist.barrier()
 run.finish()
@@ -55,8 +57,9 @@ def test_every_rank_shares_the_run_rank_0_logs_and_each_rank_profiles(tmp_path: 
     (run_dir,) = (tmp_path / "runs" / "ddp").iterdir()
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["status"] == "finished" and meta["world_size"] == 2 and meta["config"] == {"lr": 0.1}
+    assert {rank: state["status"] for rank, state in meta["ranks"].items()} == {"1": "finished"}
     assert [e.step for e in accumulate(run_dir).Scalars("train/loss")] == [0, 1, 2, 3]  # once: rank 0's
-    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == ["profile"]
+    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) == ["profile"]
     traces = sorted(p.name.split(".")[0] for p in (run_dir / "profile").iterdir())
     assert traces == ["rank0", "rank1"]
 
@@ -83,3 +86,19 @@ def test_a_rank_that_dies_leaves_a_whole_run_that_ls_shows_ended(tmp_path: Path)
     (row,) = json.loads(listed.stdout)
     assert row["status"] in ("crashed", "interrupted", "failed") and meta["status"] != "finished"
     assert [e.step for e in accumulate(run_dir).Scalars("train/loss")][:2] == [0, 1]
+
+
+def test_a_killed_rank_1_is_told_apart_from_how_the_job_ended(tmp_path: Path) -> None:
+    result = torchrun(tmp_path, "group-first", "rank-0", "rank1-killed")
+    assert result.returncode != 0
+    (run_dir,) = (tmp_path / "runs" / "ddp").iterdir()
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["ranks"]["1"]["status"] == "crashed"  # rank 0 found its process gone
+    # rank 0 itself: its collective broken by the lost peer ("failed"), or stopped by torchrun ("interrupted")
+    assert meta["status"] in ("failed", "interrupted")
+    tbscope_cli = str(Path(sys.executable).with_name("tbscope"))
+    listed = subprocess.run([tbscope_cli, "ls", str(tmp_path / "runs"), "--json"], capture_output=True, text=True)
+    (row,) = json.loads(listed.stdout)
+    assert (row["status"], row["ranks"]) == (meta["status"], {"1": "crashed"})
+    table = subprocess.run([tbscope_cli, "ls", str(tmp_path / "runs")], capture_output=True, text=True).stdout
+    assert f"{meta['status']} (rank 1 crashed)" in table

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import signal
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -67,10 +72,10 @@ def quiet() -> Any:
 
 
 def test_fit_logs_the_run_its_hyperparameters_beside_its_validation_metrics_and_its_end(tmp_path: Path) -> None:
-    logger = TBScopeLogger("tiny", root=tmp_path, name="baseline")
+    logger = TBScopeLogger(tmp_path, name="tiny", version="baseline")
     trainer(logger).fit(Tiny(lr=0.05, width=8), loader(), loader())
     run = logger.run
-    assert run.dir.parent == tmp_path / "tiny" and run.dir.name == "0001-baseline"
+    assert run.dir == tmp_path / "tiny" / "baseline"
     meta = json.loads((run.dir / "run.json").read_text())
     assert meta["status"] == "finished" and meta["config"] == {"lr": 0.05, "width": 8}
     table = hparams_table(tmp_path)
@@ -80,13 +85,44 @@ def test_fit_logs_the_run_its_hyperparameters_beside_its_validation_metrics_and_
     assert session_infos(run.dir)[1].status == api_pb2.STATUS_SUCCESS  # type: ignore[union-attr]
 
 
+class Configured(Tiny):
+    """A module whose hyperparameters are what scripts pass around: a Namespace, a tensor, a class, a device."""
+
+    def __init__(self, args: Any, scale: Any, act: Any, device_name: Any = None) -> None:
+        super().__init__(lr=0.05)
+        self.save_hyperparameters()
+
+
+def test_namespace_tensor_and_class_hyperparameters_train_and_read_back_from_hparams_yaml(tmp_path: Path) -> None:
+    logger = TBScopeLogger(tmp_path, name="tiny")
+    fit = trainer(logger, enable_checkpointing=True)
+    assert fit.log_dir == logger.log_dir == str(tmp_path / "tiny" / "version_0")
+    args = argparse.Namespace(depth=3, opt=argparse.Namespace(name="sgd", momentum=0.9))
+    model = Configured(args, torch.tensor(0.5), torch.nn.ReLU, torch.device("cpu"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit.fit(model, loader(), loader())
+    assert len([w for w in caught if "stored as text" in str(w.message)]) == 1  # the device, once
+    run_dir = Path(fit.log_dir)
+    assert run_dir == logger.run.dir and (run_dir / "checkpoints").is_dir()
+    flat = json.loads((run_dir / "run.json").read_text())["config_flat"]
+    assert flat == {"lr": 0.05, "width": 8, "args/depth": 3, "args/opt/name": "sgd", "args/opt/momentum": 0.9,
+                    "scale": 0.5, "act": "torch.nn.modules.activation.ReLU", "device_name": "cpu"}  # fmt: skip
+    (row,) = [row for name, row in hparams_table(tmp_path).items() if name]
+    assert row["hparams"]["args/opt/name"] == "sgd" and row["hparams"]["scale"] == 0.5
+    (checkpoint,) = (run_dir / "checkpoints").iterdir()
+    loaded = Configured.load_from_checkpoint(checkpoint, hparams_file=run_dir / "hparams.yaml", weights_only=False)
+    assert loaded.hparams["args"] == {"depth": 3, "opt": {"name": "sgd", "momentum": 0.9}}
+    assert loaded.hparams["scale"] == 0.5 and loaded.hparams["act"] == "torch.nn.modules.activation.ReLU"
+
+
 def test_lightnings_log_every_n_steps_decides_and_the_logger_never_flushes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flushes: list[int] = []
     real_flush = tbscope.Writer.flush
     monkeypatch.setattr(tbscope.Writer, "flush", lambda self: (flushes.append(1), real_flush(self))[1])
-    logger = TBScopeLogger("tiny", root=tmp_path)
+    logger = TBScopeLogger(tmp_path, name="tiny")
     trainer(logger, log_every_n_steps=4).fit(Tiny(), loader())  # 8 steps an epoch, 2 epochs
     steps = [e.step for e in accumulate(logger.run.dir).Scalars("train/loss")]
     assert steps == [3, 7, 11, 15]
@@ -94,7 +130,7 @@ def test_lightnings_log_every_n_steps_decides_and_the_logger_never_flushes(
 
 
 def test_a_run_that_raises_ends_failed(tmp_path: Path) -> None:
-    logger = TBScopeLogger("tiny", root=tmp_path)
+    logger = TBScopeLogger(tmp_path, name="tiny")
     with pytest.raises(RuntimeError, match="diverged"):
         trainer(logger).fit(Tiny(fail_at=3), loader())
     assert json.loads((logger.run.dir / "run.json").read_text())["status"] == "failed"
@@ -102,7 +138,7 @@ def test_a_run_that_raises_ends_failed(tmp_path: Path) -> None:
 
 
 def test_log_graph_and_validate_after_fit_continue_the_same_run(tmp_path: Path) -> None:
-    logger = TBScopeLogger("tiny", root=tmp_path, log_graph=True)
+    logger = TBScopeLogger(tmp_path, name="tiny", log_graph=True)
     fit = trainer(logger)
     model = Tiny()
     fit.fit(model, loader())
@@ -115,19 +151,66 @@ def test_log_graph_and_validate_after_fit_continue_the_same_run(tmp_path: Path) 
     assert json.loads((first / "run.json").read_text())["status"] == "finished"
 
 
-def test_resuming_from_a_checkpoint_continues_the_same_run(tmp_path: Path) -> None:
-    logger = TBScopeLogger("tiny", root=tmp_path)
+def test_fit_from_a_checkpoint_continues_the_run_that_saved_it(tmp_path: Path) -> None:
     checkpoints = L.pytorch.callbacks.ModelCheckpoint(save_last=True)
-    trainer(logger, enable_checkpointing=True, callbacks=[checkpoints]).fit(Tiny(), loader())
-    run_dir = logger.run.dir
+    first = TBScopeLogger(tmp_path, name="tiny")
+    trainer(first, enable_checkpointing=True, callbacks=[checkpoints]).fit(Tiny(), loader())
+    run_dir = first.run.dir
     assert Path(checkpoints.last_model_path).parent == run_dir / "checkpoints"
-    step = torch.load(checkpoints.last_model_path, weights_only=False)["global_step"]
-    resumed = TBScopeLogger("tiny", root=tmp_path, resume=tbscope.Resume(logger.run.id, step=step))
-    trainer(resumed, max_epochs=4).fit(Tiny(), loader(), ckpt_path=checkpoints.last_model_path)
-    assert resumed.run.dir == run_dir
+    again = L.pytorch.callbacks.ModelCheckpoint(save_last=True)
+    resumed = TBScopeLogger(tmp_path, name="tiny")  # as a restarted script makes it: nothing said about the run
+    with warnings.catch_warnings():
+        # Lightning warns when the checkpoints' folder moved, or a state in the checkpoint finds no callback
+        warnings.filterwarnings("error", message=".*(dirpath has changed|callbacks used to create the checkpoint)")
+        trainer(resumed, max_epochs=4, enable_checkpointing=True, callbacks=[again]).fit(
+            Tiny(), loader(), ckpt_path=checkpoints.last_model_path
+        )
+    assert resumed.run.dir == run_dir and resumed.version == 0
+    assert sorted(os.listdir(tmp_path / "tiny")) == ["version_0"]
+    assert Path(again.last_model_path).parent == run_dir / "checkpoints"
     steps = [e.step for e in accumulate(run_dir).Scalars("train/loss")]
-    assert steps == sorted(set(steps)) and steps[-1] == 31  # 4 epochs of 8 steps, no step twice
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    assert steps == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31]  # 4 epochs of 8 steps, each once
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "finished" and meta["resumed"][0]["step"] == 17  # the first step it logged again
+
+
+KILLED_AFTER_A_CHECKPOINT = """
+import os, signal, sys, torch, lightning as L
+sys.path.insert(0, sys.argv[3])
+from test_lightning import Tiny, loader
+from tbscope.integrations.lightning import TBScopeLogger
+
+class KillAfterCheckpoint(L.Callback):
+    def on_train_batch_start(self, trainer, module, batch, index):
+        if sys.argv[2] == "kill" and trainer.global_step == 12:  # two steps after the checkpoint at 10
+            os.kill(os.getpid(), signal.SIGKILL)
+
+checkpoints = L.pytorch.callbacks.ModelCheckpoint(every_n_train_steps=5, save_top_k=-1)
+trainer = L.Trainer(logger=TBScopeLogger(sys.argv[1], name="tiny"), max_steps=20, log_every_n_steps=1,
+                    callbacks=[checkpoints, KillAfterCheckpoint()], enable_progress_bar=False, accelerator="cpu")
+ckpt = os.path.join(sys.argv[1], "tiny", "version_0", "checkpoints", "epoch=1-step=10.ckpt")
+trainer.fit(Tiny(), loader(), ckpt_path=ckpt if sys.argv[2] == "resume" else None)
+"""
+
+
+def test_killed_after_a_checkpoint_and_resumed_from_it_every_step_is_logged_once(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(KILLED_AFTER_A_CHECKPOINT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def train(how: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, str(script), str(tmp_path / "runs"), how, str(Path(__file__).parent)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+    killed = train("kill")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run_dir = tmp_path / "runs" / "tiny" / "version_0"
+    assert (run_dir / "checkpoints" / "epoch=1-step=10.ckpt").is_file()
+    resumed = train("resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(p.name for p in (tmp_path / "runs" / "tiny").iterdir()) == ["version_0"]
+    steps = [e.step for e in accumulate(run_dir).Scalars("train/loss")]
+    assert steps == list(range(20))  # the steps before the checkpoint from the killed process, the rest after
 
 
 class ImageClassifier(L.LightningModule):
@@ -169,7 +252,7 @@ def test_callbacks_log_predictions_watch_the_model_and_profile_steps(tmp_path: P
     from tbscope.integrations.lightning import ProfileSteps, ValidationPredictions, WatchModel
 
     if logger_kind == "tbscope":
-        logger: Any = TBScopeLogger("tiny", root=tmp_path)
+        logger: Any = TBScopeLogger(tmp_path, name="tiny")
     else:
         logger = L.pytorch.loggers.TensorBoardLogger(str(tmp_path), name="tb")
     callbacks = [ValidationPredictions(class_names=["circle", "square", "triangle"]), WatchModel(),
@@ -194,7 +277,7 @@ def test_callbacks_log_predictions_watch_the_model_and_profile_steps(tmp_path: P
 def test_predictions_draw_the_boxes_and_the_mask_a_batch_has(tmp_path: Path) -> None:
     from tbscope.integrations.lightning import ValidationPredictions
 
-    logger = TBScopeLogger("tiny", root=tmp_path)
+    logger = TBScopeLogger(tmp_path, name="tiny")
     trainer(logger, callbacks=[ValidationPredictions()], max_epochs=1).fit(
         ImageClassifier(), image_data(), image_data(as_dict=True)
     )

@@ -333,8 +333,10 @@ def test_untraceable_model_warns_naming_it_and_why_and_training_goes_on(tmp_path
 def test_add_tensor_round_trips_the_array(tmp_path: Path) -> None:
     with Writer(tmp_path) as w:
         w.add_tensor("raw", torch.arange(6, dtype=torch.int32).reshape(2, 3), 1)
-    got = tensor_util.make_ndarray(accumulate(tmp_path).Tensors("raw")[0].tensor_proto)
+    acc = accumulate(tmp_path)
+    got = tensor_util.make_ndarray(acc.Tensors("raw")[0].tensor_proto)
     assert got.tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert acc.SummaryMetadata("raw").plugin_data.plugin_name == "tensor"  # torch's name, for tools that filter by it
 
 
 def test_onnx_graph_is_logged_with_its_nodes_wired(tmp_path: Path) -> None:

@@ -43,6 +43,13 @@ class RunEntry:
     hparams: dict[str, HParamValue] = field(default_factory=dict)
     summary: tagstats.RunStats = field(default_factory=dict)
     headline: list[str] = field(default_factory=list)
+    ranks: dict[str, str] = field(default_factory=dict)  # a torchrun job's other ranks: rank -> status
+
+    @property
+    def shown_status(self) -> str:
+        """The status, and the other ranks of a torchrun job that died or failed: "interrupted (rank 1 crashed)"."""
+        down = [f"rank {rank} {status}" for rank, status in self.ranks.items() if status not in ("running", "finished")]
+        return f"{self.status} ({', '.join(down)})" if down else self.status
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +57,7 @@ class RunEntry:
             "started": self.started.isoformat() if self.started else None, "duration_s": self.duration,
             "last_step": self.last_step, "bytes": self.bytes, "hparams": self.hparams,
             "metrics": {tag: self.summary[tag] for tag in self.headline}, "summary": self.summary,
+            "ranks": self.ranks,
         }  # fmt: skip
 
 
@@ -75,6 +83,7 @@ def _tbscope_entry(root: Path, run_dir: Path, meta: dict[str, Any]) -> RunEntry:
         hparams=dict(meta.get("config_flat", {})),
         summary=summary,
         headline=rundir.headline_metrics(meta),
+        ranks=rundir.rank_statuses(meta),
     )
 
 

@@ -104,7 +104,7 @@ def _same_machine_and_namespace(meta: Mapping[str, Any]) -> bool:
     return (meta.get("pid_namespace"), meta.get("boot_id")) == _here()
 
 
-def _proved_dead(meta: Mapping[str, Any]) -> bool:
+def proved_dead(meta: Mapping[str, Any]) -> bool:
     """Whether the process that wrote ``meta`` is certainly gone: here (see above), its pid is free, a
     zombie (killed, not yet reaped) or another process that started later. Anything that cannot be
     checked (another host, a container, an older run.json) is no proof."""
@@ -127,20 +127,29 @@ def _proved_dead(meta: Mapping[str, Any]) -> bool:
 
 def effective_status(meta: Mapping[str, Any], now: datetime | None = None) -> str:
     """The status a reader should believe. A "running" run is "crashed" only when its process is proved
-    gone (see ``_proved_dead``). One whose process cannot be checked (another host, a container) and
+    gone (see ``proved_dead``). One whose process cannot be checked (another host, a container) and
     whose heartbeat is older than ``STALE_AFTER`` is "stale": maybe gone, maybe stopped; prune keeps it."""
     status = meta.get("status")
     if not isinstance(status, str):
         return "unknown"
     if status != "running":
         return status
-    if _proved_dead(meta):
+    if proved_dead(meta):
         return "crashed"
     if _same_machine_and_namespace(meta):
         return "running"  # its process is there: training, or stopped (Ctrl-Z, a scheduler's suspend)
     beat = read_time(meta.get("heartbeat"))
     silent = beat is None or (now or datetime.now(timezone.utc)) - beat > STALE_AFTER
     return "stale" if silent else "running"
+
+
+def rank_statuses(meta: Mapping[str, Any]) -> dict[str, str]:
+    """How the other ranks of a ``torchrun`` job stand, as rank 0 last recorded them in run.json (``ranks``):
+    a rank recorded "running" whose process is proved gone is "crashed"."""
+    return {
+        rank: "crashed" if state["status"] == "running" and proved_dead(state) else state["status"]
+        for rank, state in meta.get("ranks", {}).items()
+    }
 
 
 def dir_bytes(path: Path) -> int:
@@ -237,6 +246,13 @@ def _checked(meta: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 clean["summary"][tag] = dict(stats)
             else:
                 problems.append(f"summary[{_shown(tag)}] ({_shown(stats)})")
+    if check("ranks", isinstance(meta.get("ranks"), Mapping)):
+        clean["ranks"] = {}
+        for rank, state in meta["ranks"].items():
+            if isinstance(state, Mapping) and isinstance(state.get("status"), str):
+                clean["ranks"][str(rank)] = _identity(state)
+            else:
+                problems.append(f"ranks[{_shown(rank)}] ({_shown(state)})")
     if check("config_flat", isinstance(meta.get("config_flat"), Mapping)):
         clean["config_flat"] = {}
         for key, value in meta["config_flat"].items():
@@ -245,6 +261,15 @@ def _checked(meta: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             else:
                 problems.append(f"config_flat[{_shown(key)}] ({_shown(value)})")
     return clean, problems
+
+
+def _identity(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A rank's record in run.json: its status, and the fields that prove its process gone, where valid."""
+    kept = {key: state[key] for key in ("status", "host", "pid_namespace", "boot_id", "pid_start")
+            if isinstance(state.get(key), str)}  # fmt: skip
+    if tagstats.is_count(state.get("pid"), 1 << 31) and state["pid"] > 0:
+        kept["pid"] = state["pid"]
+    return kept
 
 
 def _read_run_json(run_dir: Path, logdir: Path, unusable: str) -> tuple[dict[str, Any] | None, list[str]]:

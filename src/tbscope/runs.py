@@ -30,6 +30,8 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
 
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
 from tbscope import atomic, schema, tagstats
 from tbscope.cli.units import format_bytes
 from tbscope.integrations import distributed
@@ -113,25 +115,61 @@ def config_as_dict(config: Any) -> dict[str, Any]:
     )
 
 
-def _jsonable(value: Any, where: str) -> Any:
+# A tensor or an array with more values than this is stored as a description, not its values.
+_MAX_ARRAY_VALUES = 100
+
+
+def _jsonable(value: Any, where: str, texted: list[str]) -> Any:
+    """``value`` as run.json holds it, the way Lightning's loggers store hyperparameters: a Namespace or a
+    dataclass as a dict, a tensor or an array of one value as that number and a larger one as the text of
+    its values (its shape, past ``_MAX_ARRAY_VALUES``), a class or a function as its qualified name, and
+    anything else as its text, its place noted in ``texted``. Never raises: a config never stops a run."""
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int | float):
         return value if not isinstance(value, float) or math.isfinite(value) else str(value)
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        return _jsonable(value.item(), where)
     if isinstance(value, PurePath):
         return str(value)
     if isinstance(value, enum.Enum):
         return value.name
+    if isinstance(value, argparse.Namespace):
+        value = vars(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
+        return {str(k): _jsonable(v, f"{where}[{k!r}]", texted) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise ValueError(
-        f"init: {where} is a {type(value).__name__}, which run.json cannot hold; "
-        "pass plain values (numbers, strings, bools, lists, dicts, paths), e.g. its name"
-    )
+        return [_jsonable(v, f"{where}[{i}]", texted) for i, v in enumerate(value)]
+    if hasattr(value, "ndim") and hasattr(value, "tolist") and hasattr(value, "shape"):  # a tensor, an array
+        size = math.prod(value.shape)
+        if size == 1:
+            return _jsonable(value.item(), where, texted)
+        if size <= _MAX_ARRAY_VALUES:
+            return str(value.tolist())
+        return f"{type(value).__name__} of shape {tuple(value.shape)}"
+    if isinstance(value, type) or callable(value):
+        name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+        if isinstance(name, str):
+            return f"{getattr(value, '__module__', None) or ''}.{name}".lstrip(".")
+    texted.append(f"{where} ({type(value).__name__})")
+    try:
+        return str(value)
+    except Exception:  # a broken __str__ is still no reason to stop a run
+        return f"<{type(value).__name__}>"
+
+
+def plain_config(config: Any, where: str = "config") -> dict[str, Any]:
+    """``config`` (see ``config_as_dict``) as run.json holds it (see ``_jsonable``), with one warning
+    naming what was stored as its text."""
+    texted: list[str] = []
+    plain = _jsonable(config_as_dict(config), where, texted)
+    if texted:
+        warnings.warn(
+            f"tbscope: stored as text, which run.json and the HParams dashboard can hold: {', '.join(texted)}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return dict(plain)
 
 
 def write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
@@ -249,6 +287,7 @@ class Run:
         earlier: Mapping[str, Mapping[str, Any]] | None = None,
         rank: int = 0,
         all_ranks: bool = False,
+        writer_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.dir = run_dir
         self.rank = rank  # under torch.distributed: only rank 0 writes run.json and the run's own events
@@ -267,15 +306,18 @@ class Run:
         self.writer: Writer
         if rank:
             self.writer = (
-                Writer(run_dir / f"rank{rank}", cadence=cadence, budget=budget) if all_ranks else NullWriter(run_dir)
+                Writer(run_dir / f"rank{rank}", cadence=cadence, budget=budget, **(writer_options or {}))
+                if all_ranks
+                else NullWriter(run_dir)
             )
             self._session, self._finished = True, False
+            distributed.report(run_dir, rank, "running")
             on_exit(self.finish)
             return
         self._files_before = {path.name for path in run_dir.glob("events.out.tfevents.*")}  # a resumed run's
         self.writer = Writer(
             run_dir, purge_step=purge_step, cadence=cadence, budget=budget, on_flush=self._update,
-            on_flushed=self._columns_shown,
+            on_flushed=self._columns_shown, **(writer_options or {}),
         )  # fmt: skip
         # The run's HParams session: TensorBoard shows the first one a run writes, so without a config
         # it waits for add_config (a Lightning logger learns the hyperparameters after the run starts),
@@ -307,7 +349,11 @@ class Run:
             >>> run.config
             {'lr': 0.1, 'model': {'width': 16}}
         """
-        given = _jsonable(config_as_dict(config), "config")
+        try:
+            given = plain_config(config)
+        except TypeError as err:  # mid-run: a config that is no mapping is reported, never raised
+            warnings.warn(f"tbscope: add_config ignored: {err}", RuntimeWarning, stacklevel=2)
+            return
         merged = {**self._meta["config"], **given}
         if self._session and merged == self._meta["config"]:
             return  # nothing new (Lightning logs the same hyperparameters at every stage)
@@ -326,6 +372,32 @@ class Run:
             self.writer.add_hparams(self._meta["config_flat"], {})
         self._save()
 
+    def purge(self, step: int) -> None:
+        """Hide every value the run logged at or after ``step``, as ``Resume(run, step=step)`` does: for a
+        resumed run whose first step is known only when it logs it (Lightning's ``fit(ckpt_path=...)``).
+        Call it before the resumed run logs anything.
+
+        Example:
+            >>> import tempfile, tbscope
+            >>> with tbscope.init("cnn", root=tempfile.mkdtemp()) as run:
+            ...     for step in range(5):
+            ...         run.writer.add_scalar("loss", float(step), step)
+            >>> with tbscope.init("cnn", root=run.dir.parent.parent, resume=run.dir) as resumed:
+            ...     resumed.purge(3)  # restarted from step 3: steps 3 and 4 are logged again
+            ...     for step in (3, 4):
+            ...         resumed.writer.add_scalar("loss", 10.0 + step, step)
+            >>> tbscope.read_scalars(run.dir)["value"].tolist()
+            [0.0, 1.0, 2.0, 13.0, 14.0]
+        """
+        self.writer.flush()  # what was logged goes first, then the purge, then what comes after it
+        self.writer._get_file_writer().add_event(Event(session_log=SessionLog(status=SessionLog.START)), step)
+        self.writer.flush()
+        if not self.rank:
+            with self._lock:
+                self._earlier = {tag: stats for tag, stats in _logged_before(self.dir, step).items()}
+                if self._meta.get("resumed"):
+                    self._meta["resumed"][-1]["step"] = step  # run.json: where it was resumed
+
     def _save(self) -> None:
         if os.getpid() != self._pid or self.rank:
             return  # a forked child (a DataLoader worker), or another rank: run.json is not theirs to write
@@ -337,6 +409,8 @@ class Run:
             lost = self.writer.lost_values()
             if lost or "lost" in self._meta:
                 self._meta["lost"] = lost  # the values not on disk, as the writer's warning counts them
+            if self._meta.get("world_size"):  # a torchrun job: how its other ranks stand
+                self._meta["ranks"] = distributed.rank_states(self.dir)
             write_json_atomically(self.dir / RUN_FILE, self._meta)
             columns = (
                 sorted(self._meta["config_flat"].items(), key=lambda item: item[0]),
@@ -392,6 +466,7 @@ class Run:
         self._ending = status
         if self.rank:
             self.writer.close()
+            distributed.report(self.dir, self.rank, status)
             self._finished = True
             return
         if self._note is not None:
@@ -426,11 +501,24 @@ class Run:
         return f"Run({str(self.dir)!r}, status={self.status!r})"
 
 
-def _create_run_dir(experiment_dir: Path, name: str | None) -> tuple[Path, str]:
+def numbered(experiment_dir: Path, folder: str) -> int:
+    """The next free number ``n`` for a folder pattern such as ``version_{n}`` in ``experiment_dir``: one past
+    the largest taken, from 0, as Lightning numbers its versions."""
+    head, _, tail = folder.partition("{n}")
+    pattern = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + "$")
+    try:
+        taken = [int(match[1]) for p in experiment_dir.iterdir() if (match := pattern.match(p.name)) and p.is_dir()]
+    except OSError:
+        return 0
+    return max(taken, default=-1) + 1
+
+
+def _create_run_dir(experiment_dir: Path, name: str | None, folder: str | None = None) -> tuple[Path, str]:
     """A new, empty run directory, ``<n>-<name>`` (``<n>-<id>`` without a name): ``n`` counts the
     experiment's runs in the order they start (taken under the root's lock, so concurrent starts never
     share one), and the name comes right after it, where TensorBoard's run selector, legends and HParams
-    table show it."""
+    table show it. ``folder`` names it instead: ``{n}`` in it is the next free number (``version_{n}``),
+    and a plain name is taken as it is, an empty folder of that name included."""
     run_id = secrets.token_hex(4)
     lock = experiment_dir.parent / schema.HOME / schema.LOCK
     with contextlib.ExitStack() as held:
@@ -443,10 +531,17 @@ def _create_run_dir(experiment_dir: Path, name: str | None) -> tuple[Path, str]:
                 RuntimeWarning,
                 stacklevel=4,
             )
-        taken = [int(match[1]) for p in experiment_dir.iterdir() if (match := _NUMBERED.match(p.name))]
-        number = max(taken, default=0) + 1
+        if folder is not None and "{n}" not in folder:
+            path = experiment_dir / folder
+            path.mkdir(exist_ok=True)
+            return path, run_id
+        if folder is not None:
+            number = numbered(experiment_dir, folder)
+        else:
+            taken = [int(match[1]) for p in experiment_dir.iterdir() if (match := _NUMBERED.match(p.name))]
+            number = max(taken, default=0) + 1
         while True:
-            path = experiment_dir / f"{number:04d}-{name or run_id}"
+            path = experiment_dir / (folder.replace("{n}", str(number)) if folder else f"{number:04d}-{name or run_id}")
             try:
                 path.mkdir()
             except FileExistsError:  # a folder made without the lock
@@ -481,6 +576,8 @@ def init(
     resume: Resume | str | os.PathLike[str] | None = None,
     cadence: Cadence | None = None,
     all_ranks: bool = False,
+    folder: str | None = None,
+    writer_options: Mapping[str, Any] | None = None,
 ) -> Run:
     """Start a run of ``experiment``: its directory, its writer, its run.json and its hyperparameters.
 
@@ -494,7 +591,11 @@ def init(
     metrics (default: every tag under ``val/``, ``test/`` or ``metrics/``). ``budget`` bounds the
     run's size (default ``Budget()``: 1 GiB); ``retention`` deletes old ended runs first;
     ``resume`` continues an earlier run (see ``Resume``); ``cadence`` (default ``Cadence()``) says at
-    which steps images, histograms and other heavy data are kept.
+    which steps images, histograms and other heavy data are kept. ``folder`` names the run's folder
+    instead of ``<n>-<name>``: ``{n}`` in it is the next free number (``version_{n}`` numbers runs as
+    Lightning does), and a folder that holds a run already continues it, as ``resume`` would.
+    ``writer_options`` are passed to the run's ``Writer`` (``flush_secs``, ``max_queue``,
+    ``filename_suffix``, ``strict``).
 
     Example:
         >>> import tempfile, tbscope
@@ -514,10 +615,12 @@ def init(
         name = name_from_overrides(job["overrides"])
     if name is not None:
         check_name("name", name)
+    if folder is not None:
+        check_name("folder", folder.replace("{n}", "0"))
     root_path = Path(root)
     if root_path.exists() and not root_path.is_dir():
         raise NotADirectoryError(f"init: root {str(root_path)!r} exists and is not a directory")
-    given = _jsonable(config_as_dict(config), "config")
+    given = plain_config(config)
     flat = flatten(given)
     if metrics is not None and (isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics)):
         raise TypeError(f"init: metrics must be a list of scalar tags, got {metrics!r}")
@@ -529,8 +632,11 @@ def init(
     if place is not None and place[0] != 0:  # another rank of a torchrun job: rank 0's run
         run_dir = distributed.receive(experiment_dir, place[0])
         seen = read_meta(run_dir) or {"id": run_dir.name, "experiment": experiment, "name": name, "status": "running"}
-        return Run(run_dir, seen, budget, cadence, None, {}, rank=place[0], all_ranks=all_ranks)
+        return Run(run_dir, seen, budget, cadence, None, {}, rank=place[0], all_ranks=all_ranks,
+                   writer_options=writer_options)  # fmt: skip
     resume_target = Resume(resume) if isinstance(resume, str | os.PathLike) else resume
+    if resume_target is None and folder is not None and (experiment_dir / folder / RUN_FILE).is_file():
+        resume_target = Resume(experiment_dir / folder)
     purge_step = None
     if resume_target is not None:
         run_dir = _find_run(root_path, experiment, resume_target.run)
@@ -543,7 +649,7 @@ def init(
             given = meta["config"]
             flat = flatten(given)
     else:
-        run_dir, run_id = _create_run_dir(experiment_dir, name)
+        run_dir, run_id = _create_run_dir(experiment_dir, name, folder)
         earlier = {}
         meta = {"schema": SCHEMA_VERSION, "id": run_id, "experiment": experiment, "name": name, "created": _now()}
     meta.update(
@@ -560,7 +666,7 @@ def init(
         world_size=place[1] if place is not None else None,
         metrics=list(metrics) if metrics is not None else None,
     )
-    run = Run(run_dir, meta, budget, cadence, purge_step, flat, earlier)
+    run = Run(run_dir, meta, budget, cadence, purge_step, flat, earlier, writer_options=writer_options)
     if place is not None:
         run._note = distributed.announce(experiment_dir, run_dir)
     if retention is not None:  # after the new run exists, so that it counts among the newest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,3 +25,9 @@ def test_vertices_colors_and_faces_read_back_under_the_mesh_plugins_tags(tmp_pat
     meta = metadata.parse_plugin_metadata(acc.SummaryMetadata("cloud_FACE").plugin_data.content)
     assert meta.name == "cloud" and list(meta.shape) == [1, 2, 3]
     assert '"fov": 60' in meta.json_config
+
+
+def test_a_mesh_without_a_config_carries_the_empty_json_object_the_dashboard_parses(tmp_path: Path) -> None:
+    acc = logged(tmp_path, mesh.mesh_values("cloud", np.random.rand(1, 4, 3), None, None, None))
+    meta = metadata.parse_plugin_metadata(acc.SummaryMetadata("cloud_VERTEX").plugin_data.content)
+    assert json.loads(meta.json_config) == {}  # torch writes "{}" too; "" is no JSON

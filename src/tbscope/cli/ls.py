@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     headers = ["experiment", "run", "status", "started", "duration", "last step", "size", *metrics]
     rows = [
         [
-            e.experiment, e.run, e.status,
+            e.experiment, e.run, e.shown_status,
             e.started.strftime("%Y-%m-%d %H:%M") if e.started else None,
             format_duration(e.duration) if e.duration is not None else None,
             e.last_step, format_bytes(e.bytes),

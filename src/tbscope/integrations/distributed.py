@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tbscope import atomic
+from tbscope import atomic, rundir
 
+# Where the other ranks record themselves in the run's folder, for rank 0 to put in run.json.
+RANKS = ".ranks"
 # How long a rank waits for rank 0 to start the run, and how old a note may be to be this job's.
 WAIT_SECONDS = 300.0
 FRESH_SECONDS = 60.0
@@ -76,3 +78,27 @@ def receive(experiment_dir: Path, rank: int) -> Path:
         f"init: rank {rank} waited {WAIT_SECONDS:.0f} s for rank 0 to start the run in {experiment_dir}; is rank 0 "
         "running? (with torch.distributed.init_process_group called first, the ranks meet through it)"
     )
+
+
+def report(run_dir: Path, rank: int, status: str) -> None:
+    """Another rank: record this process (to prove it gone if it dies) and ``status`` in the run's folder.
+    A rank that cannot is still no reason to stop training: rank 0 then lists it unknown."""
+    record = {"status": status, **rundir.process_identity()}
+    with contextlib.suppress(OSError):
+        (run_dir / RANKS).mkdir(exist_ok=True)
+        atomic.write_text(run_dir / RANKS / f"{rank}.json", json.dumps(record))
+
+
+def rank_states(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Rank 0: how the other ranks stand, for run.json's ``ranks``: as each recorded itself, "crashed" for
+    one recorded "running" whose process is proved gone (``rundir.rank_statuses``)."""
+    states: dict[str, dict[str, Any]] = {}
+    with contextlib.suppress(OSError):
+        for path in sorted((run_dir / RANKS).glob("*.json")):
+            with contextlib.suppress(OSError, ValueError):
+                record = json.loads(path.read_text())
+                if isinstance(record, dict) and isinstance(record.get("status"), str) and path.stem.isdigit():
+                    states[path.stem] = record
+    for rank, status in rundir.rank_statuses({"ranks": states}).items():
+        states[rank]["status"] = status
+    return dict(sorted(states.items(), key=lambda item: int(item[0])))

@@ -3,42 +3,63 @@ that log validation predictions, watch the model and profile a few steps (with L
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+import warnings
 from argparse import Namespace
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
+from lightning.pytorch.core.saving import save_hparams_to_yaml
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
 import tbscope
+from tbscope import runs
 from tbscope.policy import Cadence
+from tbscope.rundir import RUN_FILE
 from tbscope.runs import Resume, Run
 from tbscope.writer import Writer
 
+# What TBScopeLogger takes for tbscope.init; its other keyword arguments are the SummaryWriter's, as Lightning's.
+_INIT_OPTIONS = ("metrics", "budget", "retention", "cadence", "all_ranks")
+_VERSION = re.compile(r"^version_(\d+)$")
 
-class TBScopeLogger(Logger):
-    """Log a Lightning run as a tbscope run: ``root/experiment/<n>-<name>`` with its run.json.
 
-    The run starts when Lightning first needs it (at ``fit``, ``validate`` or ``test``); the
-    hyperparameters of ``save_hyperparameters()`` become its config and its HParams session, next
-    to the validation metrics it logs; ``finalize`` records how it ended ("finished", "failed", or
-    "interrupted" for Ctrl-C). Lightning's ``log_every_n_steps`` decides which steps are logged; the
-    logger never flushes by itself (values reach the event file within a second anyway). Checkpoints
-    go to ``<run>/checkpoints``.
+class TBScopeLogger(TensorBoardLogger):
+    """Lightning's ``TensorBoardLogger``, logging a tbscope run: change the import, nothing else.
+
+    Files go where Lightning puts them: ``save_dir/name/version_<n>`` is the run's folder (its
+    ``log_dir``, ``trainer.log_dir``), with its events, ``run.json``, ``hparams.yaml`` and Lightning's
+    ``checkpoints/``. The run starts when Lightning first needs it (at ``fit``, ``validate`` or ``test``);
+    ``save_hyperparameters()`` becomes its config and its HParams session, beside the validation metrics
+    it logs (a Namespace or a nested dict flattened with "/", a tensor as its number, anything else as its
+    text); ``finalize`` records how it ended ("finished", "failed", or "interrupted" for Ctrl-C).
+    ``fit(ckpt_path=...)`` continues the run that saved the checkpoint, hiding what it logged after it,
+    and everything logged before a checkpoint is on disk when the checkpoint is saved.
 
     Args:
-        experiment: The experiment's name: runs of one experiment sit side by side.
-        root: The folder of all experiments (default ``runs``).
-        name: A name for the run, shown in its directory's name.
+        save_dir: The folder of all experiments (tbscope's runs root).
+        name: The experiment's name; ``""`` or None puts runs directly in ``save_dir``.
+        version: The run's folder: an int ``n`` is ``version_<n>``, a str is the folder's name, None is the
+            next free ``version_<n>``. A folder that holds a run already continues it.
         log_graph: Log the model's graph, traced on ``example_input_array``.
-        resume: A run id or directory, or a ``tbscope.Resume``, to continue (for a ``ckpt_path``
-            restart: ``Resume(run_id, step=<the checkpoint's global step>)`` hides what the run logged
-            after the checkpoint).
-        **init_kwargs: Passed to ``tbscope.init``: ``metrics``, ``budget``, ``retention``, and
-            ``cadence`` (by default every step: Lightning decides when heavy data is logged).
+        default_hp_metric: Accepted for Lightning's sake: every run has its HParams row without a
+            placeholder, so no ``hp_metric`` of -1 is logged.
+        prefix: Put before every metric's name, joined by "-".
+        sub_dir: ``log_dir`` (and ``hparams.yaml``) is ``<run>/<sub_dir>``; the events stay in the run.
+        resume: A run id or directory, or a ``tbscope.Resume``, to continue (``fit(ckpt_path=...)`` finds
+            it by itself).
+        **kwargs: ``metrics``, ``budget``, ``retention``, ``cadence`` and ``all_ranks`` go to ``tbscope.init``
+            (``cadence`` by default every step: Lightning decides when to log); the rest go to the run's
+            ``Writer``, as Lightning's logger passes them to its SummaryWriter (``flush_secs``, ``max_queue``, ...).
 
     Example:
         >>> import tempfile, torch, lightning as L
@@ -54,44 +75,94 @@ class TBScopeLogger(Logger):
         ...     def configure_optimizers(self):
         ...         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
         >>> data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.rand(8, 4)), batch_size=4)
-        >>> logger = TBScopeLogger("tiny", root=tempfile.mkdtemp())
+        >>> logger = TBScopeLogger(tempfile.mkdtemp(), name="tiny")
         >>> trainer = L.Trainer(max_epochs=2, logger=logger, log_every_n_steps=1, enable_progress_bar=False,
         ...                     enable_model_summary=False, enable_checkpointing=False)
         >>> trainer.fit(Tiny(), data)
-        >>> logger.run.status, logger.run.config
-        ('finished', {'lr': 0.1})
+        >>> logger.run.status, logger.run.config, logger.version, trainer.log_dir == logger.log_dir
+        ('finished', {'lr': 0.1}, 0, True)
     """
 
     def __init__(
         self,
-        experiment: str = "lightning",
-        root: str | Path = "runs",
-        name: str | None = None,
+        save_dir: str | os.PathLike[str] = "runs",
+        name: str | None = "lightning_logs",
+        version: int | str | None = None,
         log_graph: bool = False,
-        resume: Resume | str | Path | None = None,
-        **init_kwargs: Any,
+        default_hp_metric: bool = True,
+        prefix: str = "",
+        sub_dir: str | os.PathLike[str] | None = None,
+        *,
+        resume: Resume | str | os.PathLike[str] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self._experiment, self._root, self._run_name = experiment, Path(root), name
-        self._log_graph, self._resume = log_graph, resume
         # Lightning (and its callbacks' every_n_epochs) decide when to log; the run's Budget still bounds it.
-        self._init_kwargs = {"cadence": Cadence(every=1, dense_until=0), **init_kwargs}
+        init_options: dict[str, Any] = {"cadence": Cadence(every=1, dense_until=0)}
+        init_options.update({key: kwargs.pop(key) for key in _INIT_OPTIONS if key in kwargs})
+        super().__init__(
+            os.fspath(save_dir), name, version, log_graph, default_hp_metric, prefix,
+            None if sub_dir is None else os.fspath(sub_dir), **kwargs,
+        )  # fmt: skip
+        self._init_options, self._resume = init_options, resume
+        self._plain_hparams: dict[str, Any] = {}  # the hyperparameters as run.json holds them
+        self._hparams_saved: dict[str, Any] | None = None
+        self._checkpointed = False  # a checkpoint was saved since the last save()
+        self._purge_at_first_step = False  # resumed from a checkpoint, nothing logged yet
         self._run: Run | None = None
+
+    @property
+    def version(self) -> int | str:
+        """The run's folder: ``n`` for ``version_<n>``, else the folder's name. Before the run starts
+        without a given version, the next free number (taken for good when the run starts)."""
+        if self._run is not None and self._run.rank == 0:
+            match = _VERSION.match(self._run.dir.name)
+            return int(match[1]) if match else self._run.dir.name
+        if self._version is None:
+            self._version = runs.numbered(self._experiment_dir(), "version_{n}")
+        return self._version
+
+    def _experiment_dir(self) -> Path:
+        return Path(os.path.abspath(os.path.expanduser(os.path.expandvars(self.root_dir))))
+
+    # -- the run ------------------------------------------------------------------------------------
 
     @property
     def run(self) -> Run:
         """The tbscope run, started on first use (on rank 0; other ranks never start one)."""
         if self._run is None:
-            self._run = tbscope.init(
-                self._experiment, root=self._root, name=self._run_name, resume=self._resume, **self._init_kwargs
-            )
+            self._start(None, None)
+        assert self._run is not None
         return self._run
+
+    def _start(self, trainer: Any, ckpt_path: str | None = None) -> None:
+        experiment_dir = self._experiment_dir()  # save_dir itself when name is "": runs sit in it
+        root, experiment = experiment_dir.parent, experiment_dir.name
+        resume = self._resume if self._resume is not None else _resumed_from(ckpt_path)
+        # What the run logged from the first step the restart logs on was logged after the checkpoint:
+        # hidden then (Lightning alone knows that step: one past the checkpoint's, or its own).
+        self._purge_at_first_step = self._resume is None and resume is not None
+        given = self._version is not None or type(self).version is not TBScopeLogger.version
+        version = self.version if given else None
+        folder = "version_{n}" if version is None else version if isinstance(version, str) else f"version_{version}"
+        self._run = tbscope.init(
+            experiment,
+            root=root,
+            resume=resume,
+            folder=None if resume is not None else folder,
+            writer_options=self._kwargs,
+            **self._init_options,
+        )
+        self._version = None if given else self.version  # the folder the run took
+        self._experiment = self._run.writer  # type: ignore[assignment]  # a drop-in SummaryWriter
+        if trainer is not None and not any(isinstance(c, _RunInCheckpoints) for c in trainer.callbacks):
+            trainer.callbacks.append(_RunInCheckpoints(self))
 
     def _live(self) -> Run:
         """The run, continued in its directory if a stage ended it (``test`` after ``fit``)."""
         run = self.run
         if run.status != "running":
-            ended, run = run, tbscope.init(self._experiment, root=self._root, resume=run.dir, **self._init_kwargs)
+            ended, run = run, tbscope.init(run.experiment, root=run.dir.parent.parent, resume=run.dir,
+                                           writer_options=self._kwargs, **self._init_options)  # fmt: skip
             run.add_config(ended.config)
             self._run = run
         return run
@@ -100,63 +171,157 @@ class TBScopeLogger(Logger):
     @rank_zero_experiment
     def experiment(self) -> Writer:
         """The run's ``tbscope.Writer``: a drop-in SummaryWriter for anything else to log."""
+        if self._run is None:
+            # Lightning hands a logger no Trainer: ``fit`` asks for the experiment first from its setup,
+            # where the Trainer that holds this logger is on the stack (its ckpt_path: the run to continue).
+            self._start(*_trainer_holding(self))
         return self._live().writer
 
-    @property
-    def name(self) -> str:
-        return self._experiment
-
-    @property
-    def version(self) -> str:
-        """The run's directory name, so that checkpoints go to ``<run>/checkpoints``."""
-        return self.run.dir.name
-
-    @property
-    def root_dir(self) -> str:
-        return str(self._root / self._experiment)
-
-    @property
-    def save_dir(self) -> str:
-        return str(self._root)
-
-    @property
-    def log_dir(self) -> str:
-        return str(self.run.dir)
+    # -- what Lightning logs --------------------------------------------------------------------------
 
     @rank_zero_only
-    def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
-        """Record ``save_hyperparameters()``: the run's config, and its HParams session."""
-        self._live().add_config(vars(params) if isinstance(params, Namespace) else params)
+    def log_hyperparams(
+        self, params: dict[str, Any] | Namespace, metrics: dict[str, Any] | None = None, step: int | None = None
+    ) -> None:
+        """Record ``save_hyperparameters()``: the run's config, its HParams session and ``hparams.yaml``.
+        ``metrics`` (a dict, or one value: ``hp_metric``) are logged as scalars at ``step``."""
+        given: Any = vars(params) if isinstance(params, Namespace) else params
+        if type(given).__module__.startswith("omegaconf"):
+            from omegaconf import OmegaConf
+
+            given = OmegaConf.to_container(given, resolve=True)
+        given = dict(given) if isinstance(given, Mapping) else {"hparams": given}
+        plain = runs.plain_config(given, "hparams")  # one warning for what is stored as text
+        self.hparams.update(given)
+        self._plain_hparams.update(plain)
+        self.experiment  # noqa: B018 (starts the run, from the Trainer's setup when there is one)
+        self._live().add_config(plain)
+        self.save()
+        if metrics is not None:
+            self.log_metrics(metrics if isinstance(metrics, dict) else {"hp_metric": metrics}, step)
 
     @rank_zero_only
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        writer = self._live().writer
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        run = self._live()
+        if self._purge_at_first_step and step is not None:
+            self._purge_at_first_step = False
+            run.purge(step)
+        writer = run.writer
         for tag, value in metrics.items():
-            writer.add_scalar(tag, value, step)
-
-    @rank_zero_only
-    def log_graph(self, model: torch.nn.Module, input_array: Any = None) -> None:
-        if not self._log_graph:
-            return
-        inputs = getattr(model, "example_input_array", None) if input_array is None else input_array
-        if inputs is None:
-            return
-        self._live().writer.add_graph(model, inputs)
+            tag = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{tag}" if self._prefix else tag  # as Lightning's
+            if isinstance(value, Mapping):
+                writer.add_scalars(tag, dict(value), step)
+            else:
+                writer.add_scalar(tag, value, step)
 
     @rank_zero_only
     def save(self) -> None:
-        """Nothing to do: the run writes by itself, within a second, and run.json at every flush."""
+        """Write ``hparams.yaml`` when the hyperparameters changed, and, right after a checkpoint, the
+        metrics Lightning logged of the checkpoint's own step (it logs them after saving it). Nothing else:
+        Lightning calls this after every logging step, and the run writes by itself within a second."""
+        if self._run is None:
+            return
+        if self._checkpointed:
+            self._checkpointed = False
+            self._run.writer.flush()
+        if self._hparams_saved == self.hparams:
+            return
+        log_dir = Path(self.log_dir)
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            save_hparams_to_yaml(log_dir / self.NAME_HPARAMS_FILE, _readable(self.hparams, self._plain_hparams))
+        except Exception as err:  # a full disk, a value YAML refuses: no reason to stop training
+            warnings.warn(f"tbscope: could not write {log_dir / self.NAME_HPARAMS_FILE}: {err}", RuntimeWarning,
+                          stacklevel=2)  # fmt: skip
+            return
+        self._hparams_saved = dict(self.hparams)
+
+    @rank_zero_only
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """Lightning saved a checkpoint: everything logged before it is written to disk now (and the
+        metrics of its step at the next ``save``), so that a run resumed from it has no hole."""
+        if self._run is not None:
+            self._run.writer.flush()
+            self._checkpointed = True
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
         """End the run: Lightning's "success" is "finished"; "failed" is "interrupted" for Ctrl-C."""
         if self._run is None:
             return
+        self.save()
         if status == "success":
             self._run.finish("finished")
         else:
             interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
             self._run.finish("interrupted" if interrupted else "failed")
+
+
+def _readable(hparams: Any, plain: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameters as ``hparams.yaml`` keeps them for ``load_from_checkpoint(hparams_file=...)``:
+    as given where YAML reads them back, else as run.json holds them (a Namespace as a dict, a tensor
+    as its number, a class as its name)."""
+    readable: dict[str, Any] = {}
+    for key, value in hparams.items():
+        try:
+            yaml.safe_dump(value)
+            readable[str(key)] = value
+        except yaml.YAMLError:
+            readable[str(key)] = plain.get(str(key))
+    return readable
+
+
+def _trainer_holding(logger: TBScopeLogger) -> tuple[Any, str | None]:
+    """The Trainer whose loggers include ``logger``, and the ``ckpt_path`` its ``fit`` was given (its
+    ``trainer.ckpt_path`` is set only later), found among the callers' locals; ``(None, None)`` elsewhere."""
+    trainer: Trainer | None = None
+    frame = sys._getframe(1)
+    while frame is not None:
+        here = frame.f_locals
+        for value in (here.get("trainer"), here.get("self")):
+            if trainer is None and isinstance(value, Trainer) and any(held is logger for held in value.loggers):
+                trainer = value
+        if trainer is not None and "ckpt_path" in here and here.get("self") is trainer:  # its fit's call
+            path = here["ckpt_path"]
+            return trainer, os.fspath(path) if path is not None and here["self"].state.fn == "fit" else None
+        frame = frame.f_back  # type: ignore[assignment]
+    return trainer, None
+
+
+def _resumed_from(ckpt_path: str | None) -> Resume | None:
+    """The run a ``fit(ckpt_path=...)`` continues: the one its checkpoint recorded."""
+    if ckpt_path is None:
+        return None
+    try:  # mmap: the run's id is read without reading the weights
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as err:  # Lightning itself reports a checkpoint it cannot read
+        warnings.warn(f"tbscope: could not read the run from {ckpt_path}: {err}", RuntimeWarning, stacklevel=2)
+        return None
+    state = (checkpoint.get("callbacks") or {}).get(_RunInCheckpoints.KEY)
+    if not isinstance(state, dict) or "id" not in state:
+        return None
+    where = Path(state.get("dir", ""))
+    return Resume(where if (where / RUN_FILE).is_file() else state["id"])
+
+
+class _RunInCheckpoints(Callback):
+    """Puts the logger's run in every checkpoint Lightning saves, after writing what was logged before it."""
+
+    KEY = "TBScopeLogger"
+
+    def __init__(self, logger: TBScopeLogger) -> None:
+        self.logger = logger
+
+    @property
+    def state_key(self) -> str:
+        return self.KEY
+
+    def state_dict(self) -> dict[str, Any]:
+        run = self.logger._run
+        return {} if run is None else {"id": run.id, "dir": str(run.dir.resolve())}
+
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        self.logger.after_save_checkpoint(None)
 
 
 def _writer(trainer: Any, owned: list[Writer]) -> Writer | None:

@@ -35,7 +35,7 @@ def mesh_values(
     ]
     present = [(kind, data) for kind, data in parts if data is not None]
     components = metadata.get_components_bitmask([kind for kind, _ in present])
-    json_config = json.dumps(config, sort_keys=True) if config else None
+    json_config = json.dumps(config or {}, sort_keys=True)  # the Mesh dashboard parses it: "{}" for none, as torch
     return [
         Summary.Value(
             tag=metadata.get_instance_name(tag, kind),
