@@ -55,7 +55,8 @@ def test_demo_logs_every_dashboard_kind(tmp_path: Path) -> None:
     assert len(acc.Scalars("train/loss")) == 2 * 256 // 32
     assert {"val/predictions", "val/detection", "val/confusion", "data/masks", "train/batch"} <= set(tags["images"])
     assert any(t.startswith("watch/weights/") for t in tags["histograms"])
-    assert accumulate(log_dir / "watch" / "features.block1.conv.weight").Scalars("watch/grad_norm")  # a run a layer
+    assert acc.Scalars("watch/grad_norm/features.block1.conv.weight")  # in the run: a tag a quantity and layer
+    assert not (log_dir / "watch").exists()
     assert tags["graph"]
     assert "_hparams_/session_start_info" in tags["tensors"] and "val/pr/circle" in tags["tensors"]
     assert (log_dir / "projector_config.pbtxt").exists()
