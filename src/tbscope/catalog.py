@@ -41,6 +41,7 @@ class RunEntry:
     hparams: dict[str, HParamValue] = field(default_factory=dict)
     summary: tagstats.RunStats = field(default_factory=dict)
     headline: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # heavy calls the cadence or a budget dropped, by tag
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class RunEntry:
             "started": self.started.isoformat() if self.started else None, "duration_s": self.duration,
             "last_step": self.last_step, "bytes": self.bytes, "hparams": self.hparams,
             "metrics": {tag: self.summary[tag] for tag in self.headline}, "summary": self.summary,
+            "skipped": self.skipped,
         }  # fmt: skip
 
 
@@ -73,6 +75,7 @@ def _tbscope_entry(root: Path, run_dir: Path, meta: dict[str, Any]) -> RunEntry:
         hparams=dict(meta.get("config_flat", {})),
         summary=summary,
         headline=rundir.headline_metrics(meta),
+        skipped=dict(meta.get("skipped", {})),
     )
 
 

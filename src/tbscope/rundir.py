@@ -236,6 +236,13 @@ def _checked(meta: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 clean["summary"][tag] = dict(stats)
             else:
                 problems.append(f"summary[{_shown(tag)}] ({_shown(stats)})")
+    if check("skipped", isinstance(meta.get("skipped"), Mapping)):
+        clean["skipped"] = {}
+        for tag, count in meta["skipped"].items():
+            if tagstats.is_count(count):
+                clean["skipped"][tag] = count
+            else:
+                problems.append(f"skipped[{_shown(tag)}] ({_shown(count)})")
     if check("config_flat", isinstance(meta.get("config_flat"), Mapping)):
         clean["config_flat"] = {}
         for key, value in meta["config_flat"].items():

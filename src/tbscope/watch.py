@@ -28,7 +28,7 @@ import torch
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from tbscope.pipeline import warn_once
-from tbscope.policy import Cadence
+from tbscope.policy import Cadence, Spaced
 from tbscope.summaries import histogram, scalar, text
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class Watch:
         self,
         writer: Writer,
         model: torch.nn.Module,
-        cadence: Cadence,
+        cadence: Cadence | Spaced,
         norms: bool,
         histograms: bool,
         update_ratio: bool,
@@ -113,6 +113,7 @@ class Watch:
         self.writer, self.model, self.cadence, self.bins = writer, model, cadence, bins
         self.norms, self.histograms, self.update_ratio = norms, histograms, update_ratio
         self.step = 0
+        self._last: int | None = None  # the last step logged
         self._params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         self._previous: list[torch.Tensor] | None = None
         self._queued = False
@@ -140,9 +141,10 @@ class Watch:
         step = self.step
         self.step += 1
         with torch.no_grad():
-            if self.cadence.keeps(step):
+            if self.cadence.keeps(step, self._last):
+                self._last = step
                 self._log(step)
-            if self.update_ratio and self.norms and self.cadence.keeps(step + 1):
+            if self.update_ratio and self.norms and self.cadence.keeps(step + 1, self._last):
                 self._previous = [p.detach().clone() for _, p in self._params]
 
     def _log(self, step: int) -> None:
@@ -184,7 +186,7 @@ class Watch:
 
     def _activation_hook(self, name: str) -> Any:
         def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-            if not self.cadence.keeps(self.step) or not torch.is_grad_enabled():
+            if not self.cadence.keeps(self.step, self._last) or not torch.is_grad_enabled():
                 return
             tensor = output[0] if isinstance(output, tuple | list) else output
             tag = f"watch/activations/{name}"
