@@ -53,7 +53,7 @@ def test_demo_logs_every_dashboard_kind(tmp_path: Path) -> None:
     tags = acc.Tags()
     assert {"train/loss", "train/acc", "train/lr", "val/loss", "val/acc"} <= set(tags["scalars"])
     assert len(acc.Scalars("train/loss")) == 2 * 256 // 32
-    assert {"val/predictions", "val/detection", "val/confusion", "val/masks", "train/batch"} <= set(tags["images"])
+    assert {"val/predictions", "val/detection", "val/confusion", "val/masks", "val/mistakes"} <= set(tags["images"])
     assert any(t.startswith("watch/weights/") for t in tags["histograms"])
     assert acc.Scalars("watch/grad_norm/features.block1.conv.weight")  # in the run: a tag a quantity and layer
     assert not (log_dir / "watch").exists()

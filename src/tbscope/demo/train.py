@@ -121,8 +121,6 @@ def run_demo(root: str | Path = "runs", config: DemoConfig | None = None, name: 
                 w.add_scalar("train/loss", loss.detach(), step)
                 w.add_scalar("train/acc", (logits.argmax(1) == y_train[idx]).float().mean(), step)
                 w.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                if i == 0:
-                    w.add_image_grid("train/batch", x_train[idx][:32], step)  # once an epoch
                 if prof is not None:
                     with quiet_stderr():
                         prof.step(step)  # the watch/profile/... scalars go to this step, next to its loss
