@@ -4,7 +4,6 @@ headline metrics, one experiment summary for the whole root, kept current as run
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -75,26 +74,54 @@ def test_the_columns_shown_at_first_are_the_keys_most_runs_have(tmp_path: Path) 
     assert len(shown) == schema.SHOWN and "lr" in shown and shown <= {*SWEEP, "lr"}
 
 
-def test_a_running_tensorboard_sees_the_columns_change_as_runs_start(tmp_path: Path) -> None:
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(size_guidance=ALL)
-    sweep_run(tmp_path, 0.01)
-    assert set(hparams_table(tmp_path, multiplexer)[""]["hparams"]) == {*SWEEP, "lr"}
+def summaries(root: Path) -> list[Path]:
+    """The experiment summaries under ``root``: event files of the runs that hold one."""
+    return sorted(root.glob("*/*/events.out.tfevents.*.tbscope-hparams-*"))
+
+
+def test_the_summary_adds_no_run_and_rides_in_the_newest_run(tmp_path: Path) -> None:
+    first = sweep_run(tmp_path, 0.01)
+    assert [p.parent for p in summaries(tmp_path)] == [first.dir]
     baseline = baseline_run(tmp_path)
+    assert [p.parent for p in summaries(tmp_path)] == [baseline.dir]  # one summary, the newest run's
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(size_guidance=ALL)
     table = hparams_table(tmp_path, multiplexer)
+    assert sorted(multiplexer.Runs()) == sorted(str(r.dir.relative_to(tmp_path)) for r in (first, baseline))
     assert "augment" in table[""]["hparams"] and "test/acc" in table[""]["metrics"]
     assert session(table, baseline, tmp_path)["hparams"]["augment"] is True
-    assert len(list((tmp_path / schema.HOME).glob("hparams-*"))) == 1
+
+
+def test_a_running_tensorboard_keeps_the_first_summary_it_read_from_a_run(tmp_path: Path) -> None:
+    """Why a change of columns reaches a running TensorBoard only through a new run: it keeps the first
+    summary it read from a run, even once that file is gone. tbscope adds no run, so such a TensorBoard
+    shows new columns once restarted."""
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(size_guidance=ALL)
+    first = sweep_run(tmp_path, 0.01)
+    assert set(hparams_table(tmp_path, multiplexer)[""]["hparams"]) == {*SWEEP, "lr"}
+    with tbscope.init("shapes-cnn", root=tmp_path, name="wider", config={"lr": 0.1, "extra": 1}) as wider:
+        pass
+    assert [p.parent for p in summaries(tmp_path)] == [wider.dir] and first.dir.is_dir()
+    assert "extra" not in hparams_table(tmp_path, multiplexer)[""]["hparams"]  # the running one: the first
+    assert "extra" in hparams_table(tmp_path)[""]["hparams"]  # a TensorBoard started now: the newer
+
+
+def test_an_older_versions_summary_run_is_removed_at_the_next_update(tmp_path: Path) -> None:
+    old = tmp_path / schema.HOME / "hparams-0123456789abcdef"
+    old.mkdir(parents=True)
+    (old / "events.out.tfevents.0000000000.tbscope-hparams").write_bytes(b"")
+    run = sweep_run(tmp_path, 0.01)
+    assert not old.exists() and [p.parent for p in summaries(tmp_path)] == [run.dir]
+    assert [entry.path for entry in catalog(tmp_path)] == [str(run.dir.relative_to(tmp_path))]
 
 
 def test_default_headline_metrics_become_columns_once_logged(tmp_path: Path) -> None:
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(size_guidance=ALL)
     with tbscope.init("cnn", root=tmp_path, config={"lr": 0.1}) as run:
         run.writer.add_scalar("train/loss", 1.0, 0)
         run.writer.flush()
-        assert hparams_table(tmp_path, multiplexer)[""]["metrics"] == {}
+        assert hparams_table(tmp_path)[""]["metrics"] == {}
         run.writer.add_scalar("metrics/map", 0.5, 1)
         run.writer.flush()
-        assert set(hparams_table(tmp_path, multiplexer)[""]["metrics"]) == {"metrics/map"}
+        assert set(hparams_table(tmp_path)[""]["metrics"]) == {"metrics/map"}
 
 
 def test_processes_starting_runs_at_once_leave_one_summary_with_every_key(tmp_path: Path) -> None:
@@ -115,7 +142,8 @@ def test_processes_starting_runs_at_once_leave_one_summary_with_every_key(tmp_pa
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()
-    assert sorted(p.name.split("-")[0] for p in (tmp_path / schema.HOME).iterdir()) == ["hparams", "lock"]
+    assert [p.name for p in (tmp_path / schema.HOME).iterdir()] == ["lock"]
+    assert len(summaries(tmp_path)) == 1
     table = hparams_table(tmp_path)
     assert set(table[""]["hparams"]) == {f"key_{p}_{i}" for p in range(2) for i in range(6)}
     assert len(table) == 1 + 12
@@ -156,7 +184,8 @@ def test_tbscope_serve_brings_the_columns_of_a_tbscope_root_up_to_date_and_leave
 
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     sweep_run(ours, 0.01)
-    shutil.rmtree(ours / schema.HOME)  # as runs of a tbscope before the summary left it
+    for summary in summaries(ours):  # as runs of a tbscope before the summary left it
+        summary.unlink()
     with tbscope.Writer(theirs / "plain") as w:
         w.add_hparams({"lr": 0.1}, {"final/loss": 0.2})
     for root in (ours, theirs):
@@ -200,11 +229,12 @@ def test_prune_leaves_the_columns_of_the_runs_left(tmp_path: Path) -> None:
 
 
 def hparams_columns(root: Path) -> list:
-    (folder,) = (root / ".tbscope").glob("hparams-*")
+    (summary,) = summaries(root)
     acc = plugin_event_multiplexer.EventMultiplexer(size_guidance=ALL)
-    acc.AddRunsFromDirectory(str(folder))
+    acc.AddRunsFromDirectory(str(summary.parent))
     acc.Reload()
     from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-    (content,) = [c for run in acc.Runs() for c in acc.PluginRunToTagToContent("hparams").get(run, {}).values()]
+    tags = [acc.PluginRunToTagToContent("hparams").get(run, {}) for run in acc.Runs()]
+    (content,) = [t[hparams_metadata.EXPERIMENT_TAG] for t in tags if hparams_metadata.EXPERIMENT_TAG in t]
     return list(hparams_metadata.parse_experiment_plugin_data(content).hparam_infos)

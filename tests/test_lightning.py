@@ -264,12 +264,13 @@ def test_callbacks_log_predictions_watch_the_model_and_profile_steps(tmp_path: P
     for folder in {p.parent for p in log_dir.rglob("events.out.tfevents.*")}:
         acc = accumulate(folder)
         images.update({tag: acc.Images(tag) for tag in acc.Tags()["images"]})
-    assert accumulate(log_dir / "watch" / "net.3.weight").Scalars("watch/grad_norm")  # the watched layer
+    assert accumulate(log_dir).Scalars("watch/grad_norm/net.3.weight")  # the watched layer, in the run
     assert [e.step for e in images["val/predictions"]] == [4, 8]  # the first validation batch, each epoch
     assert images["val/predictions"][0].width > 16 * 4  # a grid of the batch, captioned
     assert len(list((log_dir / "profile").glob("*.pt.trace.json.gz"))) == 1
     scalars = accumulate(log_dir)
-    assert [e.step for e in scalars.Scalars("profile/step_time_ms")] == [1, 2]  # batches 1 and 2: their loss's steps
+    profiled = [e.step for e in scalars.Scalars("watch/profile/step_time_ms")]
+    assert profiled == [1, 2]  # batches 1 and 2: their loss's steps
     assert {1, 2} <= {e.step for e in scalars.Scalars("train/loss")}
     assert not any(p._post_accumulate_grad_hooks for p in model.parameters())  # unwatched at the end
 

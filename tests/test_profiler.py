@@ -192,12 +192,20 @@ def test_a_profile_captured_here_shows_a_dataloader_bound_cnn(tmp_path: Path) ->
     # The headline scalars sit at the training steps of the profiled steps (the 3rd to 5th: 1002 to 1004),
     # next to the loss; without a GPU, no utilization.
     logged = accumulate(run.dir)
-    assert set(logged.Tags()["scalars"]) == {"train/loss", "profile/step_time_ms", "profile/share/dataloader"}
-    for tag in ("profile/step_time_ms", "profile/share/dataloader"):
+    assert set(logged.Tags()["scalars"]) == {
+        "train/loss",
+        "watch/profile/step_time_ms",
+        "watch/profile/share/dataloader",
+    }
+    for tag in ("watch/profile/step_time_ms", "watch/profile/share/dataloader"):
         assert [e.step for e in logged.Scalars(tag)] == [1002, 1003, 1004]
-    assert [e.value for e in logged.Scalars("profile/step_time_ms")] == pytest.approx(
+    assert [e.value for e in logged.Scalars("watch/profile/step_time_ms")] == pytest.approx(
         [s.duration_us / 1000 for s in overview.steps], rel=1e-6
     )
+    # ... and stamped with the time the step ended, between its loss and the next step's (not the analysis's)
+    loss_at = {e.step: e.wall_time for e in logged.Scalars("train/loss")}
+    for e in logged.Scalars("watch/profile/step_time_ms"):
+        assert loss_at[e.step] <= e.wall_time <= loss_at.get(e.step + 1, e.wall_time)
     # tbscope profile prints the same steps as the tab and the scalars: the training loop's.
     shown = subprocess.run([sys.executable, "-m", "tbscope", "profile", str(run.dir)], capture_output=True, text=True)
     table = shown.stdout.split("training step", 1)[1].splitlines()[2:5]
@@ -597,4 +605,4 @@ def test_without_a_step_the_profile_scalars_go_to_the_writers_latest_written_ste
             w.add_scalar("train/loss", loss.item(), step)
             w.flush()  # written: the writer's statistics know this step
             prof.step()
-    assert [e.step for e in accumulate(tmp_path).Scalars("profile/step_time_ms")] == [501, 502]
+    assert [e.step for e in accumulate(tmp_path).Scalars("watch/profile/step_time_ms")] == [501, 502]

@@ -46,7 +46,8 @@ def served(root: Path) -> Iterator[Served]:
     served = serve(root, "--port", str(free_port()))
 
     def loaded() -> bool:
-        runs = [run for run in get_json(f"{served.url}/data/runs") if not run.startswith(".tbscope/")]
+        runs = get_json(f"{served.url}/data/runs")
+        assert len(runs) <= 3, runs  # the runs the user started, and no other
         return len(runs) == 3 and all(
             get_json(f"{served.url}/data/plugin/images/images?run={run}&tag=samples&sample=0") for run in runs
         )
@@ -201,3 +202,88 @@ def test_serve_refuses_a_missing_root(tmp_path: Path) -> None:
     command = Path(sys.executable).with_name("tbscope")
     result = subprocess.run([str(command), "serve", str(tmp_path / "nope")], capture_output=True, text=True)
     assert result.returncode == 2 and "is not a directory" in result.stderr
+
+
+# -- in a container: the markers are simulated (the test patches where serve looks for them) --
+
+SERVE_WITH_MARKERS = """
+import sys
+from pathlib import Path
+from tbscope.cli import main, serve
+serve.CONTAINER_MARKERS = tuple(Path(p) for p in sys.argv[1].split(",") if p)
+serve.CGROUP = Path(sys.argv[2])
+sys.exit(main(["serve", *sys.argv[3:]]))
+"""
+
+
+def serve_with_markers(tmp_path: Path, markers: list[Path], cgroup: str, *args: str) -> tuple[Any, str, str]:
+    """``tbscope serve`` as if ``markers`` were the container's marker files and ``cgroup`` /proc/1/cgroup;
+    returns the process, its URL and what it printed before "Press Ctrl-C"."""
+    for marker in markers:
+        marker.write_text("")
+    (tmp_path / "cgroup").write_text(cgroup)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE_WITH_MARKERS, ",".join(map(str, markers)), str(tmp_path / "cgroup"), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    printed = ""
+    for line in proc.stdout:
+        printed += line
+        if line.startswith("Press Ctrl-C"):
+            break
+    url = printed.split(" at ", 1)[1].split()[0].rstrip("/")
+    return proc, url, printed
+
+
+def non_loopback_address() -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the interface
+        except OSError as err:
+            pytest.skip(f"no network interface here: {err}")
+        address = str(probe.getsockname()[0])
+    if address.startswith("127."):
+        pytest.skip("no interface here but loopback")
+    return address
+
+
+def test_in_a_container_serve_says_so_and_prints_the_host_side_line(root: Path, tmp_path: Path) -> None:
+    port = free_port()
+    proc, _, printed = serve_with_markers(tmp_path, [tmp_path / ".dockerenv"], "0::/\n", str(root), "--port", str(port))
+    try:
+        assert f"In a container ({tmp_path / '.dockerenv'})" in printed
+        assert f"tbscope serve {root} --host 0.0.0.0 --port {port}" in printed
+        assert f"docker run -p {port}:{port} ...  then open http://localhost:{port}/" in printed
+        assert f"ssh -N -L {port}:127.0.0.1:{port}" in printed  # the ssh line stays
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_in_a_container_host_0000_answers_on_its_address_and_still_refuses_a_foreign_host(
+    root: Path, tmp_path: Path
+) -> None:
+    address = non_loopback_address()
+    port = free_port()
+    proc, _, printed = serve_with_markers(
+        tmp_path, [], "12:pids:/docker/0123abcd\n", str(root), "--host", "0.0.0.0", "--port", str(port)
+    )
+    try:
+        assert "In a container (docker in " in printed
+        assert f"docker run -p {port}:{port} ...  then open http://localhost:{port}/" in printed
+        status, body = get_with_host(f"http://{address}:{port}/data/runs", f"{address}:{port}")
+        assert status == 200 and len([r for r in json.loads(body) if r.startswith("sweep/")]) == 3
+        assert get_with_host(f"http://{address}:{port}/data/runs", f"evil.example:{port}")[0] == 403
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_outside_a_container_serve_prints_no_container_advice(root: Path, tmp_path: Path) -> None:
+    proc, _, printed = serve_with_markers(tmp_path, [], "0::/\n", str(root), "--port", str(free_port()))
+    try:
+        assert "container" not in printed and "ssh -N -L" in printed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

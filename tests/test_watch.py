@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import tbscope
 from conftest import accumulate
 from tbscope import Budget, Cadence, Writer
 
@@ -38,15 +40,15 @@ def test_norms_and_update_ratios_equal_an_independent_computation(tmp_path: Path
         w.watch(model, cadence=Cadence(every=4, dense_until=0))
         train(model, 9, seen)
     for name, _ in model.named_parameters():
-        acc = accumulate(tmp_path / "watch" / name)  # a sub-run a layer: one chart a quantity, a line a layer
-        weight = acc.Scalars("watch/weight_norm")
-        grad = acc.Scalars("watch/grad_norm")
+        acc = accumulate(tmp_path)  # in the run itself: a tag a quantity and layer
+        weight = acc.Scalars(f"watch/weight_norm/{name}")
+        grad = acc.Scalars(f"watch/grad_norm/{name}")
         assert [e.step for e in weight] == [0, 4, 8] == [e.step for e in grad]
         for e in weight:
             assert e.value == pytest.approx(torch.linalg.norm(seen[e.step][f"w/{name}"]).item(), rel=1e-5)
         for e in grad:
             assert e.value == pytest.approx(torch.linalg.norm(seen[e.step][f"g/{name}"]).item(), rel=1e-5)
-        ratio = acc.Scalars("watch/update_ratio")
+        ratio = acc.Scalars(f"watch/update_ratio/{name}")
         assert [e.step for e in ratio] == [4, 8]  # step 0 has no step before it
         for e in ratio:
             before, after = seen[e.step - 1][f"w/{name}"], seen[e.step][f"w/{name}"]
@@ -82,7 +84,7 @@ def test_nan_in_a_layer_is_reported_once_naming_the_layer_and_the_step(tmp_path:
             if step >= 2:
                 out = out * torch.tensor([float("nan"), 1.0])
             out.sum().backward()
-    notes = accumulate(tmp_path / "watch" / "2.weight").Tensors("watch/nonfinite")
+    notes = accumulate(tmp_path).Tensors("watch/nonfinite")
     texts = [n.tensor_proto.string_val[0].decode() for n in notes]
     assert any("'2.weight'" in t and "step 2" in t for t in texts)
     assert sum("'2.weight'" in t for t in texts) == 1
@@ -107,11 +109,9 @@ def test_steps_the_cadence_skips_log_nothing(tmp_path: Path) -> None:
         watch = w.watch(model, cadence=Cadence(every=10, dense_until=10, dense_every=3))
         train(model, 25)
     assert watch.step == 25
-    steps = [e.step for e in accumulate(tmp_path / "watch" / "0.weight").Scalars("watch/grad_norm")]
+    steps = [e.step for e in accumulate(tmp_path).Scalars("watch/grad_norm/0.weight")]
     assert steps == [0, 3, 6, 9, 10, 20]
-    assert np.all(
-        np.isfinite([e.value for e in accumulate(tmp_path / "watch" / "0.bias").Scalars("watch/weight_norm")])
-    )
+    assert np.all(np.isfinite([e.value for e in accumulate(tmp_path).Scalars("watch/weight_norm/0.bias")]))
 
 
 def wide_model() -> torch.nn.Module:
@@ -138,7 +138,7 @@ def test_watch_stops_histograms_at_the_runs_byte_budget_with_one_warning_and_nor
     acc = accumulate(tmp_path)
     kept = [len(acc.Histograms(tag)) for tag in acc.Tags()["histograms"]]
     assert kept and max(kept) < 200
-    assert len(accumulate(tmp_path / "watch" / "0.weight").Scalars("watch/grad_norm")) == 200  # scalars go on
+    assert len(accumulate(tmp_path).Scalars("watch/grad_norm/0.weight")) == 200  # scalars go on
     (note,) = acc.Tensors("tbscope/budget")
     assert b"no longer logged" in note.tensor_proto.string_val[0]
     # What the run holds past its budget is the scalars that went on, not histograms.
@@ -164,38 +164,84 @@ def test_watch_keeps_the_budgets_histograms_per_tag_like_add_histogram(tmp_path:
     assert sum("'watch/weights/*' has 5" in str(c.message) for c in caught) == 1
 
 
-def test_tensorboard_draws_one_chart_a_quantity_with_a_line_a_layer_named_by_its_qualified_name(
-    tmp_path: Path,
-) -> None:
-    from collections import OrderedDict
+def resnet50() -> torch.nn.Module:
+    """A ResNet-50 (He et al. 2016: bottleneck blocks 3, 4, 6, 3; 25.6M parameters), built here."""
+    from torch import nn
 
-    from tensorboard.backend.event_processing import plugin_event_multiplexer
+    class Bottleneck(nn.Module):
+        def __init__(self, cin: int, width: int, stride: int) -> None:
+            super().__init__()
+            cout = width * 4
+            self.conv1, self.bn1 = nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width)
+            self.conv2, self.bn2 = nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width)
+            self.conv3, self.bn3 = nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout)
+            self.downsample = (
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                if stride != 1 or cin != cout
+                else nn.Identity()
+            )
 
-    conv = torch.nn.Sequential(OrderedDict(conv=torch.nn.Conv2d(3, 4, 3), bn=torch.nn.BatchNorm2d(4)))
-    model = torch.nn.Sequential(
-        OrderedDict(
-            features=torch.nn.Sequential(conv),
-            pool=torch.nn.AdaptiveAvgPool2d(1),
-            flat=torch.nn.Flatten(),
-            head=torch.nn.Linear(4, 2),
-        )
-    )
-    with Writer(tmp_path) as w:
-        w.watch(model, cadence=Cadence(every=1, dense_until=0))
-        for _ in range(3):
-            model(torch.randn(2, 3, 8, 8)).sum().backward()
-    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = torch.relu(self.bn1(self.conv1(x)))
+            out = torch.relu(self.bn2(self.conv2(out)))
+            return torch.relu(self.bn3(self.conv3(out)) + self.downsample(x))
+
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1),
+    ]
+    cin = 64
+    for stage, (width, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)]):
+        for block in range(blocks):
+            layers.append(Bottleneck(cin, width, 2 if block == 0 and stage > 0 else 1))
+            cin = width * 4
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 1000)]
+    torch.manual_seed(0)
+    return nn.Sequential(*layers)
+
+
+def test_watching_a_resnet50_adds_no_run_and_its_chart_a_quantity_draws_every_layer(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.context import RequestContext
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.custom_scalar import custom_scalars_plugin
+    from tensorboard.plugins.scalar import scalars_plugin
+
+    model = resnet50()
+    layers = [name for name, p in model.named_parameters()]
+    assert len(layers) == 161 and sum(p.numel() for p in model.parameters()) == 25_557_032
+    zero = {name for name, p in model.named_parameters() if not p.any()}  # batch norms' biases, at first
+    with tbscope.init("resnet", root=tmp_path, name="watched") as run:
+        run.writer.watch(model, cadence=Cadence(every=1, dense_until=0))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for step in range(2):
+            optimizer.zero_grad()
+            model(torch.randn(2, 3, 64, 64)).logsumexp(1).mean().backward()
+            optimizer.step()
+            run.writer.add_scalar("train/loss", 1.0, step)
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(size_guidance={"tensors": 0, "scalars": 0})
     multiplexer.AddRunsFromDirectory(str(tmp_path))
     multiplexer.Reload()
-    charts: dict[str, set[str]] = {}  # what the Scalars dashboard draws: a chart a tag, a line a run
-    for run, tags in multiplexer.PluginRunToTagToContent("scalars").items():
-        for tag in tags:
-            charts.setdefault(tag, set()).add(run)
-    layers = {"features.0.conv.weight", "features.0.conv.bias", "features.0.bn.weight", "features.0.bn.bias",
-              "head.weight", "head.bias"}  # fmt: skip
-    assert set(charts) == {"watch/weight_norm", "watch/grad_norm", "watch/update_ratio"}
-    assert charts["watch/weight_norm"] == charts["watch/grad_norm"] == {f"watch/{layer}" for layer in layers}
-    # no update ratio to weights that are all zero (a batch norm's bias before any step): no 1e12 spike
-    assert charts["watch/update_ratio"] == {f"watch/{layer}" for layer in layers - {"features.0.bn.bias"}}
-    histograms = multiplexer.PluginRunToTagToContent("histograms")["."]
+    assert sorted(multiplexer.Runs()) == ["resnet/0001-watched"]  # what TensorBoard lists: the run, and no other
+    context = base_plugin.TBContext(
+        logdir=str(tmp_path), multiplexer=multiplexer,
+        data_provider=data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path)), plugin_name_to_instance={},
+    )  # fmt: skip
+    context.plugin_name_to_instance["scalars"] = scalars_plugin.ScalarsPlugin(context)
+    custom = custom_scalars_plugin.CustomScalarsPlugin(context)
+    context.plugin_name_to_instance["custom_scalars"] = custom
+    layout = json.loads(custom.layout_impl(RequestContext(), ""))  # what the dashboard gets
+    (category,) = [c for c in layout["category"] if c["title"] == "watch"]
+    charts = {chart["title"]: chart["multiline"]["tag"] for chart in category["chart"]}
+    assert list(charts) == ["weight_norm", "grad_norm", "update_ratio"]
+    for quantity, (regex,) in charts.items():
+        drawn = custom.scalars_impl(RequestContext(), "resnet/0001-watched", regex, "")["tag_to_events"]
+        # a line a layer (an update ratio for each layer whose weights were not all zero)
+        expected = layers if quantity != "update_ratio" else [n for n in layers if n not in zero]
+        assert set(drawn) >= {f"watch/{quantity}/{name}" for name in expected}, quantity
+        assert all(tag.startswith(f"watch/{quantity}/") for tag in drawn)
+    histograms = multiplexer.PluginRunToTagToContent("histograms")["resnet/0001-watched"]
     assert {f"watch/{kind}/{layer}" for kind in ("weights", "grads") for layer in layers} == set(histograms)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tbscope.pipeline import LoggingError
-    from tbscope.policy import Budget, Cadence
+    from tbscope.policy import Budget, Cadence, Spaced
     from tbscope.profiler.capture import profile
     from tbscope.reader import read_events, read_scalars
     from tbscope.retention import Retention
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "Budget": ("tbscope.policy", "Budget"),
     "Cadence": ("tbscope.policy", "Cadence"),
+    "Spaced": ("tbscope.policy", "Spaced"),
     "GraphError": ("tbscope.summaries.graph", "GraphError"),
     "LoggingError": ("tbscope.pipeline", "LoggingError"),
     "Resume": ("tbscope.runs", "Resume"),
@@ -53,6 +54,7 @@ __all__ = [
     "Resume",
     "Retention",
     "Run",
+    "Spaced",
     "SummaryWriter",
     "Writer",
     "__version__",

@@ -50,6 +50,7 @@ class RunEntry:
         """The status, and the other ranks of a torchrun job that died or failed: "interrupted (rank 1 crashed)"."""
         down = [f"rank {rank} {status}" for rank, status in self.ranks.items() if status not in ("running", "finished")]
         return f"{self.status} ({', '.join(down)})" if down else self.status
+    skipped: dict[str, int] = field(default_factory=dict)  # heavy calls the cadence or a budget dropped, by tag
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class RunEntry:
             "last_step": self.last_step, "bytes": self.bytes, "hparams": self.hparams,
             "metrics": {tag: self.summary[tag] for tag in self.headline}, "summary": self.summary,
             "ranks": self.ranks,
+            "skipped": self.skipped,
         }  # fmt: skip
 
 
@@ -84,6 +86,7 @@ def _tbscope_entry(root: Path, run_dir: Path, meta: dict[str, Any]) -> RunEntry:
         summary=summary,
         headline=rundir.headline_metrics(meta),
         ranks=rundir.rank_statuses(meta),
+        skipped=dict(meta.get("skipped", {})),
     )
 
 

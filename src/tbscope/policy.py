@@ -1,8 +1,13 @@
 """Policies: small frozen values that decide, before any work is done, whether a call is logged.
 
-``Cadence`` thins heavy data by step, the same way in every run, so that runs compared side by side
-show the same steps. ``Budget`` caps what a run may hold. A plain ``Writer`` has neither (it is a
-drop-in for torch's); ``tbscope.init`` runs get ``Cadence()`` and ``Budget()``.
+``Spaced`` (the default of ``tbscope.init`` runs) and ``Cadence`` thin heavy data by step, the same way in
+every run, so that runs compared side by side show the same steps. ``Budget`` caps what a run may hold. A
+plain ``Writer`` has neither (it is a drop-in for torch's); ``tbscope.init`` runs get ``Spaced()`` and
+``Budget()``.
+
+Nothing is skipped in silence: a tag's first call is always logged; each later call the cadence or a budget
+drops is counted (``Gate.skipped``: run.json's ``skipped``, ``tbscope ls`` and ``tbscope du`` show it), and
+the first one of each tag is warned about, saying how to log more.
 """
 
 from __future__ import annotations
@@ -37,9 +42,40 @@ class Cadence:
                 f"Cadence: every and dense_every must be at least 1 and dense_until not negative, got {self}"
             )
 
-    def keeps(self, step: int) -> bool:
-        """Whether heavy data logged at ``step`` is kept."""
+    def keeps(self, step: int, last: int | None = None) -> bool:
+        """Whether heavy data logged at ``step`` is kept (``last``, the tag's last kept step, is not needed)."""
         return step % self.every == 0 or (step < self.dense_until and step % self.dense_every == 0)
+
+
+@dataclass(frozen=True)
+class Spaced:
+    """Heavy data spaced out as a run grows: a tag's call is kept when at least ``fraction`` of its step
+    has passed since the tag's last kept call (and at least one step). The default of ``tbscope.init``.
+
+    Whatever steps the calls come at, a short run keeps them all (a grid every epoch, or every 10 steps,
+    of a run of a few hundred steps), and a long one keeps at most about ``(1 + ln(fraction * steps)) /
+    fraction`` a tag, denser early, when things change fast: of a 1,000,000-step run, 520 of a grid logged
+    every step, 180 of one logged every 1,000 steps. Runs that log at the same steps keep the same steps.
+
+    Example:
+        >>> spaced, last, kept = Spaced(fraction=0.25), None, []
+        >>> for step in range(0, 40, 2):
+        ...     if spaced.keeps(step, last):
+        ...         last = step
+        ...         kept.append(step)
+        >>> kept
+        [0, 2, 4, 6, 8, 12, 16, 22, 30]
+    """
+
+    fraction: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.fraction < 1:
+            raise ValueError(f"Spaced: fraction must be at least 0 and below 1, got {self.fraction!r}")
+
+    def keeps(self, step: int, last: int | None = None) -> bool:
+        """Whether a tag's call at ``step`` is kept, ``last`` being the tag's last kept step (None: none yet)."""
+        return last is None or step - last >= max(1.0, self.fraction * step)
 
 
 @dataclass(frozen=True)
@@ -76,21 +112,25 @@ class Budget:
 
 class Gate:
     """The one gate every heavy write passes, the writer's methods and ``watch`` alike: a call is dropped
-    when the cadence skips its step, when its tag has had its budget of images or histograms, or once
-    the run's bytes are past ``max_run_bytes``. Nothing is copied or computed for a dropped call.
+    when the cadence skips its step (never a tag's first call), when its tag has had its budget of images
+    or histograms, or once the run's bytes are past ``max_run_bytes``. Nothing is copied or computed for a
+    dropped call; ``skipped`` counts them by tag, and the cadence's first skip of a tag is warned about.
 
     ``used_bytes`` says how many bytes the run holds now; ``on_spent(method, step, message)`` is called
     once, when the run's byte budget is first found spent (the writer warns and notes it in the run).
 
     Example:
+        >>> import warnings; warnings.simplefilter("ignore")
         >>> gate = Gate(Cadence(every=10, dense_until=0), Budget(max_histograms_per_tag=2), lambda: 0, print)
-        >>> [step for step in range(50) if not gate.skips("add_histogram", "histogram", "w", step)]
-        [0, 10]
+        >>> [step for step in range(3, 50) if not gate.skips("add_histogram", "histogram", "w", step)]
+        [3, 10]
+        >>> gate.skipped
+        {'w': 45}
     """
 
     def __init__(
         self,
-        cadence: Cadence | None,
+        cadence: Cadence | Spaced | None,
         budget: Budget | None,
         used_bytes: Callable[[], int],
         on_spent: Callable[[str, int, str], None],
@@ -98,14 +138,34 @@ class Gate:
         self.cadence, self.budget = cadence, budget
         self._used_bytes, self._on_spent = used_bytes, on_spent
         self._kept: dict[str, int] = {}
+        self._last: dict[str, int] = {}  # a tag's last step the cadence kept
+        self.skipped: dict[str, int] = {}  # calls dropped, by tag
         self._spent = False
 
     def skips(self, method: str, kind: str, tag: str, step: int) -> bool:
         """Whether a heavy call of ``kind`` ("image", "histogram", "embedding", "audio": the cadence
-        applies; "other": the budget alone) at ``step`` is dropped."""
-        if kind != "other" and self.cadence is not None and not self.cadence.keeps(step):
-            return True
+        applies; "other": the budget alone) at ``step`` is dropped; counted if so."""
+        cadence = self.cadence
+        if kind != "other" and cadence is not None:
+            last = self._last.get(tag)
+            if last is not None and not cadence.keeps(step, last):
+                self._skip(tag)
+                if self.skipped[tag] == 1:
+                    warnings.warn(
+                        f"tbscope: {method} {tag!r} at step {step} is not logged: the cadence ({cadence}) keeps "
+                        f"the steps after {last} it spaces out. Calls not logged are counted (run.json's "
+                        "'skipped', tbscope ls, tbscope du). To log more, pass a denser cadence to tbscope.init or "
+                        "Writer: cadence=tbscope.Spaced(fraction=0) keeps every call, "
+                        "tbscope.Cadence(every=N, dense_until=0) every N-th step",
+                        RuntimeWarning,
+                        stacklevel=4,  # at the writer's add_* call
+                    )
+                return True
+            self._last[tag] = step
         return not self.admits(method, kind, tag, step)
+
+    def _skip(self, tag: str) -> None:
+        self.skipped[tag] = self.skipped.get(tag, 0) + 1
 
     def admits(self, method: str, kind: str, tag: str, step: int) -> bool:
         """Whether the budget lets one more item of ``kind`` under ``tag`` in; counts it if so. For a
@@ -125,9 +185,13 @@ class Gate:
                         RuntimeWarning,
                         stacklevel=5,  # at the writer's add_* call
                     )
+                self._skip(tag)
                 return False
             self._kept[tag] = seen + 1
-        return not self._over_bytes(method, step)
+        if self._over_bytes(method, step):
+            self._skip(tag)
+            return False
+        return True
 
     def _over_bytes(self, method: str, step: int) -> bool:
         limit = self.budget.max_run_bytes if self.budget is not None else None

@@ -253,6 +253,13 @@ def _checked(meta: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 clean["ranks"][str(rank)] = _identity(state)
             else:
                 problems.append(f"ranks[{_shown(rank)}] ({_shown(state)})")
+    if check("skipped", isinstance(meta.get("skipped"), Mapping)):
+        clean["skipped"] = {}
+        for tag, count in meta["skipped"].items():
+            if tagstats.is_count(count):
+                clean["skipped"][tag] = count
+            else:
+                problems.append(f"skipped[{_shown(tag)}] ({_shown(count)})")
     if check("config_flat", isinstance(meta.get("config_flat"), Mapping)):
         clean["config_flat"] = {}
         for key, value in meta["config_flat"].items():

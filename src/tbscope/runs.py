@@ -37,7 +37,7 @@ from tbscope.cli.units import format_bytes
 from tbscope.integrations import distributed
 from tbscope.integrations.hydra import hydra_job, name_from_overrides
 from tbscope.pipeline import end_status, on_exit, warn_once
-from tbscope.policy import Budget, Cadence
+from tbscope.policy import Budget, Cadence, Spaced
 from tbscope.retention import Retention, apply_retention
 from tbscope.rundir import (
     END_STATUSES,
@@ -281,7 +281,7 @@ class Run:
         run_dir: Path,
         meta: dict[str, Any],
         budget: Budget | None,
-        cadence: Cadence | None,
+        cadence: Cadence | Spaced | None,
         purge_step: int | None,
         flat_config: Mapping[str, HParamValue],
         earlier: Mapping[str, Mapping[str, Any]] | None = None,
@@ -411,6 +411,9 @@ class Run:
                 self._meta["lost"] = lost  # the values not on disk, as the writer's warning counts them
             if self._meta.get("world_size"):  # a torchrun job: how its other ranks stand
                 self._meta["ranks"] = distributed.rank_states(self.dir)
+            skipped = dict(self.writer.gate.skipped)  # one step under the GIL: the training thread adds to it
+            if skipped:
+                self._meta["skipped"] = skipped
             write_json_atomically(self.dir / RUN_FILE, self._meta)
             columns = (
                 sorted(self._meta["config_flat"].items(), key=lambda item: item[0]),
@@ -574,7 +577,7 @@ def init(
     retention: Retention | None = None,
     budget: Budget | None = None,
     resume: Resume | str | os.PathLike[str] | None = None,
-    cadence: Cadence | None = None,
+    cadence: Cadence | Spaced | None = None,
     all_ranks: bool = False,
     folder: str | None = None,
     writer_options: Mapping[str, Any] | None = None,
@@ -590,12 +593,13 @@ def init(
     session, flattened with "/". ``metrics`` names the scalar tags that are the run's headline
     metrics (default: every tag under ``val/``, ``test/`` or ``metrics/``). ``budget`` bounds the
     run's size (default ``Budget()``: 1 GiB); ``retention`` deletes old ended runs first;
-    ``resume`` continues an earlier run (see ``Resume``); ``cadence`` (default ``Cadence()``) says at
-    which steps images, histograms and other heavy data are kept. ``folder`` names the run's folder
-    instead of ``<n>-<name>``: ``{n}`` in it is the next free number (``version_{n}`` numbers runs as
-    Lightning does), and a folder that holds a run already continues it, as ``resume`` would.
-    ``writer_options`` are passed to the run's ``Writer`` (``flush_secs``, ``max_queue``,
-    ``filename_suffix``, ``strict``).
+    ``resume`` continues an earlier run (see ``Resume``); ``cadence`` (default ``Spaced()``) says at
+    which steps images, histograms and other heavy data are kept: a tag's first call always, later ones
+    spaced out as the run grows; each call not kept is counted in run.json's ``skipped``. ``folder``
+    names the run's folder instead of ``<n>-<name>``: ``{n}`` in it is the next free number
+    (``version_{n}`` numbers runs as Lightning does), and a folder that holds a run already continues
+    it, as ``resume`` would. ``writer_options`` are passed to the run's ``Writer`` (``flush_secs``,
+    ``max_queue``, ``filename_suffix``, ``strict``).
 
     Example:
         >>> import tempfile, tbscope
@@ -625,7 +629,7 @@ def init(
     if metrics is not None and (isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics)):
         raise TypeError(f"init: metrics must be a list of scalar tags, got {metrics!r}")
     budget = budget if budget is not None else Budget()
-    cadence = cadence if cadence is not None else Cadence()
+    cadence = cadence if cadence is not None else Spaced()
     experiment_dir = root_path / experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
     place = distributed.place()

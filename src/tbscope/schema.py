@@ -13,11 +13,20 @@ value in a shown column. So the five columns marked are the keys every run has, 
 differ across runs first, then the keys of the largest group of runs that can all be drawn; the
 metrics most runs have come first.
 
-The summary lives in ``ROOT/.tbscope/hparams-<digest>/``, which TensorBoard lists as a run without data.
-A running TensorBoard keeps the first summary it read from a folder, so a change goes to a new folder,
-written whole before its event file takes its name, and the old folder is deleted: TensorBoard drops a
-run whose folder is gone. Processes that start runs at once take turns through a lock file, and each
-builds the summary from every run.json on disk, so the last one to write has seen every run.
+The summary lives in one of the users' own runs, the newest, as an event file of its own
+(``events.out.tfevents.0000000000.tbscope-hparams-<digest>``): TensorBoard's HParams plugin takes the first
+experiment summary of any run, so the root needs no run of tbscope's own, and the run selector lists only
+the runs the user started. A change is written whole under a temporary name (no ``tfevents`` in it, so
+TensorBoard does not read it half-written), renamed into the newest run, and every other copy is deleted.
+Processes that start runs at once take turns through a lock file (``.tbscope/lock``: a folder without
+event files is no run), and each builds the summary from every run.json on disk, so the last one to write
+has seen every run.
+
+What this placement cannot do: TensorBoard keeps the first summary it read from a run for as long as it
+runs, so a TensorBoard already running when the columns change (a run with new keys starts) shows the new
+columns once restarted (``tbscope serve`` brings them up to date as it starts). Only a new run can carry a
+change to a running TensorBoard, and tbscope adds no run. Older versions kept the summary in a run of its
+own (``.tbscope/hparams-<digest>/``); it is deleted at the next update and never listed as a run.
 """
 
 from __future__ import annotations
@@ -44,9 +53,10 @@ HOME = ".tbscope"
 LOCK = "lock"
 # How long anyone waits for the root's lock: a holder that is stopped or hung is not waited on forever.
 LOCK_SECONDS = 10.0
-_FOLDER = "hparams-"
-_PARTIAL = ".partial-"
-_EVENT_FILE = "events.out.tfevents.0000000000.tbscope-hparams"
+_FOLDER = "hparams-"  # older versions' run of tbscope's own, under HOME
+# The summary's event file in a run: first in the run's files by name (its time stamp is 0).
+_EVENT_FILE = "events.out.tfevents.0000000000.tbscope-hparams-"
+_PARTIAL = ".tbscope-hparams.partial"
 
 
 def columns(metas: list[dict[str, Any]]) -> tuple[list[api_pb2.HParamInfo], list[str]]:
@@ -83,10 +93,12 @@ def columns(metas: list[dict[str, Any]]) -> tuple[list[api_pb2.HParamInfo], list
     return hparams, metrics
 
 
-def _metas(root: Path) -> list[dict[str, Any]]:
+def _runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every tbscope run under ``root`` with its run.json, oldest first."""
     logdir = root.resolve()
-    found = [meta for run_dir in rundir.run_folders(root) if (meta := rundir.run_meta(run_dir, logdir)) is not None]
-    return sorted(found, key=lambda meta: str(meta.get("created", "")))
+    found = [(run_dir, meta) for run_dir in rundir.run_folders(root)
+             if (meta := rundir.run_meta(run_dir, logdir)) is not None]  # fmt: skip
+    return sorted(found, key=lambda found: str(found[1].get("created", "")))
 
 
 def _event_file(value: Summary.Value) -> bytes:
@@ -100,44 +112,45 @@ def _event_file(value: Summary.Value) -> bytes:
 
 def refresh(root: str | os.PathLike[str], timeout: float | None = None) -> Path | None:
     """Bring the experiment summary of ``root`` up to date with the run.json of every tbscope run under
-    it; returns its folder, or None where ``root`` holds no tbscope run (nothing is written there).
-    Raises OSError when the folder cannot be written, TimeoutError (an OSError) when the root's lock is
-    still held by another process after ``timeout`` seconds (default ``LOCK_SECONDS``).
+    it; returns its event file (in the newest run), or None where ``root`` holds no tbscope run (nothing
+    is written there). Raises OSError when it cannot be written, TimeoutError (an OSError) when the root's
+    lock is still held by another process after ``timeout`` seconds (default ``LOCK_SECONDS``).
 
     Example:
         >>> import tempfile, tbscope
         >>> root = tempfile.mkdtemp()
-        >>> with tbscope.init("cnn", root=root, config={"lr": 0.1}) as run:
+        >>> with tbscope.init("cnn", root=root, name="first", config={"lr": 0.1}) as run:
         ...     run.writer.add_scalar("val/acc", 0.9, 1)
         >>> refresh(root).parent.name
-        '.tbscope'
+        '0001-first'
     """
     root_path = Path(root)
     if not rundir.run_folders(root_path):
         return None
     home = root_path / HOME
     with atomic.locked(home / LOCK, LOCK_SECONDS if timeout is None else timeout):
-        metas = _metas(root_path)
-        if not metas:
+        runs = _runs(root_path)
+        if not runs:
             return None
-        hparams, metrics = columns(metas)
+        hparams, metrics = columns([meta for _, meta in runs])
         value = experiment_value(hparams, metrics)
         digest = hashlib.sha1(value.SerializeToString(deterministic=True)).hexdigest()[:16]
-        target = home / f"{_FOLDER}{digest}"
-        if not (target / _EVENT_FILE).is_file():
-            partial = home / f"{_PARTIAL}{digest}"
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir()
-            (partial / "summary").write_bytes(_event_file(value))
-            shutil.rmtree(target, ignore_errors=True)
-            partial.rename(target)
-            (target / "summary").rename(target / _EVENT_FILE)  # TensorBoard sees it from now on, whole
-        for old in home.iterdir():
-            if old != target and old.name.startswith((_FOLDER, _PARTIAL)):
-                shutil.rmtree(old, ignore_errors=True)
+        newest = runs[-1][0]
+        target = newest / f"{_EVENT_FILE}{digest}"
+        if not target.is_file():
+            partial = newest / _PARTIAL
+            partial.write_bytes(_event_file(value))
+            partial.rename(target)  # TensorBoard sees it from now on, whole
+        for run_dir, _ in runs:
+            for old in run_dir.glob(f"{_EVENT_FILE}*"):
+                if old != target:
+                    old.unlink(missing_ok=True)
+        for old in home.glob(f"{_FOLDER}*"):  # an older version's run of its own
+            shutil.rmtree(old, ignore_errors=True)
     return target
 
 
 def is_home(run: str) -> bool:
-    """Whether TensorBoard's run name ``run`` (relative to the root) is inside tbscope's own folder."""
+    """Whether TensorBoard's run name ``run`` (relative to the root) is inside tbscope's own folder (the
+    summary's run of older versions)."""
     return Path(run).parts[:1] == (HOME,)

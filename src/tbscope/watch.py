@@ -1,10 +1,12 @@
 """Model watching: per-layer weight and gradient norms, update-to-weight ratios and histograms, at a cadence.
 
-Layers are named by their parameters' qualified names (``features.0.conv.weight``). Each layer's numbers
-go to a sub-run of its own, ``watch/<layer>``, under one tag per quantity (``watch/grad_norm``,
-``watch/weight_norm``, ``watch/update_ratio``): TensorBoard then draws one chart per quantity with a line
-per layer, rather than a chart per layer and quantity. Histograms stay in the run, a tag per layer
-(``watch/weights/<layer>``, ``watch/grads/<layer>``, ``watch/activations/<module>``).
+Layers are named by their parameters' qualified names (``features.0.conv.weight``). Everything goes into
+the run itself, so that watching adds no run to TensorBoard's run selector: a scalar tag per quantity and
+layer (``watch/grad_norm/<layer>``, ``watch/weight_norm/<layer>``, ``watch/update_ratio/<layer>``), and a
+Custom Scalars layout (category ``watch``) that draws one chart per quantity with a line per layer.
+Histograms are a tag per layer (``watch/weights/<layer>``, ``watch/grads/<layer>``,
+``watch/activations/<module>``). Logdirs of older versions, with a sub-run per layer (``<run>/watch/<layer>``),
+still read.
 
 Everything is computed on the model's device with batched (``torch._foreach_*``) operations; of one
 logging step, the numbers of every layer and every histogram's bins travel to the host as one tensor,
@@ -17,6 +19,7 @@ pass, when every gradient is there.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +28,7 @@ import torch
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from tbscope.pipeline import warn_once
-from tbscope.policy import Cadence
+from tbscope.policy import Cadence, Spaced
 from tbscope.summaries import histogram, scalar, text
 
 if TYPE_CHECKING:
@@ -42,14 +45,29 @@ SAMPLE = 1 << 20
 _ROW_STATS = 6
 
 
+# The quantities a layer has a scalar of, in the order of the Custom Scalars charts.
+QUANTITIES = ("weight_norm", "grad_norm", "update_ratio")
+
+
+def layout(quantities: Sequence[str]) -> dict[str, dict[str, list[Any]]]:
+    """The Custom Scalars layout of ``quantities``: a chart each, a line for each layer of each run.
+
+    Example:
+        >>> layout(["grad_norm"])
+        {'watch': {'grad_norm': ['Multiline', ['^watch/grad_norm/']]}}
+    """
+    return {"watch": {stat: ["Multiline", [f"^{re.escape(f'watch/{stat}/')}"]] for stat in quantities}}
+
+
 def layer_values(name: str, stats: Sequence[str], numbers: np.ndarray, step: int) -> list[Summary.Value]:
-    """One layer's numbers of one logging step, a scalar per quantity of ``stats``, for its sub-run. A
-    non-finite norm is reported once per layer, in a warning and as text (tag ``watch/nonfinite``)."""
+    """One layer's numbers of one logging step, a scalar per quantity of ``stats`` (tag
+    ``watch/<quantity>/<layer>``). A non-finite norm is reported once per layer, in a warning and as text
+    (tag ``watch/nonfinite``)."""
     values = []
     for stat, number in zip(stats, np.asarray(numbers).reshape(-1).tolist(), strict=True):
         if stat == "update_ratio" and math.isnan(number):
             continue  # the weights were all zero (a bias at its start): no ratio to them
-        values.append(scalar.simple_value(f"watch/{stat}", number))
+        values.append(scalar.simple_value(f"watch/{stat}/{name}", number))
         if stat != "update_ratio" and not math.isfinite(number):
             what = "weights" if stat == "weight_norm" else "gradient"
             message = f"tbscope: watch: {what} of layer {name!r} hold NaN or Inf at step {step} ({stat} {number})"
@@ -60,22 +78,18 @@ def layer_values(name: str, stats: Sequence[str], numbers: np.ndarray, step: int
 
 def step_values(
     names: Sequence[str], stats: Sequence[str], histograms: Sequence[str], bins: int, packed: np.ndarray, step: int
-) -> dict[str, list[Summary.Value]]:
-    """One logging step's values from its packed tensor, by sub-run: each layer's numbers (a row of
-    ``stats`` per layer) go to ``watch/<layer>``, the histograms (a row per layer for each of
-    ``histograms``) to the run itself ("")."""
+) -> list[Summary.Value]:
+    """One logging step's values from its packed tensor: each layer's numbers (a row of ``stats`` per
+    layer), then the histograms (a row per layer for each of ``histograms``)."""
     count = len(names)
     numbers = packed[: len(stats) * count].reshape(count, len(stats))
     rows = packed[len(stats) * count :].reshape(len(histograms), count, bins + _ROW_STATS)
-    out: dict[str, list[Summary.Value]] = {}
-    if stats:
-        out = {f"watch/{name}": layer_values(name, stats, numbers[i], step) for i, name in enumerate(names)}
-    out[""] = [
+    out = [value for i, name in enumerate(names) for value in layer_values(name, stats, numbers[i], step)]
+    return out + [
         histogram.from_device_bins(f"watch/{kind}/{name}", row, bins)[0]
         for h, kind in enumerate(histograms)
         for name, row in zip(names, rows[h], strict=True)
     ]
-    return out
 
 
 def _activation_value(tag: str, row: np.ndarray, bins: int) -> Summary.Value:
@@ -89,7 +103,7 @@ class Watch:
         self,
         writer: Writer,
         model: torch.nn.Module,
-        cadence: Cadence,
+        cadence: Cadence | Spaced,
         norms: bool,
         histograms: bool,
         update_ratio: bool,
@@ -99,10 +113,13 @@ class Watch:
         self.writer, self.model, self.cadence, self.bins = writer, model, cadence, bins
         self.norms, self.histograms, self.update_ratio = norms, histograms, update_ratio
         self.step = 0
+        self._last: int | None = None  # the last step logged
         self._params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         self._previous: list[torch.Tensor] | None = None
         self._queued = False
         self._handles: list[Any] = [p.register_post_accumulate_grad_hook(self._on_grad) for _, p in self._params]
+        if norms:
+            writer.add_custom_scalars(layout(QUANTITIES if update_ratio else QUANTITIES[:2]))
         if activations:
             leaves = [(name, m) for name, m in model.named_modules() if not any(m.children())]
             self._handles += [m.register_forward_hook(self._activation_hook(name)) for name, m in leaves]
@@ -124,9 +141,10 @@ class Watch:
         step = self.step
         self.step += 1
         with torch.no_grad():
-            if self.cadence.keeps(step):
+            if self.cadence.keeps(step, self._last):
+                self._last = step
                 self._log(step)
-            if self.update_ratio and self.norms and self.cadence.keeps(step + 1):
+            if self.update_ratio and self.norms and self.cadence.keeps(step + 1, self._last):
                 self._previous = [p.detach().clone() for _, p in self._params]
 
     def _log(self, step: int) -> None:
@@ -168,7 +186,7 @@ class Watch:
 
     def _activation_hook(self, name: str) -> Any:
         def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-            if not self.cadence.keeps(self.step) or not torch.is_grad_enabled():
+            if not self.cadence.keeps(self.step, self._last) or not torch.is_grad_enabled():
                 return
             tensor = output[0] if isinstance(output, tuple | list) else output
             tag = f"watch/activations/{name}"

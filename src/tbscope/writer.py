@@ -38,7 +38,7 @@ from tbscope.pipeline import (
     on_exit,
     warn_once,
 )
-from tbscope.policy import Budget, Cadence, Gate
+from tbscope.policy import Budget, Cadence, Gate, Spaced
 from tbscope.snapshot import Pending
 from tbscope.summaries import (
     audio,
@@ -362,9 +362,11 @@ class Writer:
             may hold, in the queue and again while a full disk refuses them. Past it they are shed
             (with one warning, and a count at close and in ``lost_values``) instead of growing memory
             or blocking the training loop; scalars, text and the HParams session are kept.
-        cadence: A ``Cadence``: the steps at which images, figures, histograms, embeddings, audio
-            and video are logged; calls at other steps cost next to nothing. None (the default for a
-            plain Writer, as in torch) logs every call; ``tbscope.init`` runs get ``Cadence()``.
+        cadence: A ``Spaced`` or ``Cadence``: the steps at which images, figures, histograms, embeddings,
+            audio and video are logged; calls at other steps cost next to nothing, and are counted
+            (``gate.skipped``), the first of each tag with a warning. A tag's first call is always
+            logged. None (the default for a plain Writer, as in torch) logs every call;
+            ``tbscope.init`` runs get ``Spaced()``.
         budget: A ``Budget``: bytes per run, images and histograms per tag, the largest image side.
             Past a limit heavy data stops being logged; scalars and text go on. None (the default
             for a plain Writer, as in torch) means no limit; ``tbscope.init`` runs get ``Budget()``.
@@ -397,7 +399,7 @@ class Writer:
         *,
         strict: bool = False,
         max_pending_bytes: int = 512 << 20,
-        cadence: Cadence | None = None,
+        cadence: Cadence | Spaced | None = None,
         budget: Budget | None = None,
         on_flush: Callable[[], None] | None = None,
         on_flushed: Callable[[], None] | None = None,
@@ -1285,7 +1287,7 @@ class Writer:
     def watch(
         self,
         model: Any,
-        cadence: Cadence | None = None,
+        cadence: Cadence | Spaced | None = None,
         norms: bool = True,
         histograms: bool = True,
         update_ratio: bool = True,

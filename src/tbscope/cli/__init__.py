@@ -22,11 +22,14 @@ DEMO_EPOCHS = 6  # DemoConfig's, without importing torch for --help
 
 
 def _demo(args: argparse.Namespace) -> int:
+    # torch's C++ warnings (the profiler's "CPUAllocator.cpp ... Memory block of unknown size") are read once,
+    # when torch loads: the demo's console shows its epoch lines and tables
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     from tbscope.demo.train import SWEEP, DemoConfig, run_sweep
 
     config = DemoConfig(epochs=args.epochs, max_seconds=args.max_seconds)
     print(
-        f"tbscope demo: a small CNN on generated shapes, {len(SWEEP)} runs over the learning rate "
+        f"tbscope demo: a small CNN on generated shapes, {len(SWEEP)} runs over the peak learning rate "
         f"({', '.join(f'{lr:g}' for lr in SWEEP)}), {config.epochs} epochs each, a few steps of each profiled",
         flush=True,
     )

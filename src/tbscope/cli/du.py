@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from tbscope.cli.arguments import directory
 from tbscope.cli.table import as_json, render
@@ -17,10 +18,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def _skipped(root: Path) -> list[tuple[str, str, int]]:
+    """(run, tag, calls) the cadence or a budget dropped, from the run.json of each tbscope run, most first."""
+    from tbscope import rundir
+
+    logdir = root.resolve()
+    folders = [root] if (root / rundir.RUN_FILE).is_file() else rundir.run_folders(root)
+    found = [
+        (str(folder.relative_to(root)), tag, count)
+        for folder in folders
+        if (meta := rundir.run_meta(folder, logdir)) is not None
+        for tag, count in meta.get("skipped", {}).items()
+    ]
+    return sorted(found, key=lambda row: -row[2])
+
+
 def run(args: argparse.Namespace) -> int:
     from tbscope.reader import disk_usage
 
     usage = disk_usage(args.root)
+    skipped = _skipped(args.root)
     by_run = usage.groupby("run")["bytes"].sum().sort_values(ascending=False)
     by_kind = usage.groupby("kind")["bytes"].sum().sort_values(ascending=False)
     by_tag = usage.groupby(["run", "kind", "tag"])["bytes"].sum().sort_values(ascending=False)
@@ -30,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
             "by_run": {k: int(v) for k, v in by_run.items()},
             "by_kind": {k: int(v) for k, v in by_kind.items()},
             "by_tag": [{"run": r, "kind": k, "tag": t, "bytes": int(v)} for (r, k, t), v in by_tag.items()],
+            "not_logged": [{"run": r, "tag": t, "calls": n} for r, t, n in skipped],
         }))  # fmt: skip
         return 0
     total = int(usage["bytes"].sum())
@@ -44,4 +62,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     rows = [[r, k, t, format_bytes(v), share(v)] for (r, k, t), v in by_tag.head(args.top).items()]
     print(render(["run", "kind", "tag", "size", "share"], rows))
+    if skipped:
+        print("\nNot logged: heavy calls the cadence or a budget dropped (pass a denser cadence to log more)")
+        print(render(["run", "tag", "calls"], [list(row) for row in skipped[: args.top]]))
     return 0

@@ -1,4 +1,5 @@
-"""``tbscope ls``: one row a run: experiment, run, status, started, duration, last step, size, headline metrics."""
+"""``tbscope ls``: one row a run: experiment, run, status, started, duration, last step, size, heavy calls not
+logged (when a run has any), headline metrics."""
 
 from __future__ import annotations
 
@@ -33,16 +34,22 @@ def run(args: argparse.Namespace) -> int:
     for entry in entries:
         metrics += [t for t in entry.headline if t not in metrics]
     metrics = metrics[:MAX_METRIC_COLUMNS]
-    headers = ["experiment", "run", "status", "started", "duration", "last step", "size", *metrics]
+    skipped = any(e.skipped for e in entries)  # the column shows when a cadence or budget dropped something
+    headers = ["experiment", "run", "status", "started", "duration", "last step", "size",
+               *(["not logged"] if skipped else []), *metrics]  # fmt: skip
     rows = [
         [
             e.experiment, e.run, e.shown_status,
             e.started.strftime("%Y-%m-%d %H:%M") if e.started else None,
             format_duration(e.duration) if e.duration is not None else None,
             e.last_step, format_bytes(e.bytes),
+            *([sum(e.skipped.values())] if skipped else []),
             *(metric_value(e, m, "last") for m in metrics),
         ]
         for e in entries
     ]  # fmt: skip
     print(render(headers, rows))
+    if skipped:
+        print("not logged: heavy calls (images, histograms, ...) the cadence or a budget dropped; tbscope du shows "
+              "them by tag")  # fmt: skip
     return 0

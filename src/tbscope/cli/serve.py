@@ -4,6 +4,11 @@ TensorBoard answers any request that reaches its port, whatever host it names; a
 read the runs through DNS rebinding (its own name made to resolve to 127.0.0.1). tbscope serves
 TensorBoard behind ``HostCheck``, which answers 403 to a request whose Host header is not an address
 of this server.
+
+Inside a container (Docker's ``/.dockerenv``, Podman's ``/run/.containerenv``, or a container runtime named
+in ``/proc/1/cgroup``), 127.0.0.1 is the container's own loopback, which a port published with ``docker run
+-p`` does not reach: ``serve`` says so, suggests ``--host 0.0.0.0`` (the Host-header check stays), and prints
+the host-side ``-p`` mapping and the URL to open there, after the ssh line.
 """
 
 from __future__ import annotations
@@ -30,6 +35,46 @@ SAMPLES_PER_PLUGIN = ",".join(
 )
 ALL_INTERFACES = ("0.0.0.0", "::", "")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+# What tells a container from the inside: Docker's and Podman's marker files, and the init process's cgroup.
+CONTAINER_MARKERS = (Path("/.dockerenv"), Path("/run/.containerenv"))
+CGROUP = Path("/proc/1/cgroup")
+CGROUP_RUNTIMES = ("docker", "containerd", "kubepods", "libpod", "lxc")
+
+
+def container_marker() -> str | None:
+    """What shows this process runs in a container (a marker file, or the runtime in the cgroup), or None."""
+    for marker in CONTAINER_MARKERS:
+        if marker.exists():
+            return str(marker)
+    try:
+        cgroup = CGROUP.read_text(errors="replace")
+    except OSError:
+        return None
+    runtime = next((name for name in CGROUP_RUNTIMES if name in cgroup), None)
+    return f"{runtime} in {CGROUP}" if runtime else None
+
+
+def container_advice(root: Path, host: str, port: int, marker: str) -> list[str]:
+    """What a user in a container needs to reach the server from the host: the interface to listen on (when
+    it listens on loopback only), the ``docker run -p`` mapping and the URL to open on the host.
+
+    Example:
+        >>> for line in container_advice(Path("runs"), "127.0.0.1", 6006, "/.dockerenv")[1:]:
+        ...     print(line)
+          tbscope serve runs --host 0.0.0.0 --port 6006
+        On the host: docker run -p 6006:6006 ...  then open http://localhost:6006/
+    """
+    lines = []
+    if host not in ALL_INTERFACES:
+        lines += [
+            f"In a container ({marker}): a port published with docker run -p does not reach its {host}. To open it "
+            "from the host, serve on the container's interfaces (requests for other hosts are still refused):",
+            f"  tbscope serve {root} --host 0.0.0.0 --port {port}",
+        ]
+    else:
+        lines.append(f"In a container ({marker}): listening on its interfaces; requests for other hosts are refused.")
+    lines.append(f"On the host: docker run -p {port}:{port} ...  then open http://localhost:{port}/")
+    return lines
 
 
 def _port(text: str) -> int:
@@ -175,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    marker = container_marker()
     if host in ALL_INTERFACES:
         print(
             "tbscope serve: WARNING: listening on all interfaces: anyone who can reach this machine can see "
@@ -220,6 +266,8 @@ def run(args: argparse.Namespace) -> int:
         f"  then open http://localhost:{port}/",
         flush=True,
     )
+    if marker is not None:
+        print("\n".join(container_advice(root, host, port, marker)), flush=True)
     print("Press Ctrl-C to stop.", flush=True)
     try:
         while True:

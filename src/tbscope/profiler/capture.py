@@ -45,6 +45,7 @@ class Profile:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.traces: list[Path] = []
         self._training_steps: dict[int, int] = {}  # profiler step -> training step, as step() was told
+        self._step_times: dict[int, float] = {}  # training step -> the wall time it ended at
         activities = [torch.profiler.ProfilerActivity.CPU]
         if torch.cuda.is_available():
             activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -80,24 +81,26 @@ class Profile:
             self._log_headline(packed)
 
     def _log_headline(self, path: Path) -> None:
-        """Per profiled step, at its training step: step time, GPU utilization (with a device), and the
-        share of the category that took the most time over the whole trace."""
+        """Per profiled step, at its training step and the wall time that step ended (not the analysis's,
+        later: TensorBoard's relative time axis then shows them beside the loss): step time, GPU utilization
+        (with a device), and the share of the category that took the most time over the whole trace."""
         overview = analyze(load(path))
         shares = overview.shares()
         largest = max(shares, key=lambda c: shares[c]) if overview.steps else None
         for s in overview.steps:
             step = s.training_step if s.training_step is not None else s.step
-            self.writer.add_scalar("profile/step_time_ms", s.duration_us / 1000, step)  # type: ignore[union-attr]
+            at = self._step_times.get(step)
+            add = self.writer.add_scalar  # type: ignore[union-attr]
+            add("watch/profile/step_time_ms", s.duration_us / 1000, step, walltime=at)
             if overview.has_device:
                 utilization = s.kernel_busy_us / s.duration_us if s.duration_us else 0.0
-                self.writer.add_scalar("profile/gpu_utilization", utilization, step)  # type: ignore[union-attr]
+                add("watch/profile/gpu_utilization", utilization, step, walltime=at)
             if largest is not None and s.duration_us:
-                share = s.breakdown_us[largest] / s.duration_us
-                self.writer.add_scalar(f"profile/share/{largest}", share, step)  # type: ignore[union-attr]
+                add(f"watch/profile/share/{largest}", s.breakdown_us[largest] / s.duration_us, step, walltime=at)
 
     def step(self, step: int | None = None) -> None:
         """Mark the end of a training step. ``step`` is that step's number in the training loop, the one
-        its loss is logged at: the ``profile/...`` scalars of the profiled steps are logged at it. Without
+        its loss is logged at: the ``watch/profile/...`` scalars of the profiled steps are logged at it. Without
         it, they go to the latest step the writer has written by then, which may trail the step just
         logged (its pipeline writes in the background), or to the profiler's own step count when the
         writer has written nothing: pass ``step`` to be exact."""
@@ -108,10 +111,11 @@ class Profile:
             # A writer that logs nothing (another rank's, say) has no summary: then there is no step to take.
             summary = getattr(self.writer, "scalar_stats", lambda: None)()
             logged = [int(v["last_step"]) for tag, v in (summary or {}).items()
-                      if not tag.startswith("profile/") and v.get("last_step") is not None]  # fmt: skip
+                      if not tag.startswith("watch/") and v.get("last_step") is not None]  # fmt: skip
             step = max(logged) if logged else None
         if step is not None and recording:
             self._training_steps[self._profiler.step_num] = int(step)
+            self._step_times[int(step)] = time.time()
         self._profiler.step()
 
     def __enter__(self) -> Profile:
@@ -178,7 +182,7 @@ def profile(
     each of its modules' calls with its qualified name (``layer3.1.conv2``) for the Modules view.
 
     With a run or a writer, each profiled step's time, GPU utilization and the share of the trace's
-    largest category are logged as ``profile/...`` scalars at the training step: the number passed to
+    largest category are logged as ``watch/profile/...`` scalars at the training step: the number passed to
     ``prof.step(step)`` as that step ends (see ``Profile.step``).
 
     Example:
