@@ -654,7 +654,7 @@ def iter_events(path: Path, plain_scalars: bool = True) -> Iterator[Event]:
             if event is not None:
                 yield event
     else:
-        with record.open_regular(path) as file:
+        with open_inside(path, None) as file:
             buf = file.read()
         starts, lengths, _ = record.scan(buf, 0, report)
         starts_array, lengths_array = np.asarray(starts), np.asarray(lengths)
