@@ -261,10 +261,10 @@ def test_a_later_refresh_catches_up_once_the_lock_holder_goes_on(
             run = tbscope.init("cnn", root=tmp_path, config={"lr": 0.1, "depth": 3})
             run.writer.add_scalar("val/acc", 0.5, 0)
             run.writer.flush()
-        assert not list((tmp_path / schema.HOME).glob("hparams-*"))
+        assert not list(run.dir.glob("events.out.tfevents.*.tbscope-hparams-*"))
     run.writer.add_scalar("val/acc", 0.6, 1)
     run.writer.flush()  # the holder is gone: this flush's refresh catches up
-    (summary,) = (tmp_path / schema.HOME).glob("hparams-*/events.out.tfevents.*")
+    (summary,) = run.dir.glob("events.out.tfevents.*.tbscope-hparams-*")
     assert b"depth" in summary.read_bytes() and b"val/acc" in summary.read_bytes()
     run.finish()
 
