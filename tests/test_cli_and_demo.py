@@ -77,3 +77,24 @@ def test_demo_command_sweeps_shows_progress_the_runs_and_how_to_open_tensorboard
     assert all(run.name in result.stdout for run in runs)  # listed by ls and compare
     for noise in ("USDT", "profiler_start", "CPUAllocator", "Warning"):  # the epoch lines and tables, nothing else
         assert noise not in result.stdout and noise not in result.stderr, noise
+    assert_three_runs_everywhere(tmp_path, [f"shapes-cnn/{run.name}" for run in runs])
+
+
+def assert_three_runs_everywhere(root: Path, runs: list[str]) -> None:
+    """The demo's runs are all there is, wherever runs are counted: TensorBoard, ls, du, export, read_scalars."""
+    import json
+
+    import pandas as pd
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+
+    from tbscope import read_scalars
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(root))
+    assert sorted(multiplexer.Runs()) == runs  # TensorBoard's run selector
+    listed = json.loads(tbscope("ls", str(root), "--json").stdout)
+    assert sorted(row["path"] for row in listed) == runs
+    assert sorted(json.loads(tbscope("du", str(root), "--json").stdout)["by_run"]) == runs
+    assert tbscope("export", str(root), "-o", str(root.parent / "scalars.csv")).returncode == 0
+    assert sorted(pd.read_csv(root.parent / "scalars.csv")["run"].unique()) == runs
+    assert sorted(read_scalars(root)["run"].unique()) == runs

@@ -72,3 +72,17 @@ def test_a_tags_first_call_is_logged_whatever_the_cadence(tmp_path: Path) -> Non
     images = EventAccumulator(str(tmp_path), size_guidance={"images": 0}).Reload().Images("val/samples")
     assert [image.step for image in images] == [4, 1000]
     assert w.gate.skipped == {"val/samples": 2}
+
+
+def test_a_resumed_run_adds_its_skipped_calls_to_those_of_its_earlier_attempts(tmp_path: Path) -> None:
+    cadence = tbscope.Cadence(every=10, dense_until=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with tbscope.init("cnn", root=tmp_path, cadence=cadence) as first:
+            for step in range(10):  # 0 kept, 1 to 9 not
+                first.writer.add_histogram("w", GRID, step)
+        with tbscope.init("cnn", root=tmp_path, cadence=cadence, resume=tbscope.Resume(first.id, step=10)) as again:
+            for step in range(10, 15):  # 10 kept, 11 to 14 not
+                again.writer.add_histogram("w", GRID, step)
+                again.writer.add_image_grid("g", GRID, step)  # 10 kept (its first), 11 to 14 not
+    assert json.loads((first.dir / "run.json").read_text())["skipped"] == {"w": 9 + 4, "g": 4}

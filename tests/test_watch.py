@@ -245,3 +245,27 @@ def test_watching_a_resnet50_adds_no_run_and_its_chart_a_quantity_draws_every_la
         assert all(tag.startswith(f"watch/{quantity}/") for tag in drawn)
     histograms = multiplexer.PluginRunToTagToContent("histograms")["resnet/0001-watched"]
     assert {f"watch/{kind}/{layer}" for kind in ("weights", "grads") for layer in layers} == set(histograms)
+
+
+def test_a_run_of_an_older_version_with_a_sub_run_a_layer_still_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tbscope.cli import main
+
+    with tbscope.init("old", root=tmp_path, name="watched", config={"lr": 0.1}) as run:
+        run.writer.add_scalar("val/acc", 0.5, 1)
+    for layer in ("0.weight", "0.bias"):  # as older versions wrote watch's numbers: a sub-run a layer
+        with Writer(run.dir / "watch" / layer) as w:
+            w.add_scalar("watch/grad_norm", 0.25, 0)
+    scalars = tbscope.read_scalars(tmp_path)
+    by_run = {run: set(frame["tag"]) for run, frame in scalars.groupby("run", observed=True)}
+    assert by_run == {
+        "old/0001-watched": {"val/acc"},
+        "old/0001-watched/watch/0.weight": {"watch/grad_norm"},
+        "old/0001-watched/watch/0.bias": {"watch/grad_norm"},
+    }
+    capsys.readouterr()
+    assert main(["ls", str(tmp_path), "--json"]) == 0
+    assert [row["path"] for row in json.loads(capsys.readouterr().out)] == ["old/0001-watched"]  # one run
+    assert main(["compare", str(tmp_path)]) == 0
+    assert "0001-watched" in capsys.readouterr().out

@@ -833,12 +833,15 @@ def disk_usage(path: str | os.PathLike[str]) -> pd.DataFrame:
     runs_by_depth = sorted(found, key=lambda r: -len(Path(r).parts))
     for folder, _, files in os.walk(root):
         rel = os.path.relpath(folder, root)
-        owner = next((r for r in runs_by_depth if r == "." or rel == r or rel.startswith(r + os.sep)), rel)
+        owner = next((r for r in runs_by_depth if r == "." or rel == r or rel.startswith(r + os.sep)), None)
         for name in files:
             if not is_event_file(name):
                 with contextlib.suppress(OSError):
-                    tag = os.path.relpath(os.path.join(folder, name), root / owner)
-                    add(owner, _file_kind(name), tag, os.lstat(os.path.join(folder, name)).st_size)
+                    size = os.lstat(os.path.join(folder, name)).st_size
+                    if owner is None and size == 0:
+                        continue  # an empty file of no run (tbscope's lock file) is no run to show
+                    tag = os.path.relpath(os.path.join(folder, name), root / (owner or rel))
+                    add(owner or rel, _file_kind(name), tag, size)
     frame = pd.DataFrame([(*key, round(size)) for key, size in rows.items()],
                          columns=["run", "kind", "tag", "bytes"])  # fmt: skip
     return frame.sort_values("bytes", ascending=False, ignore_index=True)

@@ -292,6 +292,8 @@ class Run:
         self.dir = run_dir
         self.rank = rank  # under torch.distributed: only rank 0 writes run.json and the run's own events
         self._earlier = dict(earlier or {})  # a resumed run's summary of what it logged before
+        # a resumed run's count of the heavy calls its earlier attempts did not log
+        self._skipped_before = {tag: n for tag, n in dict(meta.get("skipped") or {}).items() if isinstance(n, int)}
         self.id: str = meta["id"]
         self.experiment: str = meta["experiment"]
         self.name: str | None = meta["name"]
@@ -411,9 +413,10 @@ class Run:
                 self._meta["lost"] = lost  # the values not on disk, as the writer's warning counts them
             if self._meta.get("world_size"):  # a torchrun job: how its other ranks stand
                 self._meta["ranks"] = distributed.rank_states(self.dir)
-            skipped = dict(self.writer.gate.skipped)  # one step under the GIL: the training thread adds to it
-            if skipped:
-                self._meta["skipped"] = skipped
+            now = dict(self.writer.gate.skipped)  # one step under the GIL: the training thread adds to it
+            if now or self._skipped_before:
+                before = self._skipped_before
+                self._meta["skipped"] = {tag: before.get(tag, 0) + now.get(tag, 0) for tag in {**before, **now}}
             write_json_atomically(self.dir / RUN_FILE, self._meta)
             columns = (
                 sorted(self._meta["config_flat"].items(), key=lambda item: item[0]),

@@ -1,7 +1,9 @@
 """The demo's training script: a small CNN learns to tell shapes apart, and logs everything on the way.
 
-Run it with ``tbscope demo`` (or ``make demo``): a sweep of three runs over the learning rate, in
-``runs/shapes-cnn/<n>-lr-<lr>/``.
+Run it with ``tbscope demo`` (or ``make demo``): a sweep of three runs over the peak learning rate of a
+one-cycle schedule (``max_lr``, the top of the ``train/lr`` curve), in ``runs/shapes-cnn/<n>-max_lr-<lr>/``.
+The model tells the shape's class and puts a box around it: ``val/detection`` draws its box (dashed) over
+the true one (solid), ``val/masks`` the box filled, beside the true mask.
 """
 
 from __future__ import annotations
