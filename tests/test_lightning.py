@@ -116,6 +116,28 @@ def test_namespace_tensor_and_class_hyperparameters_train_and_read_back_from_hpa
     assert loaded.hparams["scale"] == 0.5 and loaded.hparams["act"] == "torch.nn.modules.activation.ReLU"
 
 
+def test_version_sub_dir_and_prefix_place_things_as_lightnings_logger_does(tmp_path: Path) -> None:
+    logger = TBScopeLogger(str(tmp_path), "exp", version=3, sub_dir="tb", prefix="p", flush_secs=1)
+    fit = trainer(logger, max_epochs=1)
+    fit.fit(Tiny(), loader())
+    run_dir = tmp_path / "exp" / "version_3"
+    assert (logger.root_dir, logger.log_dir, fit.log_dir) == (str(tmp_path / "exp"), str(run_dir / "tb"),
+                                                               str(run_dir / "tb"))  # fmt: skip
+    assert logger.run.dir == run_dir and logger.version == 3 and logger.run.writer.flush_secs == 1
+    assert (run_dir / "tb" / "hparams.yaml").is_file()
+    assert "p-train/loss" in accumulate(run_dir).Tags()["scalars"]
+    again = TBScopeLogger(tmp_path, "exp", version=3)  # the same version again: the same run, continued
+    trainer(again, max_epochs=1).validate(Tiny(), loader())
+    assert again.run.dir == run_dir and json.loads((run_dir / "run.json").read_text())["resumed"]
+
+
+def test_log_graph_without_an_example_input_warns_as_lightnings_logger_does(tmp_path: Path) -> None:
+    model = Tiny()
+    model.example_input_array = None
+    with pytest.warns(UserWarning, match="Could not log computational graph.*example_input_array"):
+        trainer(TBScopeLogger(tmp_path, log_graph=True), max_epochs=1).fit(model, loader())
+
+
 def test_lightnings_log_every_n_steps_decides_and_the_logger_never_flushes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
