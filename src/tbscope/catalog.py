@@ -50,6 +50,7 @@ class RunEntry:
         """The status, and the other ranks of a torchrun job that died or failed: "interrupted (rank 1 crashed)"."""
         down = [f"rank {rank} {status}" for rank, status in self.ranks.items() if status not in ("running", "finished")]
         return f"{self.status} ({', '.join(down)})" if down else self.status
+
     skipped: dict[str, int] = field(default_factory=dict)  # heavy calls the cadence or a budget dropped, by tag
 
     def as_json(self) -> dict[str, Any]:
