@@ -67,20 +67,28 @@ def test_demo_command_sweeps_shows_progress_the_runs_and_how_to_open_tensorboard
     result = tbscope("demo", "--root", str(tmp_path), "--epochs", "2")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert sum("epoch 2/2" in line for line in lines) == 3  # progress of each of the three runs
+    assert sum("epoch 2/2" in line for line in lines) == 6  # progress of each run: 3 learning rates x 2 seeds
     assert f"$ tbscope ls {tmp_path}" in lines and f"$ tbscope compare {tmp_path} --sort val/acc --desc" in lines
     assert f"    tbscope serve {tmp_path}" in lines
     runs = sorted((tmp_path / "shapes-cnn").iterdir())
-    assert [run.name for run in runs] == ["0001-max_lr-0.03", "0002-max_lr-0.1", "0003-max_lr-0.3"]  # in start order
+    assert [run.name for run in runs] == [  # in start order
+        "0001-max_lr-0.03_seed-0", "0002-max_lr-0.03_seed-1", "0003-max_lr-0.1_seed-0", "0004-max_lr-0.1_seed-1",
+        "0005-max_lr-0.3_seed-0", "0006-max_lr-0.3_seed-1",
+    ]  # fmt: skip
     assert all(len(accumulate(run).Scalars("val/acc")) == 2 for run in runs)  # every epoch validated
-    assert all(len(list((run / "profile").glob("*.pt.trace.json.gz"))) == 1 for run in runs)  # each run profiled
+    profiled = [run.name for run in runs if list((run / "profile").glob("*.pt.trace.json.gz"))]
+    assert profiled == [runs[0].name, runs[2].name, runs[4].name]  # each learning rate's first seed
+    groups = [line for line in lines if line.startswith("max_lr=")]
+    assert len(groups) == 3 and all(line.split()[1] == "2" for line in groups)  # compare: a group of 2 per rate
+    assert any(" leads val/acc (higher is better): " in line for line in lines)
+    assert f"    tbscope report {tmp_path} -o report.html" in lines
     assert all(run.name in result.stdout for run in runs)  # listed by ls and compare
     for noise in ("USDT", "profiler_start", "CPUAllocator", "Warning"):  # the epoch lines and tables, nothing else
         assert noise not in result.stdout and noise not in result.stderr, noise
-    assert_three_runs_everywhere(tmp_path, [f"shapes-cnn/{run.name}" for run in runs])
+    assert_the_runs_started_are_all_there_is(tmp_path, [f"shapes-cnn/{run.name}" for run in runs])
 
 
-def assert_three_runs_everywhere(root: Path, runs: list[str]) -> None:
+def assert_the_runs_started_are_all_there_is(root: Path, runs: list[str]) -> None:
     """The demo's runs are all there is, wherever runs are counted: TensorBoard, ls, du, export, read_scalars."""
     import json
 

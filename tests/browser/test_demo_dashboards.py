@@ -34,7 +34,7 @@ OTHER = {
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("demo")
-    run_sweep(root, DemoConfig(epochs=2, train_images=256, val_images=64, batch_size=32), lrs=(0.1, 0.3))
+    run_sweep(root, DemoConfig(epochs=2, train_images=256, val_images=64, batch_size=32), lrs=(0.1, 0.3), seeds=(0,))
     with tbscope.init("shapes-resnet", root=root, name="adam", config=OTHER, metrics=["val/acc", "val/loss"]) as run:
         for step in range(8):
             run.writer.add_scalar("train/loss", 1 / (step + 1), step)

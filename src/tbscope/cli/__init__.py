@@ -25,12 +25,13 @@ def _demo(args: argparse.Namespace) -> int:
     # torch's C++ warnings (the profiler's "CPUAllocator.cpp ... Memory block of unknown size") are read once,
     # when torch loads: the demo's console shows its epoch lines and tables
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
-    from tbscope.demo.train import SWEEP, DemoConfig, run_sweep
+    from tbscope.demo.train import SEEDS, SWEEP, DemoConfig, run_sweep
 
     config = DemoConfig(epochs=args.epochs, max_seconds=args.max_seconds)
     print(
-        f"tbscope demo: a small CNN on generated shapes, {len(SWEEP)} runs over the peak learning rate "
-        f"({', '.join(f'{lr:g}' for lr in SWEEP)}), {config.epochs} epochs each, a few steps of each profiled",
+        f"tbscope demo: a small CNN on generated shapes, {len(SWEEP) * len(SEEDS)} runs: the peak learning rate "
+        f"({', '.join(f'{lr:g}' for lr in SWEEP)}) with {len(SEEDS)} seeds each, {config.epochs} epochs a run, "
+        "a few steps of each learning rate profiled",
         flush=True,
     )
     run_sweep(args.root, config)
@@ -38,8 +39,9 @@ def _demo(args: argparse.Namespace) -> int:
     main(["ls", args.root])
     print(f"\n$ tbscope compare {args.root} --sort val/acc --desc", flush=True)
     main(["compare", args.root, "--sort", "val/acc", "--desc"])
+    print(f"\nShare it as one offline file:\n    tbscope report {args.root} -o report.html")
     print(f"\nOpen it in TensorBoard (Time Series, Images, Histograms, Graphs, HParams, Projector, PR Curves, Text, "
-          f"Profile):\n    tbscope serve {args.root}")  # fmt: skip
+          f"Profile, Groups):\n    tbscope serve {args.root}")  # fmt: skip
     return 0
 
 

@@ -42,8 +42,11 @@ class DemoConfig:
     seed: int = 0
 
 
-# The peak learning rates of the demo's sweep: three runs to compare side by side.
+# The peak learning rates of the demo's sweep, each trained with every seed in SEEDS: a group of runs per
+# learning rate, so that `tbscope compare`, the Groups tab and the report show a mean, a band and whether
+# the best learning rate's lead is real.
 SWEEP = (0.03, 0.1, 0.3)
+SEEDS = (0, 1)
 
 
 def build_model(width: int, classes: int) -> nn.Module:
@@ -63,12 +66,20 @@ def build_model(width: int, classes: int) -> nn.Module:
 
 
 def run_sweep(
-    root: str | Path = "runs", config: DemoConfig | None = None, lrs: tuple[float, ...] = SWEEP
+    root: str | Path = "runs",
+    config: DemoConfig | None = None,
+    lrs: tuple[float, ...] = SWEEP,
+    seeds: tuple[int, ...] = SEEDS,
 ) -> list[Path]:
-    """The demo: one run of experiment "shapes-cnn" per peak learning rate in ``lrs``, each profiling a few
-    steps for the Profile tab (and its Diff view); returns their directories."""
+    """The demo: a run of experiment "shapes-cnn" per peak learning rate in ``lrs`` and seed in ``seeds``;
+    each learning rate's first seed profiles a few steps for the Profile tab (and its Diff view). Returns
+    the runs' directories."""
     cfg = config or DemoConfig()
-    return [run_demo(root, replace(cfg, max_lr=lr), name=f"max_lr-{lr:g}", profile=True) for lr in lrs]
+    return [
+        run_demo(root, replace(cfg, max_lr=lr, seed=seed), name=f"max_lr-{lr:g}_seed-{seed}", profile=seed == seeds[0])
+        for lr in lrs
+        for seed in seeds
+    ]
 
 
 def run_demo(root: str | Path = "runs", config: DemoConfig | None = None, name: str | None = None,
