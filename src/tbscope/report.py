@@ -193,11 +193,11 @@ def _pr_curves(root: str, runs: set[str], frame: pd.DataFrame) -> list[dict[str,
     return list(out.values())
 
 
-def _top_kernels(path: Path) -> list[dict[str, Any]]:
+def _top_kernels(path: Path, inside: Path) -> list[dict[str, Any]]:
     from tbscope.profiler import tables
     from tbscope.profiler.cache import loaded
 
-    return tables.kernels(loaded(path))[:10]
+    return tables.kernels(loaded(path, inside))[:10]
 
 
 def _profiles(root: Path, entries: Sequence[catalog.RunEntry], left_out: list[str]) -> list[dict[str, Any]]:
@@ -216,8 +216,8 @@ def _profiles(root: Path, entries: Sequence[catalog.RunEntry], left_out: list[st
             continue
         run = next((e.path for e in entries if path.is_relative_to(root / e.path) and e.path != "."), ".")
         try:
-            overview = cached(path, "overview", functools.partial(overview_of, path))
-            kernels = cached(path, "report-kernels", functools.partial(_top_kernels, path))
+            overview = cached(path, "overview", functools.partial(overview_of, path, inside))
+            kernels = cached(path, "report-kernels", functools.partial(_top_kernels, path, inside))
         except (TraceError, OSError, ValueError) as err:
             left_out.append(f"the profile {path.relative_to(root)}: {err}")
             continue

@@ -47,7 +47,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 # The runs started: the demo's two, and the other experiment's. TensorBoard lists these and no other.
-RUNS = ("shapes-cnn/0001-max_lr-0.1", "shapes-cnn/0002-max_lr-0.3", "shapes-resnet/0001-adam")
+RUNS = ("shapes-cnn/0001-max_lr-0.1_seed-0", "shapes-cnn/0002-max_lr-0.3_seed-0", "shapes-resnet/0001-adam")
 
 
 def test_the_run_selector_lists_exactly_the_runs_started(page: Any, served: Any) -> None:
