@@ -359,6 +359,13 @@ function recommendation(item) {
   return box;
 }
 
+const IDLE_RULE = "The share of time between the device's first and last kernel, memcpy or memset with none running, "
+  + "as Holistic Trace Analysis's temporal breakdown counts it: device work counts by when it was launched, up to the "
+  + "start of the last ProfilerStep. Unlike HTA, only what ran on the device counts (HTA also counts host events that "
+  + "carry a stream field, such as a Triton kernel's launch operator, 95 us for a kernel that runs 1.76 us), and "
+  + "each event keeps its sub-microsecond ends (HTA shrinks each to the whole microseconds inside it, which opens gaps "
+  + "between back-to-back kernels: on traces with fractional timestamps it reads up to a percentage point higher).";
+
 function card(title, pairs) {
   const list = element("dl");
   for (const [label, value] of pairs) list.append(element("dt", {}, label), element("dd", {}, value ?? "-"));
@@ -411,6 +418,13 @@ async function showOverview(view, run, worker) {
       [`GPU ${idle.map((g) => g.id).join(", ")}`, `no kernels in this trace${names ? ` (${names})` : ""}`]]));
   }
   if (!gpuCards.length) gpuCards.push(card("GPU", [["device", "none in this trace (CPU only)"]]));
+  else if (overview.gpu_idle_share !== null && overview.gpu_idle_share !== undefined) {
+    // Holistic Trace Analysis's figure, by its rule; where tbscope reads the trace otherwise, the tooltip says so.
+    const idleCard = card("GPU idle (HTA's temporal breakdown)", [["idle", pct(overview.gpu_idle_share)]]);
+    idleCard.id = "gpu-idle";
+    idleCard.title = IDLE_RULE;
+    gpuCards.push(idleCard);
+  }
   view.replaceChildren(
     element("div", { class: "cards", id: "summary" }, configuration, ...gpuCards),
     element("h3", {}, `Step time · ${overview.steps.length} steps · average ${ms(all / n)} ms`),
