@@ -650,7 +650,10 @@ def _sync_and_copy_advice(trace: Trace, overview: Overview, share: dict[str, flo
         per_step = after_copy.sum() / steps
         copied = trace.arg("bytes")[pageable & np.isin(trace.arg("correlation"), trace.arg("correlation")[before])]
         sizes = copied[~np.isnan(copied)]
-        size_text = f", {_bytes(float(sizes.min()))} to {_bytes(float(sizes.max()))} each" if len(sizes) else ""
+        smallest, largest = (_bytes(float(sizes.min())), _bytes(float(sizes.max()))) if len(sizes) else ("", "")
+        size_text = (
+            "" if not len(sizes) else f", {smallest} each" if smallest == largest else f", {smallest} to {largest} each"
+        )
         advice.append(_advice(
             f"Syncs after pageable copies: {per_step:.0f} a step{size_text}, each a host-to-device copy from "
             f"pageable memory that makes the host wait; the device idles {lost_after_copies:.0%} of the step time "

@@ -392,6 +392,9 @@ async function showOverview(view, run, worker) {
       : Object.entries(config.distributed).filter(([, v]) => typeof v !== "object").map(([k, v]) => `${k} ${v}`).join(", ")],
     ["steps", stepsShown.length ? `${stepsShown.length} (${stepsShown[0]}${stepsShown.length > 1 ? `–${stepsShown[stepsShown.length - 1]}` : ""})` : "0"],
     ["average step", `${ms(all / n)} ms`],
+    // Holistic Trace Analysis's figure, by its rule; where tbscope reads the trace otherwise, the tooltip says so.
+    ...(overview.gpu_idle_share === null || overview.gpu_idle_share === undefined ? []
+      : [["GPU idle (as HTA counts it)", element("span", { id: "gpu-idle", title: IDLE_RULE }, pct(overview.gpu_idle_share))]]),
     ["trace", String(overview.file || worker).split("/").pop()],
   ]);
   const gpus = overview.gpus || overview.devices || [];
@@ -418,13 +421,7 @@ async function showOverview(view, run, worker) {
       [`GPU ${idle.map((g) => g.id).join(", ")}`, `no kernels in this trace${names ? ` (${names})` : ""}`]]));
   }
   if (!gpuCards.length) gpuCards.push(card("GPU", [["device", "none in this trace (CPU only)"]]));
-  else if (overview.gpu_idle_share !== null && overview.gpu_idle_share !== undefined) {
-    // Holistic Trace Analysis's figure, by its rule; where tbscope reads the trace otherwise, the tooltip says so.
-    const idleCard = card("GPU idle (HTA's temporal breakdown)", [["idle", pct(overview.gpu_idle_share)]]);
-    idleCard.id = "gpu-idle";
-    idleCard.title = IDLE_RULE;
-    gpuCards.push(idleCard);
-  }
+
   view.replaceChildren(
     element("div", { class: "cards", id: "summary" }, configuration, ...gpuCards),
     element("h3", {}, `Step time · ${overview.steps.length} steps · average ${ms(all / n)} ms`),
