@@ -2,10 +2,10 @@
 
 A step's wall time is split into eight categories that sum to it exactly: each instant of the step
 goes to the first of communication, kernel, memcpy, memset, runtime, dataloader and cpu_exec that
-is active then, and to "other" when none is. Steps partition time: a step starts at its
-``ProfilerStep#N`` host start but never before the previous step ended, and ends at the later of its
-host end and the end of the last kernel, memcpy or memset it launched (matched by correlation id), so
-that in a GPU-bound loop, where the host runs ahead, each step covers its own device work once.
+is active then, and to "other" when none is (Python frames are not CPU execution). Steps partition
+time by torch-tb-profiler's rule (``step_windows``, the one home of it for every view, the ``profile/``
+scalars and ``tbscope profile``): in a GPU-bound loop, where the host runs ahead, each step covers its
+own device work once. Advice is weighed by the time at stake, not by counts.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ TENSOR_CORE_NAME = re.compile(
 # cuDNN's conversions between NCHW and NHWC: the price of a model whose convolutions want channels_last.
 LAYOUT_TRANSFORM = re.compile(r"nchwToNhwc|nhwcToNchw", re.I)
 PAGEABLE_HOST_TO_DEVICE = re.compile(r"HtoD.*Pageable", re.I)
-# The share of the step time the host must spend blocked in syncs before they are worth advice.
+# The share of the step time the device must sit idle after syncs (their cost) before they are worth advice.
 SYNC_SHARE = 0.05
 # Names of events a recommendation rests on, at most.
 EVIDENCE = 5
@@ -251,7 +251,7 @@ def _training_steps(trace: Trace) -> dict[int, int]:
 
 
 @dataclass
-class _Window:
+class StepWindow:
     """A step's window by the step rule, and the runtime calls its host span holds."""
 
     number: int
@@ -262,7 +262,7 @@ class _Window:
     calls: NDArray[np.int64]  # indexes into the runtime calls sorted by start
 
 
-def step_windows(trace: Trace, runtime: NDArray[np.int64]) -> list[_Window]:
+def step_windows(trace: Trace, runtime: NDArray[np.int64]) -> list[StepWindow]:
     """The steps' windows by the step rule (torch-tb-profiler's; DESIGN.md, "Rules the numbers depend on").
 
     A step's device work is what the runtime calls wholly inside its host span launched (matched by
@@ -319,7 +319,7 @@ def step_windows(trace: Trace, runtime: NDArray[np.int64]) -> list[_Window]:
     for number, host_start, host_end, calls, launches in found[:keep]:
         start = max(host_start, previous_end)
         end = previous_end = max(host_end, float(last_end[launches].max(initial=host_end)), start)
-        windows.append(_Window(number, host_start, host_end, start, end, calls))
+        windows.append(StepWindow(number, host_start, host_end, start, end, calls))
     return windows
 
 
