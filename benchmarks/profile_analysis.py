@@ -2,8 +2,9 @@
 
 The trace is the largest of ``../shared/traces``. Each tool runs in a fresh child process that reports its
 wall time, its peak memory, and the trace's GPU-idle share as it computes it (both: idle time over the span
-from the first to the last GPU event, leaving out the last profiler iteration; tbscope's is the Overview's
-``gpu_idle_share``). tbscope's time includes its operator and kernel tables as well. HTA is not a
+from the first to the last GPU event launched before the last profiler iteration began; tbscope's is the
+Overview's ``gpu_idle_share``, which keeps events' sub-microsecond ends where HTA rounds them inward).
+tbscope's time includes its operator and kernel tables as well. HTA is not a
 dependency of tbscope: it is installed, once, into a virtual environment of its own (``--hta-python``
 names another one).
 

@@ -19,7 +19,7 @@ import torch
 import tbscope
 from conftest import accumulate
 from tbscope.profiler.overview import CATEGORIES, analyze
-from tbscope.profiler.trace import TraceError, load
+from tbscope.profiler.trace import KIND, TraceError, load
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 ALL = sorted(TRACES.rglob("*.pt.trace.json.gz"))
@@ -48,7 +48,8 @@ def test_categories_sum_to_each_steps_time_and_steps_are_the_annotations(path: P
         for e in raw_events(path)
         if e.get("cat") == "user_annotation" and (m := re.match(r"ProfilerStep#(\d+)$", str(e.get("name", ""))))
     )
-    assert [s.step for s in overview.steps] == (annotated or [0])
+    # Trailing steps the profiler cut short are dropped (the step rule); the others are the annotations.
+    assert [s.step for s in overview.steps] == (annotated or [0])[: len(overview.steps)]
     for step in overview.steps:
         assert set(step.breakdown_us) == set(CATEGORIES)
         assert all(v >= -1e-6 for v in step.breakdown_us.values())
@@ -117,6 +118,89 @@ def test_step_times_of_a_lagging_device_are_those_torch_tb_profiler_reported() -
     assert all(114 <= a100_ms[n] <= 118 for n in (1010, 1011, 1013, 1014))
 
 
+# What a user can quote of each shared trace. Step durations (ms): torch-tb-profiler 0.4.3's
+# RunProfileData.from_json(...).process() steps_costs, with two patches for categories it predates
+# (cuda_runtime and cuda_driver read as runtime; gpu_user_annotation, the device's copies of ProfilerStep#,
+# left out). GPU idle (%): Holistic Trace Analysis 0.5.0,
+# TraceAnalysis(trace_dir=<a folder holding the one trace>).get_temporal_breakdown(visualize=False)["idle_time_pctg"];
+# None where HTA has no device work to read. Advice: the first words of each recommendation.
+QUOTED = {
+    "cpu_only_rank34": ([210.109], None, ["Communication-bound"]),
+    "a100_diff_control": ([75.656, 76.8, 76.234, 76.727, 78.473, 81.12], 16.2, []),
+    "a100_diff_test": ([156.646, 117.128, 114.802, 123.104, 116.692, 116.143], 7.47, ["Copies", "Tensor cores idle"]),
+    "a100_triton_kernel": ([13336.316], 0.0, ["Low GPU utilization"]),
+    "h200_eager_cnn_steps2-4": ([16.817, 16.824, 16.81], 2.38, ["Layout transforms"]),
+    "mi250_rocm_minitoy": ([9.288], 98.53, ["Low GPU utilization"]),
+    "v100_memory_steps2-5": ([345.77, 365.256, 346.097, 344.269, 336.328], 46.08,
+                             ["Tensor cores idle", "Communication-bound"]),
+    "v100_rank0_steps101-104": ([101.151, 95.737, 95.57, 95.664, 95.395], 2.63, ["Tensor cores idle"]),
+}  # fmt: skip
+# Traces whose timestamps have sub-microsecond parts: HTA shrinks each event to the whole microseconds
+# inside it (start rounded up, end down), which opens gaps between back-to-back kernels, so its idle share
+# reads up to a percentage point above the exact one tbscope computes by the same rule (the documented
+# difference; recomputed from the raw JSON with HTA's rounding, the rule gives HTA's 2.63% and 98.53% exactly,
+# and 2.37% for its 2.38%).
+SUB_MICROSECOND = {"h200_eager_cnn_steps2-4", "v100_rank0_steps101-104", "mi250_rocm_minitoy"}
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.name.split(".")[0] for p in ALL])
+def test_step_times_gpu_idle_and_advice_are_those_the_peers_report(path: Path) -> None:
+    name = path.name.split(".")[0]
+    steps_ms, idle_pct, advice = QUOTED[name]
+    overview = analyze(load(path))
+    assert [s.duration_us / 1000 for s in overview.steps] == pytest.approx(steps_ms, rel=0.01)
+    if idle_pct is None:
+        assert overview.gpu_idle_share is None
+    elif name in SUB_MICROSECOND:
+        assert overview.gpu_idle_share is not None
+        assert idle_pct / 100 - 0.01 <= overview.gpu_idle_share <= idle_pct / 100 + 1e-4
+    else:
+        assert overview.gpu_idle_share == pytest.approx(idle_pct / 100, rel=0.01, abs=1e-4)
+    assert [a["text"].split(":")[0] for a in overview.recommendations] == advice
+
+
+def test_the_first_step_starts_after_work_queued_before_the_window_and_a_cut_short_last_step_is_dropped() -> None:
+    """The H200's step 2 begins on the device only once the unprofiled step before it drains (7.3 ms of
+    kernels no profiled step launched); the MI250's last ProfilerStep launched nothing: it is dropped."""
+    (h200,) = [p for p in ALL if p.name.startswith("h200_eager_cnn")]
+    (mi250,) = [p for p in ALL if p.name.startswith("mi250")]
+    steps = analyze(load(h200)).steps
+    assert [round(s.duration_us / 1000, 1) for s in steps] == [16.8, 16.8, 16.8]
+    assert steps[0].start > steps[0].host_start + 7000
+    (step,) = analyze(load(mi250)).steps
+    assert step.step == 1 and step.duration_us == pytest.approx(9288, rel=0.01)
+    source = str(Path(tbscope.__file__).parents[1])
+    printed = subprocess.run([sys.executable, "-m", "tbscope", "profile", str(mi250)], capture_output=True,
+                             text=True, check=True, env={**os.environ, "PYTHONPATH": source}).stdout  # fmt: skip
+    rows = [line.split()[:2] for line in printed.splitlines() if re.match(r"\s+\d+\s+\d", line)]
+    assert rows == [["1", "9.288"]]
+
+
+def test_gloo_collectives_filed_as_user_annotations_are_communication() -> None:
+    from tbscope.profiler.distributed import distributed
+
+    (path,) = [p for p in ALL if p.name.startswith("cpu_only")]
+    trace = load(path)
+    overview = analyze(trace)
+    assert overview.shares()["communication"] > 0.8
+    names = {row["name"] for row in distributed([trace])["collectives"]}
+    assert names and all(not n.startswith("ProfilerStep") for n in names)
+
+
+def test_communication_advice_weighs_the_share_no_computation_overlaps() -> None:
+    """The diff pair spends 34-35% of the step in collectives, but most of it overlaps compute: the
+    exposed share is under the 20% the advice needs."""
+    from tbscope.profiler.overview import exposed_communication_us
+
+    for path in [p for p in ALL if "a100_diff" in p.name]:
+        trace = load(path)
+        overview = analyze(trace)
+        total = sum(s.duration_us for s in overview.steps)
+        collectives, exposed = exposed_communication_us(trace, overview.steps, overview.has_device)
+        assert collectives / total > 0.3 and exposed / total < 0.2
+        assert not any(a["text"].startswith("Communication-bound") for a in overview.recommendations)
+
+
 @pytest.mark.parametrize("path", [p for p in ALL if "gpu" in p.parts], ids=lambda p: p.name.split(".")[0])
 def test_kernel_busy_time_is_the_union_of_the_kernels_in_the_step(path: Path) -> None:
     events = raw_events(path)
@@ -142,7 +226,7 @@ def test_a_rocm_trace_without_occupancy_fields_analyzes() -> None:
     (path,) = [p for p in ALL if "rocm" in p.name]
     overview = analyze(load(path))
     assert overview.device is not None  # "AMD Radeon Graphics", as ROCm names an MI250
-    assert [s.step for s in overview.steps] == [1, 2]
+    assert [s.step for s in overview.steps] == [1]  # step 2 launched no device work: cut short
     assert overview.has_device and overview.steps[0].breakdown_us["kernel"] > 0
 
 
@@ -438,6 +522,14 @@ def test_with_stack_alone_gives_a_tree_of_torchs_module_events_by_class(with_sta
     assert set(rows) == {"Net_0", "Net_0.Sequential_0", "Net_0.Sequential_0.Conv2d_0", "Net_0.Sequential_0.ReLU_0",
                          "Net_0.Linear_0"}  # fmt: skip
     assert rows["Net_0.Linear_0"]["parent"] == "Net_0" and rows["Net_0.Linear_0"]["calls"] == 2
+
+
+def test_python_frames_are_not_cpu_execution(with_stack: Path) -> None:
+    """An outer Python frame spans the whole profiled run: counted as CPU execution it would leave no
+    time to "other" (the host idle)."""
+    trace = load(with_stack)
+    assert (trace.kind == KIND["python"]).any()
+    assert all(s.breakdown_us["other"] > 0 for s in analyze(trace).steps)
 
 
 def test_operators_are_called_from_a_line_of_the_users_code(with_stack: Path) -> None:

@@ -193,11 +193,39 @@ def test_syncs_after_pageable_copies_are_blamed_on_them(tmp_path: Path) -> None:
     status, overview = Tab(tmp_path).get("/overview", run=".", worker="w.pt.trace.json")
     assert status == 200
     by_start = {r["text"].split(":")[0]: r for r in overview["recommendations"]}
-    assert by_start["Syncs after pageable copies"]["figure"]["value"] == 1
+    # Weighed by time: the device idles from the sync's return (295 us) to the next kernel (400 us).
+    assert by_start["Syncs after pageable copies"]["figure"]["value"] == pytest.approx(105 / 1000)
+    assert "1 a step, 6.3 MB each" in by_start["Syncs after pageable copies"]["text"]
     assert "pin_memory=True" in by_start["Syncs after pageable copies"]["text"]
     assert by_start["Syncs after pageable copies"]["events"] == [{"view": "operators", "name": "aten::copy_"}]
     assert "Host-device syncs" not in by_start  # nothing else synced
     assert by_start["Copies"]["figure"]["value"] == pytest.approx(230 / 1000)
+
+
+def test_syncs_after_scalar_copies_that_cost_the_step_nothing_get_no_advice(tmp_path: Path) -> None:
+    """Nine 149-byte pageable copies a step, each synced, but the device has the next kernel queued at
+    once: a count-based rule would advise pin_memory; weighed by the time lost it says nothing."""
+    events = [{"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#1", "ts": 0, "dur": 10_000, "pid": 1,
+               "tid": 1}]  # fmt: skip
+    for k in range(9):
+        at, copy, sync, kernel = 1000 * k + 10, 3 * k + 1, 3 * k + 2, 3 * k + 3
+        events += [
+            {"ph": "X", "cat": "cuda_runtime", "name": "cudaMemcpyAsync", "ts": at, "dur": 5, "pid": 1, "tid": 1,
+             "args": {"correlation": copy}},
+            {"ph": "X", "cat": "cuda_runtime", "name": "cudaStreamSynchronize", "ts": at + 6, "dur": 4, "pid": 1,
+             "tid": 1, "args": {"correlation": sync}},
+            {"ph": "X", "cat": "gpu_memcpy", "name": "Memcpy HtoD (Pageable -> Device)", "ts": at + 7, "dur": 2,
+             "pid": 0, "tid": 7, "args": {"correlation": copy, "bytes": 149}},
+            {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": at + 11, "dur": 3, "pid": 1,
+             "tid": 1, "args": {"correlation": kernel}},
+            {"ph": "X", "cat": "kernel", "name": "sgemm", "ts": at + 11, "dur": 990, "pid": 0, "tid": 7,
+             "args": {"correlation": kernel}},
+        ]  # fmt: skip
+    (tmp_path / "w.pt.trace.json").write_text(json.dumps({"traceEvents": events}))
+    status, overview = Tab(tmp_path).get("/overview", run=".", worker="w.pt.trace.json")
+    assert status == 200
+    texts = [r["text"] for r in overview["recommendations"]]
+    assert not any(t.startswith(("Syncs after pageable copies", "Host-device syncs")) for t in texts)
 
 
 def test_kernels_grouped_by_the_operator_that_launched_them(tmp_path: Path) -> None:

@@ -72,6 +72,11 @@ def test_step_chart_and_operator_table_equal_the_json_api_and_nothing_leaves_the
     first = overview["steps"][0]
     kernel = frame.locator(f"#step-chart rect[data-step='{first['step']}'][data-category='kernel']")
     assert float(kernel.get_attribute("data-us")) == pytest.approx(first["breakdown_us"]["kernel"])
+    # GPU idle as HTA counts it, with where tbscope reads the trace otherwise in its tooltip.
+    idle = frame.locator("#gpu-idle")
+    assert idle.inner_text() == f"{100 * overview['gpu_idle_share']:.1f}%"
+    rule = idle.get_attribute("title") or ""
+    assert "Holistic Trace Analysis" in rule and "stream field" in rule and "whole microseconds" in rule
     page.screenshot(path=str(tmp_path / "overview.png"))
     frame.get_by_role("button", name="Operators").click()
     frame.locator("#operators tbody tr").first.wait_for(state="visible", timeout=60_000)

@@ -38,7 +38,8 @@ def show(overview: dict[str, Any]) -> str:
         for s in overview["steps"]
     ]  # fmt: skip
     lines.append(render(headers, rows))
-    figures = [("GPU utilization", overview["gpu_utilization"]), ("SM efficiency", overview["sm_efficiency"])]
+    figures = [("GPU utilization", overview["gpu_utilization"]), ("SM efficiency", overview["sm_efficiency"]),
+               ("GPU idle (HTA's temporal breakdown)", overview.get("gpu_idle_share"))]  # fmt: skip
     lines.append("  ".join(f"{name}: {'-' if v is None else f'{v:.1%}'}" for name, v in figures))
     lines += [f"! {advice['text']}" for advice in overview["recommendations"]]
     lines += [f"note: {note}" for note in overview["notes"]]

@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tbscope.profiler.overview import analyze, communication, in_steps, measure
+from tbscope.profiler.overview import analyze, clipped, communication, in_steps, measure
 from tbscope.profiler.trace import DEVICE_KINDS, KIND, Trace, launchers
 
 if TYPE_CHECKING:
@@ -21,15 +21,6 @@ ELEMENT_BYTES = {"Float": 4, "Half": 2, "BFloat16": 2, "Double": 8, "Int": 4, "L
 COLLECTIVE_IN_NAME = re.compile(
     r"(all_?reduce|all_?gather|reduce_?scatter|broadcast|all_?to_?all|send_?recv|send|recv|barrier)", re.I
 )
-
-
-def _clipped(trace: Trace, where: NDArray[np.bool_], windows: list[tuple[float, float]]) -> tuple[Any, Any]:
-    """The intervals of the events where ``where`` holds, clipped to the step windows."""
-    import numpy as np
-
-    starts, ends = trace.start[where], trace.end[where]
-    parts = [(np.maximum(starts, a), np.minimum(ends, b)) for a, b in windows]
-    return np.concatenate([p[0] for p in parts] or [starts[:0]]), np.concatenate([p[1] for p in parts] or [ends[:0]])
 
 
 def collective_name(name: str, recorded: str | None) -> str:
@@ -67,9 +58,9 @@ def distributed(traces: Sequence[Trace]) -> dict[str, Any]:
         stepped = in_steps(trace, overview.steps)
         comm = communication(trace, has_device) & stepped
         work = (trace.kind == KIND["kernel"]) if has_device else (trace.kind == KIND["cpu_op"])
-        comp_a, comp_b = _clipped(trace, work & ~comm & stepped, windows)
-        comm_a, comm_b = _clipped(trace, comm, windows)
-        busy_a, busy_b = _clipped(trace, (trace.of(*DEVICE_KINDS) if has_device else work) & stepped, windows)
+        comp_a, comp_b = clipped(trace, work & ~comm & stepped, windows)
+        comm_a, comm_b = clipped(trace, comm, windows)
+        busy_a, busy_b = clipped(trace, (trace.of(*DEVICE_KINDS) if has_device else work) & stepped, windows)
         computation, communicating = measure(comp_a, comp_b), measure(comm_a, comm_b)
         overlap = computation + communicating - measure(np.r_[comp_a, comm_a], np.r_[comp_b, comm_b])
         busy = measure(np.r_[busy_a, comm_a], np.r_[busy_b, comm_b])

@@ -2,10 +2,10 @@
 
 A step's wall time is split into eight categories that sum to it exactly: each instant of the step
 goes to the first of communication, kernel, memcpy, memset, runtime, dataloader and cpu_exec that
-is active then, and to "other" when none is. Steps partition time: a step starts at its
-``ProfilerStep#N`` host start but never before the previous step ended, and ends at the later of its
-host end and the end of the last kernel, memcpy or memset it launched (matched by correlation id), so
-that in a GPU-bound loop, where the host runs ahead, each step covers its own device work once.
+is active then, and to "other" when none is (Python frames are not CPU execution). Steps partition
+time by torch-tb-profiler's rule (``step_windows``, the one home of it for every view, the ``profile/``
+scalars and ``tbscope profile``): in a GPU-bound loop, where the host runs ahead, each step covers its
+own device work once. Advice is weighed by the time at stake, not by counts.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ TENSOR_CORE_NAME = re.compile(
 # cuDNN's conversions between NCHW and NHWC: the price of a model whose convolutions want channels_last.
 LAYOUT_TRANSFORM = re.compile(r"nchwToNhwc|nhwcToNchw", re.I)
 PAGEABLE_HOST_TO_DEVICE = re.compile(r"HtoD.*Pageable", re.I)
+# The share of the step time the device must sit idle after syncs (their cost) before they are worth advice.
+SYNC_SHARE = 0.05
 # Names of events a recommendation rests on, at most.
 EVIDENCE = 5
 
@@ -70,32 +72,78 @@ def measure(starts: NDArray[np.float64], ends: NDArray[np.float64]) -> float:
     return float((merged_ends - merged_starts).sum())
 
 
+# Collectives by what they are, whatever category the trace files them under (gloo's are user annotations
+# in some torch versions, operators in others): torch's c10d operators, its record_param_comms wrapper,
+# and the backends' own annotations (gloo:all_reduce, nccl:all_reduce).
+HOST_COLLECTIVE = re.compile(r"^(c10d::|record_param_comms$|gloo:|nccl:|rccl:|mpi:|ucc:)")
+DEVICE_COLLECTIVE = re.compile(r"nccl|rccl", re.I)
+
+
 def communication(trace: Trace, has_device: bool) -> NDArray[np.bool_]:
     """Which events are collectives: NCCL/RCCL kernels (by their ``Collective name`` argument or their
-    names), or, in a trace without device activity (a CPU job over gloo), ``c10d::`` and ``gloo:`` operators."""
+    names), or, in a trace without device activity (a CPU job over gloo), the host's collective calls
+    (``HOST_COLLECTIVE``), operators or annotations alike."""
 
     kernels = trace.kind == KIND["kernel"]
-    collective = kernels & ((trace.text_arg("Collective name") >= 0) | trace.matching(re.compile("nccl|rccl", re.I)))
+    collective = kernels & ((trace.text_arg("Collective name") >= 0) | trace.matching(DEVICE_COLLECTIVE))
     if has_device:
         return collective
-    return collective | ((trace.kind == KIND["cpu_op"]) & trace.matching(re.compile(r"^(c10d::|gloo:)")))
+    host = trace.of("cpu_op", "annotation")
+    return collective | (host & trace.matching(HOST_COLLECTIVE))
 
 
 def categories(trace: Trace, has_device: bool) -> NDArray[np.int8]:
-    """Each event's breakdown category, as an index into ``CATEGORIES``; -1 for the step annotations and
-    device-side annotations. Where there is a device, its collective kernels are the communication, and
-    the host's collective calls just CPU work."""
+    """Each event's breakdown category, as an index into ``CATEGORIES``; -1 for the step annotations,
+    device-side annotations and Python frames (``with_stack``: an outer frame spans the whole run, so
+    counting frames as CPU execution would leave no host idle time). Where there is a device, its
+    collective kernels are the communication, and the host's collective calls just CPU work."""
     import numpy as np
 
     code = {c: i for i, c in enumerate(CATEGORIES)}
     out = np.full(len(trace), code["cpu_exec"], dtype=np.int8)
     out[trace.matching(re.compile("dataloader", re.I))] = code["dataloader"]
     out[(trace.kind == KIND["annotation"]) & trace.matching(STEP_NAME)] = -1
-    out[trace.kind == KIND["gpu_annotation"]] = -1
+    out[trace.of("gpu_annotation", "python")] = -1
     for kind in ("kernel", "memcpy", "memset", "runtime"):
         out[trace.kind == KIND[kind]] = code[kind]
     out[communication(trace, has_device)] = code["communication"]
     return out
+
+
+def exposed_communication_us(trace: Trace, steps: list[Step], has_device: bool) -> tuple[float, float]:
+    """The collectives' time in ``steps``, and the part of it no computation overlaps (kernels other than
+    collectives, or on a trace without a device, operators other than collectives): what communication
+    costs the step. The Distributed view splits each rank's step the same way."""
+    import numpy as np
+
+    windows = [(s.start, s.end) for s in steps]
+    comm = communication(trace, has_device)
+    if not comm.any():
+        return 0.0, 0.0
+    work = (trace.kind == KIND["kernel"]) if has_device else (trace.kind == KIND["cpu_op"])
+    comm_a, comm_b = clipped(trace, comm, windows)
+    work_a, work_b = clipped(trace, work & ~comm, windows)
+    everything = measure(np.r_[comm_a, work_a], np.r_[comm_b, work_b])
+    return measure(comm_a, comm_b), everything - measure(work_a, work_b)
+
+
+def clipped(
+    trace: Trace, where: NDArray[np.bool_], windows: list[tuple[float, float]]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The intervals of the events where ``where`` holds, clipped to the step windows (each window reads
+    only the events that can reach it, so that a trace of many steps costs no more than one of few)."""
+    import numpy as np
+
+    starts, ends = trace.start[where], trace.end[where]
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    longest = float((ends - starts).max()) if len(starts) else 0.0
+    parts = []
+    for a, b in windows:
+        first, last = np.searchsorted(starts, [a - longest, b])
+        inside = first + np.flatnonzero(ends[first:last] > a)
+        parts.append((np.maximum(starts[inside], a), np.minimum(ends[inside], b)))
+    return np.concatenate([p[0] for p in parts] or [starts[:0]]), np.concatenate([p[1] for p in parts] or [ends[:0]])
 
 
 @dataclass
@@ -212,27 +260,88 @@ def _training_steps(trace: Trace) -> dict[int, int]:
     return {}
 
 
+@dataclass
+class StepWindow:
+    """A step's window by the step rule, and the runtime calls its host span holds."""
+
+    number: int
+    host_start: float
+    host_end: float
+    start: float
+    end: float
+    calls: NDArray[np.int64]  # indexes into the runtime calls sorted by start
+
+
+def step_windows(trace: Trace, runtime: NDArray[np.int64]) -> list[StepWindow]:
+    """The steps' windows by the step rule (torch-tb-profiler's; DESIGN.md, "Rules the numbers depend on").
+
+    A step's device work is what the runtime calls wholly inside its host span launched (matched by
+    correlation id). Steps partition time: a step starts at its host start but never before the previous
+    step ended; the first never before the end of device work that no step launched and that ended before
+    the first step's own device work began (work queued by the unprofiled step before the window). A step
+    ends at the later of its host end and the end of the device work it launched. Trailing steps that
+    launched no device work are dropped, and the last one too when it launched under 80% of the device
+    activities of the step before it (the profiler stopped before its kernels were recorded).
+    ``runtime`` is the runtime calls, sorted by start.
+    """
+    import numpy as np
+
+    device = trace.of(*DEVICE_KINDS)
+    correlation = trace.arg("correlation")
+    launched = device & ~np.isnan(correlation)
+    ids, inverse = np.unique(correlation[launched], return_inverse=True)
+    first_start, last_end = np.full(len(ids), np.inf), np.full(len(ids), -np.inf)
+    np.minimum.at(first_start, inverse, trace.start[launched])
+    np.maximum.at(last_end, inverse, trace.end[launched])
+    count = np.bincount(inverse, minlength=len(ids))
+    call_starts, call_ends = trace.start[runtime], trace.end[runtime]
+    # Each runtime call's device work: which launch (an index into ids; -1 for none).
+    launch = np.full(len(runtime), -1)
+    if len(ids):
+        at = np.searchsorted(ids, correlation[runtime]).clip(max=len(ids) - 1)
+        hit = ids[at] == correlation[runtime]
+        launch[hit] = at[hit]
+    marks = _steps(trace)
+    found: list[tuple[int, float, float, NDArray[np.int64], NDArray[np.int64]]] = []
+    for number, host_start, host_end in marks:
+        lo, hi = np.searchsorted(call_starts, [host_start, host_end])
+        calls = lo + np.flatnonzero(call_ends[lo:hi] <= host_end)
+        found.append((number, host_start, host_end, calls, launch[calls][launch[calls] >= 0]))
+    by_step = [int(count[launches].sum()) for *_, launches in found]
+    windows = []
+    if sum(by_step):
+        mine = np.zeros(len(ids), bool)
+        for *_, launches in found:
+            mine[launches] = True
+        first_device = float(first_start[found[0][4]].min(initial=np.inf))
+        # Device work no step launched: without a correlation id, or launched outside every step's host span.
+        foreign = device.copy()
+        foreign[np.flatnonzero(launched)[mine[inverse]]] = False
+        before = trace.end[foreign][trace.end[foreign] < first_device]
+        previous_end = max(found[0][1], float(before.max(initial=found[0][1])))
+        keep = len(found)
+        if len(found) > 1:
+            keep = max((i + 1 for i, n in enumerate(by_step) if n), default=len(found))
+            if keep > 1 and by_step[keep - 1] < 0.8 * by_step[keep - 2]:
+                keep -= 1
+    else:
+        previous_end, keep = -np.inf, len(found)
+    for number, host_start, host_end, calls, launches in found[:keep]:
+        start = max(host_start, previous_end)
+        end = previous_end = max(host_end, float(last_end[launches].max(initial=host_end)), start)
+        windows.append(StepWindow(number, host_start, host_end, start, end, calls))
+    return windows
+
+
 def analyze(trace: Trace) -> Overview:
     """The Overview of ``trace``: steps from its ``ProfilerStep#N`` annotations (one step spanning the
-    trace when it has none)."""
+    trace when it has none), by ``step_windows``."""
     import numpy as np
 
     device = trace.of(*DEVICE_KINDS)
     has_device = bool(device.any())
-    correlation = trace.arg("correlation")
-    # The end of the last device work each correlation id (a launch) started.
-    launched = device & ~np.isnan(correlation)
-    ids, inverse = np.unique(correlation[launched], return_inverse=True)
-    device_end = np.full(len(ids), -np.inf)
-    np.maximum.at(device_end, inverse, trace.end[launched])
     runtime = np.flatnonzero(trace.kind == KIND["runtime"])
     runtime = runtime[np.argsort(trace.start[runtime], kind="stable")]
-    runtime_starts = trace.start[runtime]
-    runtime_device_end = np.full(len(runtime), -np.inf)
-    if len(ids):
-        at = np.searchsorted(ids, correlation[runtime]).clip(max=len(ids) - 1)
-        matched = ids[at] == correlation[runtime]
-        runtime_device_end[matched] = device_end[at[matched]]
     syncing = np.isin(trace.name[runtime], [i for i, s in enumerate(trace.strings) if s in SYNC_CALLS])
     category = categories(trace, has_device)
     categorized = np.flatnonzero(category >= 0)
@@ -241,13 +350,10 @@ def analyze(trace: Trace) -> Overview:
     longest = float((ends - starts).max()) if len(starts) else 0.0  # how far back an event may start
     training = _training_steps(trace)
     steps = []
-    previous_end = -float("inf")
-    for number, host_start, host_end in _steps(trace):
-        # Steps partition time (torch-tb-profiler's rule): a step starts at its host start but never before
-        # the previous step ended, and ends once the host and the device work it launched are both done.
-        lo, hi = np.searchsorted(runtime_starts, [host_start, host_end])
-        start = max(host_start, previous_end)
-        end = previous_end = max(host_end, float(runtime_device_end[lo:hi].max(initial=host_end)), start)
+    for window in step_windows(trace, runtime):
+        number, host_start, host_end, start, end = (
+            window.number, window.host_start, window.host_end, window.start, window.end
+        )  # fmt: skip
         first, last = np.searchsorted(starts, [start - longest, end])
         inside = first + np.flatnonzero(ends[first:last] > start)
         a, b, c = np.maximum(starts[inside], start), np.minimum(ends[inside], end), codes[inside]
@@ -263,7 +369,7 @@ def analyze(trace: Trace) -> Overview:
         breakdown["other"] = (end - start) - covered_us
         kernels = (c == CATEGORIES.index("kernel")) | (c == CATEGORIES.index("communication"))
         steps.append(Step(number, start, end, {name: breakdown[name] for name in CATEGORIES},
-                          measure(a[kernels], b[kernels]), int(kernels.sum()), int(syncing[lo:hi].sum()),
+                          measure(a[kernels], b[kernels]), int(kernels.sum()), int(syncing[window.calls].sum()),
                           training.get(number), host_start, host_end))  # fmt: skip
     devices = trace.header.get("deviceProperties") or []
     overview = Overview(trace.path, trace.worker, devices[0].get("name") if devices else None, steps,
@@ -301,12 +407,29 @@ def _summary(device: dict[str, Any]) -> dict[str, Any]:
 
 
 def gpu_idle_share(trace: Trace) -> float | None:
-    """The share of time the device sat idle between its first and its last kernel, memcpy or memset,
-    leaving out the trace's last ``ProfilerStep`` (torch records it cut short when the profiler stops),
-    as Holistic Trace Analysis's temporal breakdown does. None without device activity."""
-    steps = trace.start[(trace.kind == KIND["annotation"]) & trace.matching(STEP_NAME)]
-    cutoff = steps.max() if len(steps) > 1 else float("inf")
-    device = trace.of(*DEVICE_KINDS) & (trace.start < cutoff)
+    """The share of time the device sat idle between the start of its first and the end of its last
+    kernel, memcpy or memset, by Holistic Trace Analysis's temporal breakdown: device work counts when the
+    runtime call that launched it (matched by correlation id) started before the start of the trace's last
+    ``ProfilerStep#`` annotation, host or device (torch records the last step cut short when the profiler
+    stops); with a single step, all device work counts. None without device activity.
+
+    One deliberate difference: HTA counts every event that carries a ``stream`` field as a GPU kernel,
+    ``cpu_op`` events included (a Triton kernel's host-side launch operator, which makes it report 95 us
+    for a kernel that runs 1.76 us); here only the kernels, copies and sets the device ran count. And HTA
+    shrinks each event to the whole microseconds inside it (its start rounded up, its end down), which
+    opens gaps between back-to-back kernels; here events keep their exact ends, so on a trace with
+    fractional timestamps this share reads up to a percentage point under HTA's.
+    """
+    import numpy as np
+
+    device = trace.of(*DEVICE_KINDS)
+    # HTA reads the device's copies of the step annotations (gpu_user_annotation) as steps too, so its
+    # last step starts where the device began it: a lagging device's last step is then counted.
+    marks = trace.of("annotation", "gpu_annotation") & trace.matching(STEP_NAME)
+    if len(np.unique(trace.name[marks])) > 1:
+        correlation = trace.arg("correlation")
+        host = ~device & ~np.isnan(correlation) & (trace.start < trace.start[marks].max())
+        device &= np.isin(correlation, correlation[host])
     if not device.any():
         return None
     starts, ends = trace.start[device], trace.end[device]
@@ -394,6 +517,19 @@ def _top(trace: Trace, where: NDArray[np.bool_]) -> list[str]:
     return [trace.strings[i] for i in np.argsort(-total, kind="stable")[: min(EVIDENCE, len(set(names.tolist())))]]
 
 
+def _count(per_step: float) -> str:
+    """A count a step for a sentence: whole from one up, ``0.2`` below."""
+    return f"{per_step:.0f}" if per_step >= 1 else f"{per_step:.1g}"
+
+
+def _bytes(size: float) -> str:
+    """A copy's size for a sentence: ``149 B``, ``4.0 KB``, ``12.6 MB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size:.0f} B"
+
+
 def _advice(
     text: str, figure: str, value: float, unit: str, view: str = "", names: list[str] | None = None
 ) -> dict[str, Any]:
@@ -471,11 +607,14 @@ def recommend(trace: Trace, overview: Overview) -> list[dict[str, Any]]:
             "use activation checkpointing or mixed precision.",
             "peak reserved memory over capacity", overview.memory_peak_share, "share",
         ))  # fmt: skip
-    if share["communication"] > 0.2:
+    total_us = sum(s.duration_us for s in steps)
+    collectives_us, exposed_us = exposed_communication_us(trace, steps, overview.has_device)
+    if exposed_us / total_us > 0.2:
         advice.append(_advice(
-            f"Communication-bound: {share['communication']:.0%} of the step time in collectives. Overlap them "
-            "with compute (bucketing in DDP) or reduce their size (gradient compression, larger batches).",
-            "communication share", share["communication"], "share", "kernels",
+            f"Communication-bound: {exposed_us / total_us:.0%} of the step time waits on collectives that no "
+            f"computation overlaps ({collectives_us / total_us:.0%} in collectives in all). Overlap them with "
+            "compute (bucketing in DDP) or reduce their size (gradient compression, larger batches).",
+            "exposed communication share", exposed_us / total_us, "share", "kernels",
             _top(trace, communication(trace, overview.has_device)),
         ))  # fmt: skip
     return advice
@@ -505,27 +644,52 @@ def _sync_and_copy_advice(trace: Trace, overview: Overview, share: dict[str, flo
     )
 
     def callers(calls: NDArray[np.int64]) -> list[str]:
-        """The operators that made these runtime calls."""
+        """The operators that made these runtime calls: by the ``External id`` torch gives a call and its
+        operator, a lookup; only a trace without them pays for walking every thread's operators."""
+        external = trace.arg("External id")
+        wanted = external[calls][~np.isnan(external[calls])]
+        if len(wanted):
+            return _top(trace, (trace.kind == KIND["cpu_op"]) & np.isin(external, wanted))
         launched_by = launchers(trace)
         where = np.zeros(len(trace), bool)
         where[launched_by[calls][launched_by[calls] >= 0]] = True
         return _top(trace, where)
 
-    if after_copy.any():
+    # Weighed by the time a sync loses, not by their count: once it returns the device has drained its
+    # queue and idles until the host launches again (in a GPU-bound loop the host's wait itself costs
+    # nothing). A few syncs after scalar copies cost nothing worth changing the data path for.
+    total_us = sum(s.duration_us for s in overview.steps)
+    busy_a, busy_b = union(trace.start[trace.of(*DEVICE_KINDS)], trace.end[trace.of(*DEVICE_KINDS)])
+    released = trace.end[syncs]
+    following = np.searchsorted(busy_a, released)  # the first device work that starts after the sync returned
+    running = (following > 0) & (busy_b[(following - 1).clip(min=0)] > released)
+    resumed = busy_a[following.clip(max=max(len(busy_a) - 1, 0))] if len(busy_a) else released
+    waited = np.where(running | (following >= len(busy_a)), 0.0, resumed - released)
+    lost_after_copies = float(waited[after_copy].sum()) / total_us
+    if after_copy.any() and lost_after_copies > SYNC_SHARE:
         per_step = after_copy.sum() / steps
+        copied = trace.arg("bytes")[pageable & np.isin(trace.arg("correlation"), trace.arg("correlation")[before])]
+        sizes = copied[~np.isnan(copied)]
+        smallest, largest = (_bytes(float(sizes.min())), _bytes(float(sizes.max()))) if len(sizes) else ("", "")
+        size_text = (
+            "" if not len(sizes) else f", {smallest} each" if smallest == largest else f", {smallest} to {largest} each"
+        )
         advice.append(_advice(
-            f"Syncs after pageable copies: {per_step:.0f} a step, each a host-to-device copy from pageable memory "
-            "that makes the host wait. Copy from pinned memory without blocking: DataLoader(pin_memory=True) "
+            f"Syncs after pageable copies: {_count(per_step)} a step{size_text}, each a host-to-device copy from "
+            f"pageable memory that makes the host wait; the device idles {lost_after_copies:.0%} of the step time "
+            "after them. Copy from pinned memory without blocking: DataLoader(pin_memory=True) "
             "and batch.to(device, non_blocking=True).",
-            "syncs after pageable copies a step", float(per_step), "count", "operators", callers(syncs[after_copy]),
+            "step time the device idles after syncs after pageable copies", lost_after_copies, "share",
+            "operators", callers(syncs[after_copy]),
         ))  # fmt: skip
     other = syncs[~after_copy]
-    if len(other) / max(steps, 1) >= 1:
+    lost_after_others = float(waited[~after_copy].sum()) / total_us
+    if len(other) and lost_after_others > SYNC_SHARE:
         advice.append(_advice(
-            f"Host-device syncs: {len(other) / steps:.0f} a step (cudaDeviceSynchronize, cudaStreamSynchronize, "
-            "blocking cudaMemcpy). Find them with torch.cuda.set_sync_debug_mode('warn'); .item() and printing "
-            "tensors are the usual causes.",
-            "syncs a step", len(other) / steps, "count", "operators", callers(other),
+            f"Host-device syncs: {_count(len(other) / steps)} a step (cudaDeviceSynchronize, cudaStreamSynchronize, "
+            f"blocking cudaMemcpy); the device idles {lost_after_others:.0%} of the step time after them. Find "
+            "them with torch.cuda.set_sync_debug_mode('warn'); .item() and printing tensors are the usual causes.",
+            "step time the device idles after syncs", lost_after_others, "share", "operators", callers(other),
         ))  # fmt: skip
     if share["memcpy"] > 0.05:
         copies = trace.of("memcpy") & in_steps(trace, overview.steps)

@@ -359,6 +359,13 @@ function recommendation(item) {
   return box;
 }
 
+const IDLE_RULE = "The share of time between the device's first and last kernel, memcpy or memset with none running, "
+  + "as Holistic Trace Analysis's temporal breakdown counts it: device work counts by when it was launched, up to the "
+  + "start of the last ProfilerStep. Unlike HTA, only what ran on the device counts (HTA also counts host events that "
+  + "carry a stream field, such as a Triton kernel's launch operator, 95 us for a kernel that runs 1.76 us), and "
+  + "each event keeps its sub-microsecond ends (HTA shrinks each to the whole microseconds inside it, which opens gaps "
+  + "between back-to-back kernels: on traces with fractional timestamps it reads up to a percentage point higher).";
+
 function card(title, pairs) {
   const list = element("dl");
   for (const [label, value] of pairs) list.append(element("dt", {}, label), element("dd", {}, value ?? "-"));
@@ -385,6 +392,9 @@ async function showOverview(view, run, worker) {
       : Object.entries(config.distributed).filter(([, v]) => typeof v !== "object").map(([k, v]) => `${k} ${v}`).join(", ")],
     ["steps", stepsShown.length ? `${stepsShown.length} (${stepsShown[0]}${stepsShown.length > 1 ? `–${stepsShown[stepsShown.length - 1]}` : ""})` : "0"],
     ["average step", `${ms(all / n)} ms`],
+    // Holistic Trace Analysis's figure, by its rule; where tbscope reads the trace otherwise, the tooltip says so.
+    ...(overview.gpu_idle_share === null || overview.gpu_idle_share === undefined ? []
+      : [["GPU idle (as HTA counts it)", element("span", { id: "gpu-idle", title: IDLE_RULE }, pct(overview.gpu_idle_share))]]),
     ["trace", String(overview.file || worker).split("/").pop()],
   ]);
   const gpus = overview.gpus || overview.devices || [];
@@ -411,6 +421,7 @@ async function showOverview(view, run, worker) {
       [`GPU ${idle.map((g) => g.id).join(", ")}`, `no kernels in this trace${names ? ` (${names})` : ""}`]]));
   }
   if (!gpuCards.length) gpuCards.push(card("GPU", [["device", "none in this trace (CPU only)"]]));
+
   view.replaceChildren(
     element("div", { class: "cards", id: "summary" }, configuration, ...gpuCards),
     element("h3", {}, `Step time · ${overview.steps.length} steps · average ${ms(all / n)} ms`),
