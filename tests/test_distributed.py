@@ -93,12 +93,13 @@ def test_a_killed_rank_1_is_told_apart_from_how_the_job_ended(tmp_path: Path) ->
     assert result.returncode != 0
     (run_dir,) = (tmp_path / "runs" / "ddp").iterdir()
     meta = json.loads((run_dir / "run.json").read_text())
-    assert meta["ranks"]["1"]["status"] == "crashed"  # rank 0 found its process gone
-    # rank 0 itself: its collective broken by the lost peer ("failed"), or stopped by torchrun ("interrupted")
-    assert meta["status"] in ("failed", "interrupted")
+    assert meta["ranks"]["1"]["pid"] > 0  # rank 1 as it recorded itself, kept by rank 0
     tbscope_cli = str(Path(sys.executable).with_name("tbscope"))
     listed = subprocess.run([tbscope_cli, "ls", str(tmp_path / "runs"), "--json"], capture_output=True, text=True)
     (row,) = json.loads(listed.stdout)
-    assert (row["status"], row["ranks"]) == (meta["status"], {"1": "crashed"})
+    assert row["ranks"] == {"1": "crashed"}  # its process is gone without a word
+    # The job, rank 0: its collective broken by the lost peer ("failed"), stopped by torchrun ("interrupted"), or,
+    # stuck in that collective, killed by torchrun ("crashed"): in each case not rank 1's status.
+    assert row["status"] in ("failed", "interrupted", "crashed")
     table = subprocess.run([tbscope_cli, "ls", str(tmp_path / "runs")], capture_output=True, text=True).stdout
-    assert f"{meta['status']} (rank 1 crashed)" in table
+    assert f"{row['status']} (rank 1 crashed)" in table

@@ -491,6 +491,7 @@ def init(
     cadence: Cadence | None = None,
     all_ranks: bool = False,
     folder: str | None = None,
+    join_ranks: bool = True,
     writer_options: Mapping[str, Any] | None = None,
 ) -> Run:
     """Start a run of ``experiment``: its directory, its writer, its run.json and its hyperparameters.
@@ -509,7 +510,9 @@ def init(
     instead of ``<n>-<name>``: ``{n}`` in it is the next free number (``version_{n}`` numbers runs as
     Lightning does), and a folder that holds a run already continues it, as ``resume`` would.
     ``writer_options`` are passed to the run's ``Writer`` (``flush_secs``, ``max_queue``,
-    ``filename_suffix``, ``strict``).
+    ``filename_suffix``, ``strict``). Under ``torch.distributed`` every rank joins rank 0's run;
+    ``join_ranks=False`` starts this process's run alone, waiting for no other rank (Lightning's logger:
+    Lightning logs from rank 0 only).
 
     Example:
         >>> import tempfile, tbscope
@@ -542,7 +545,8 @@ def init(
     cadence = cadence if cadence is not None else Cadence()
     experiment_dir = root_path / experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    place = distributed.place()
+    seat = distributed.place()  # (rank, world size) in a job of several processes
+    place = seat if join_ranks else None
     if place is not None and place[0] != 0:  # another rank of a torchrun job: rank 0's run
         run_dir = distributed.receive(experiment_dir, place[0])
         seen = read_meta(run_dir) or {"id": run_dir.name, "experiment": experiment, "name": name, "status": "running"}
@@ -577,7 +581,7 @@ def init(
         config=given,
         config_flat=flat,
         hydra=job,
-        world_size=place[1] if place is not None else None,
+        world_size=seat[1] if seat is not None else None,
         metrics=list(metrics) if metrics is not None else None,
     )
     run = Run(run_dir, meta, budget, cadence, purge_step, flat, earlier, writer_options=writer_options)
