@@ -349,7 +349,7 @@ class Run:
             self._meta["summary"] = tagstats.merge(self._earlier, self.writer.scalar_stats())
             self._meta["bytes"] = dir_bytes(self.dir)
             if self._meta.get("world_size"):  # a torchrun job: how its other ranks stand
-                self._meta["ranks"] = distributed.rank_states(self.dir)
+                self._meta["ranks"] = distributed.rank_states(self.dir, ending=self._meta["status"] != "running")
             write_json_atomically(self.dir / RUN_FILE, self._meta)
             columns = (
                 sorted(self._meta["config_flat"].items(), key=lambda item: item[0]),
