@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import tbscope
 from conftest import accumulate, free_port
 
 TRAIN = """
@@ -93,12 +94,31 @@ def test_a_killed_rank_1_is_told_apart_from_how_the_job_ended(tmp_path: Path) ->
     assert result.returncode != 0
     (run_dir,) = (tmp_path / "runs" / "ddp").iterdir()
     meta = json.loads((run_dir / "run.json").read_text())
-    assert meta["ranks"]["1"]["status"] == "crashed"  # rank 0 found its process gone
-    # rank 0 itself: its collective broken by the lost peer ("failed"), or stopped by torchrun ("interrupted")
-    assert meta["status"] in ("failed", "interrupted")
+    assert meta["ranks"]["1"]["pid"] > 0  # rank 1 as it recorded itself, kept by rank 0
     tbscope_cli = str(Path(sys.executable).with_name("tbscope"))
     listed = subprocess.run([tbscope_cli, "ls", str(tmp_path / "runs"), "--json"], capture_output=True, text=True)
     (row,) = json.loads(listed.stdout)
-    assert (row["status"], row["ranks"]) == (meta["status"], {"1": "crashed"})
+    assert row["ranks"] == {"1": "crashed"}  # its process is gone without a word
+    # The job, rank 0: its collective broken by the lost peer ("failed"), stopped by torchrun ("interrupted"), or,
+    # stuck in that collective, killed by torchrun ("crashed"): in each case not rank 1's status.
+    assert row["status"] in ("failed", "interrupted", "crashed")
     table = subprocess.run([tbscope_cli, "ls", str(tmp_path / "runs")], capture_output=True, text=True).stdout
-    assert f"{meta['status']} (rank 1 crashed)" in table
+    assert f"{row['status']} (rank 1 crashed)" in table
+
+
+def test_a_rank_that_ended_after_rank_0_last_wrote_is_shown_by_its_own_record(tmp_path: Path) -> None:
+    from tbscope.rundir import RANKS, process_identity
+
+    with tbscope.init("ddp", root=tmp_path) as run:
+        pass
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    identity = {**process_identity(), "pid": int(gone.stdout), "pid_start": "1"}  # a process that has exited
+    meta = json.loads((run.dir / "run.json").read_text())
+    meta["ranks"] = {"1": {**identity, "status": "running"}, "2": {**identity, "status": "running"}}
+    (run.dir / "run.json").write_text(json.dumps(meta))
+    (run.dir / RANKS).mkdir()
+    (run.dir / RANKS / "1.json").write_text(json.dumps({**identity, "status": "finished"}))  # after rank 0's last
+    listed = subprocess.run([str(Path(sys.executable).with_name("tbscope")), "ls", str(tmp_path), "--json"],
+                            capture_output=True, text=True)  # fmt: skip
+    (row,) = json.loads(listed.stdout)
+    assert row["ranks"] == {"1": "finished", "2": "crashed"}  # rank 2 died without a word

@@ -235,6 +235,38 @@ def test_killed_after_a_checkpoint_and_resumed_from_it_every_step_is_logged_once
     assert steps == list(range(20))  # the steps before the checkpoint from the killed process, the rest after
 
 
+DDP = """
+import sys, lightning as L
+sys.path.insert(0, sys.argv[3])
+from test_lightning import Tiny, loader
+from tbscope.integrations.lightning import TBScopeLogger
+
+checkpoints = L.pytorch.callbacks.ModelCheckpoint(save_last=True)
+trainer = L.Trainer(logger=TBScopeLogger(sys.argv[1], name="ddp"), max_epochs=int(sys.argv[2]), strategy="ddp",
+                    devices=2, accelerator="cpu", log_every_n_steps=1, enable_progress_bar=False,
+                    callbacks=[checkpoints])
+trainer.fit(Tiny(), loader(), ckpt_path=sys.argv[4] if len(sys.argv) > 4 else None)
+"""
+
+
+def test_ddp_on_two_processes_logs_one_run_from_rank_0_and_resumes_it(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(DDP)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(script), str(tmp_path / "runs"), "2", str(Path(__file__).parent)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 0, first.stderr
+    run_dir = tmp_path / "runs" / "ddp" / "version_0"
+    command[3:] = ["4", str(Path(__file__).parent), str(run_dir / "checkpoints" / "last.ckpt")]
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [p.name for p in (tmp_path / "runs" / "ddp").iterdir()] == ["version_0"]
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert (meta["status"], meta["world_size"]) == ("finished", 2)
+    steps = [e.step for e in accumulate(run_dir).Scalars("train/loss")]
+    assert steps == list(range(16))  # 4 epochs of 4 batches a rank, logged once, by rank 0
+
+
 class ImageClassifier(L.LightningModule):
     def __init__(self) -> None:
         super().__init__()

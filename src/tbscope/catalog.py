@@ -86,7 +86,7 @@ def _tbscope_entry(root: Path, run_dir: Path, meta: dict[str, Any]) -> RunEntry:
         hparams=dict(meta.get("config_flat", {})),
         summary=summary,
         headline=rundir.headline_metrics(meta),
-        ranks=rundir.rank_statuses(meta),
+        ranks=rundir.rank_statuses(meta, run_dir),
         skipped=dict(meta.get("skipped", {})),
     )
 

@@ -29,6 +29,8 @@ from tbscope.logdir import open_inside
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 END_STATUSES = ("finished", "failed", "interrupted")
+# The folder in a run where the other ranks of a torchrun job record themselves (rank 0 copies them to run.json).
+RANKS = ".ranks"
 # What retention and prune may delete: runs that ended, or whose process is proved gone.
 DELETABLE = (*END_STATUSES, "crashed")
 # A running run's heartbeat is rewritten at every flush (5 s by default). One this old means the
@@ -143,13 +145,31 @@ def effective_status(meta: Mapping[str, Any], now: datetime | None = None) -> st
     return "stale" if silent else "running"
 
 
-def rank_statuses(meta: Mapping[str, Any]) -> dict[str, str]:
+def rank_statuses(meta: Mapping[str, Any], run_dir: Path | None = None) -> dict[str, str]:
     """How the other ranks of a ``torchrun`` job stand, as rank 0 last recorded them in run.json (``ranks``):
-    a rank recorded "running" whose process is proved gone is "crashed"."""
-    return {
-        rank: "crashed" if state["status"] == "running" and proved_dead(state) else state["status"]
-        for rank, state in meta.get("ranks", {}).items()
-    }
+    a rank recorded "running" whose process is proved gone is "crashed", unless its own record in the run's
+    ``RANKS`` folder (read when ``run_dir`` is given) says how it ended after rank 0 last wrote."""
+    statuses = {}
+    for rank, state in meta.get("ranks", {}).items():
+        status = state["status"]
+        if status == "running" and proved_dead(state):
+            status = _own_end(run_dir, rank) if run_dir is not None else None
+        statuses[rank] = status or "crashed"
+    return statuses
+
+
+def _own_end(run_dir: Path, rank: str) -> str | None:
+    """The end status rank ``rank`` recorded for itself, if any (read only from inside the run's folder)."""
+    try:
+        path = run_dir / RANKS / f"{int(rank)}.json"
+        if not path.resolve().is_relative_to(run_dir.resolve()):
+            return None
+        with record.open_regular(path) as f:
+            own = json.loads(f.read(1 << 16).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    status = own.get("status") if isinstance(own, dict) else None
+    return status if status in END_STATUSES else None
 
 
 def dir_bytes(path: Path) -> int:

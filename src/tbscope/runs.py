@@ -412,7 +412,7 @@ class Run:
             if lost or "lost" in self._meta:
                 self._meta["lost"] = lost  # the values not on disk, as the writer's warning counts them
             if self._meta.get("world_size"):  # a torchrun job: how its other ranks stand
-                self._meta["ranks"] = distributed.rank_states(self.dir)
+                self._meta["ranks"] = distributed.rank_states(self.dir, ending=self._meta["status"] != "running")
             now = dict(self.writer.gate.skipped)  # one step under the GIL: the training thread adds to it
             if now or self._skipped_before:
                 before = self._skipped_before
@@ -583,6 +583,7 @@ def init(
     cadence: Cadence | Spaced | None = None,
     all_ranks: bool = False,
     folder: str | None = None,
+    join_ranks: bool = True,
     writer_options: Mapping[str, Any] | None = None,
 ) -> Run:
     """Start a run of ``experiment``: its directory, its writer, its run.json and its hyperparameters.
@@ -602,7 +603,9 @@ def init(
     names the run's folder instead of ``<n>-<name>``: ``{n}`` in it is the next free number
     (``version_{n}`` numbers runs as Lightning does), and a folder that holds a run already continues
     it, as ``resume`` would. ``writer_options`` are passed to the run's ``Writer`` (``flush_secs``,
-    ``max_queue``, ``filename_suffix``, ``strict``).
+    ``max_queue``, ``filename_suffix``, ``strict``). Under ``torch.distributed`` every rank joins rank
+    0's run; ``join_ranks=False`` starts this process's run alone, waiting for no other rank (Lightning's
+    logger: Lightning logs from rank 0 only).
 
     Example:
         >>> import tempfile, tbscope
@@ -635,7 +638,8 @@ def init(
     cadence = cadence if cadence is not None else Spaced()
     experiment_dir = root_path / experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    place = distributed.place()
+    seat = distributed.place()  # (rank, world size) in a job of several processes
+    place = seat if join_ranks else None
     if place is not None and place[0] != 0:  # another rank of a torchrun job: rank 0's run
         run_dir = distributed.receive(experiment_dir, place[0])
         seen = read_meta(run_dir) or {"id": run_dir.name, "experiment": experiment, "name": name, "status": "running"}
@@ -670,7 +674,7 @@ def init(
         config=given,
         config_flat=flat,
         hydra=job,
-        world_size=place[1] if place is not None else None,
+        world_size=seat[1] if seat is not None else None,
         metrics=list(metrics) if metrics is not None else None,
     )
     run = Run(run_dir, meta, budget, cadence, purge_step, flat, earlier, writer_options=writer_options)

@@ -15,8 +15,8 @@ from typing import Any
 
 from tbscope import atomic, rundir
 
-# Where the other ranks record themselves in the run's folder, for rank 0 to put in run.json.
-RANKS = ".ranks"
+# How long rank 0, ending the run, waits for the other ranks to record their end (or be proved gone).
+END_WAIT_SECONDS = 3.0
 # How long a rank waits for rank 0 to start the run, and how old a note may be to be this job's.
 WAIT_SECONDS = 300.0
 FRESH_SECONDS = 60.0
@@ -85,16 +85,27 @@ def report(run_dir: Path, rank: int, status: str) -> None:
     A rank that cannot is still no reason to stop training: rank 0 then lists it unknown."""
     record = {"status": status, **rundir.process_identity()}
     with contextlib.suppress(OSError):
-        (run_dir / RANKS).mkdir(exist_ok=True)
-        atomic.write_text(run_dir / RANKS / f"{rank}.json", json.dumps(record))
+        (run_dir / rundir.RANKS).mkdir(exist_ok=True)
+        atomic.write_text(run_dir / rundir.RANKS / f"{rank}.json", json.dumps(record))
 
 
-def rank_states(run_dir: Path) -> dict[str, dict[str, Any]]:
+def rank_states(run_dir: Path, ending: bool = False) -> dict[str, dict[str, Any]]:
     """Rank 0: how the other ranks stand, for run.json's ``ranks``: as each recorded itself, "crashed" for
-    one recorded "running" whose process is proved gone (``rundir.rank_statuses``)."""
+    one recorded "running" whose process is proved gone (``rundir.rank_statuses``). ``ending``: rank 0 ends
+    the run, and gives the others ``END_WAIT_SECONDS`` to record their own end or be proved gone."""
+    deadline = time.monotonic() + (END_WAIT_SECONDS if ending else 0.0)
+    while True:
+        states = _recorded(run_dir)
+        if all(state["status"] != "running" for state in states.values()) or time.monotonic() >= deadline:
+            return states
+        time.sleep(0.05)
+
+
+def _recorded(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The other ranks' records in the run's folder, by rank, those proved gone while running "crashed"."""
     states: dict[str, dict[str, Any]] = {}
     with contextlib.suppress(OSError):
-        for path in sorted((run_dir / RANKS).glob("*.json")):
+        for path in sorted((run_dir / rundir.RANKS).glob("*.json")):
             with contextlib.suppress(OSError, ValueError):
                 record = json.loads(path.read_text())
                 if isinstance(record, dict) and isinstance(record.get("status"), str) and path.stem.isdigit():

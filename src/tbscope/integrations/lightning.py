@@ -150,6 +150,7 @@ class TBScopeLogger(TensorBoardLogger):
             resume=resume,
             folder=None if resume is not None else folder,
             writer_options=self._kwargs,
+            join_ranks=False,  # Lightning logs from rank 0 alone; the other ranks never start a run
             **self._init_options,
         )
         self._version = None if given else self.version  # the folder the run took
@@ -161,8 +162,8 @@ class TBScopeLogger(TensorBoardLogger):
         """The run, continued in its directory if a stage ended it (``test`` after ``fit``)."""
         run = self.run
         if run.status != "running":
-            ended, run = run, tbscope.init(run.experiment, root=run.dir.parent.parent, resume=run.dir,
-                                           writer_options=self._kwargs, **self._init_options)  # fmt: skip
+            options = {"writer_options": self._kwargs, "join_ranks": False, **self._init_options}
+            ended, run = run, tbscope.init(run.experiment, root=run.dir.parent.parent, resume=run.dir, **options)
             run.add_config(ended.config)
             self._run = run
         return run
