@@ -161,10 +161,7 @@ def rank_statuses(meta: Mapping[str, Any], run_dir: Path | None = None) -> dict[
 def _own_end(run_dir: Path, rank: str) -> str | None:
     """The end status rank ``rank`` recorded for itself, if any (read only from inside the run's folder)."""
     try:
-        path = run_dir / RANKS / f"{int(rank)}.json"
-        if not path.resolve().is_relative_to(run_dir.resolve()):
-            return None
-        with record.open_regular(path) as f:
+        with open_inside(run_dir / RANKS / f"{int(rank)}.json", run_dir) as f:
             own = json.loads(f.read(1 << 16).decode("utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
