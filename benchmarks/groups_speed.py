@@ -6,8 +6,10 @@ five million scalars. Each tool runs in a fresh child process:
 - tbscope cold: an empty scalars cache; reads every run, groups them by config with the seed left out, and
   computes mean, std, sem, 95% CI, min, max and n per group, tag and step (``groups.summary``, what the
   Groups tab and the report call, with every point kept), imports done before the clock starts;
-- tbscope warm: the same call again in that process (a running TensorBoard's Groups tab), and in a new
-  process with the cache the cold one left (a new ``tbscope compare``);
+- tbscope warm: the same call again in that process with no run changed (a running TensorBoard's Groups
+  tab refreshing: the summary is kept while no file changed), the Groups tab's own call (2,000 points a
+  line) after a run changed in that process, and a new process with the cache the cold one left (a new
+  ``tbscope compare``);
 - tbscope read only: ``read_scalars`` with an empty cache, the floor a cold aggregation is measured against;
 - tensorboard-reducer: ``load_tb_events`` + ``reduce_events(["mean", "std"])`` per group (it has no
   grouping of its own); it is not a dependency: pass where it is installed with ``--reducer DIR`` (for
@@ -98,9 +100,13 @@ def child(tool: str, logdir: str, reducer: str | None) -> None:
         again = time.perf_counter()
         groups.summary(logdir, tags=tags, max_points=None)
         repeated = time.perf_counter() - again
+        groups._kept.clear()  # as if a run had changed: the reader's cache is warm, the summary made again
+        again = time.perf_counter()
+        groups.summary(logdir, tags=tags)
+        tab = time.perf_counter() - again
         out = {label: {tag: [summary["curves"][tag][label]["mean"], summary["curves"][tag][label]["std"]]
                        for tag in tags} for label in summary["curves"][tags[0]]}  # fmt: skip
-        print(json.dumps({"seconds": elapsed, "again": repeated, "curves": out}))
+        print(json.dumps({"seconds": elapsed, "again": repeated, "tab": tab, "curves": out}))
         return
     print(json.dumps({"seconds": elapsed, "curves": out}))
 
@@ -141,7 +147,8 @@ def main() -> None:
     print(f"  read_scalars, empty cache       {read['seconds']:7.2f} s")
     ratio = cold["seconds"] / read["seconds"]
     print(f"  tbscope groups, cold            {cold['seconds']:7.2f} s  ({ratio:.2f}x reading once)")
-    print(f"  tbscope groups, warm            {cold['again']:7.2f} s  (same process; target: under 0.5 s)")
+    print(f"  tbscope groups, warm            {cold['again']:7.2f} s  (same process, no run changed; target: 0.5 s)")
+    print(f"  Groups tab, a run changed       {cold['tab']:7.2f} s  (same process, 2,000 points a line)")
     print(f"  tbscope groups, warm cache      {warm['seconds']:7.2f} s  (a new process)")
     if args.reducer:
         reduced = run_child("reducer", logdir, cache / "reducer", args.reducer)

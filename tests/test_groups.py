@@ -256,3 +256,13 @@ def test_cli_edges_a_new_user_hit_say_what_is_wrong(tmp_path: Path) -> None:
     zero = cli("demo", "--epochs", "0", "--root", str(tmp_path / "demo"))
     assert zero.returncode == 2 and "--epochs: must be above 0, got 0" in zero.stderr
     assert "Traceback" not in zero.stderr + negative.stderr + nothing.stderr
+
+
+def test_a_summary_is_made_again_only_when_a_run_changed(tmp_path: Path) -> None:
+    sweep(tmp_path, {0: range(0, 30, 10), 1: range(0, 30, 10)}, lrs=(0.1,))
+    first = groups.summary(str(tmp_path))
+    assert groups.summary(str(tmp_path)) is first  # nothing changed: the tab's refresh costs a walk
+    with tbscope.init("sweep", root=tmp_path, config={"lr": 0.1, "seed": 9, "model": {"width": 8}}) as run:
+        run.writer.add_scalar("val/acc", 0.1, 30)
+    again = groups.summary(str(tmp_path))
+    assert again is not first and again["finals"]["val/acc"]["rows"][0]["n"] == 3

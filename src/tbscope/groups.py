@@ -30,7 +30,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -461,7 +465,47 @@ def summary(
 ) -> dict[str, Any]:
     """Everything a Groups view shows for the runs under ``root``, ready for JSON: the config keys to group
     by, the groups with their runs, per metric the curves (mean and every band, with n) and the final
-    values with the leader's test. ``tags`` defaults to the runs' headline metrics."""
+    values with the leader's test. ``tags`` defaults to the runs' headline metrics. Asked again while no
+    run.json, event file or config file under ``root`` changed, it returns the summary it made (shared:
+    not to be modified), which is what a Groups tab refreshing on a finished experiment does."""
+    key = (os.path.abspath(root), tuple(by) if by is not None else None, tuple(ignore), smoothing,
+           tuple(tags) if tags is not None else None, agg, max_points, _state(root))  # fmt: skip
+    with _kept_lock:
+        if key in _kept:
+            _kept.move_to_end(key)
+            return _kept[key]
+    made = _summary(root, by, ignore, smoothing, tags, agg, max_points)
+    with _kept_lock:
+        _kept[key] = made
+        while len(_kept) > KEPT_SUMMARIES:
+            _kept.popitem(last=False)
+    return made
+
+
+# Summaries kept for runs that have not changed since (see ``summary``).
+KEPT_SUMMARIES = 8
+_kept: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+_kept_lock = threading.Lock()
+
+
+def _state(root: str) -> tuple[tuple[str, int, int], ...]:
+    """What a summary of ``root`` depends on: each run.json, event file and config file, by size and
+    modification time (not following links)."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            if name in ("run.json", "hparams.yaml", "config.yaml") or "tfevents" in name:
+                with contextlib.suppress(OSError):
+                    info = os.lstat(os.path.join(folder, name))
+                    found.append((os.path.join(folder, name), info.st_size, info.st_mtime_ns))
+    return tuple(found)
+
+
+def _summary(
+    root: str, by: Sequence[str] | None, ignore: Sequence[str], smoothing: float, tags: Sequence[str] | None,
+    agg: str, max_points: int | None,
+) -> dict[str, Any]:  # fmt: skip
     from tbscope import catalog, reader
 
     entries = catalog.catalog(root)
