@@ -41,7 +41,7 @@ def _demo(args: argparse.Namespace) -> int:
     main(["compare", args.root, "--sort", "val/acc", "--desc"])
     print(f"\nShare it as one offline file:\n    tbscope report {args.root} -o report.html")
     print(f"\nOpen it in TensorBoard (Time Series, Images, Histograms, Graphs, HParams, Projector, PR Curves, Text, "
-          f"Profile, Groups):\n    tbscope serve {args.root}")  # fmt: skip
+          f"Profile):\n    tbscope serve {args.root}")  # fmt: skip
     return 0
 
 
