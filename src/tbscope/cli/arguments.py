@@ -23,12 +23,22 @@ def parsed_by(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
-def _directory(text: str) -> Path:
+def _local_directory(text: str) -> Path:
     path = Path(text)
     if not path.is_dir():
         raise ValueError(f"{path} is not a directory")
     return path
 
 
+def _directory(text: str) -> Path:
+    from tbscope import remote
+
+    return remote.mirror(text) if remote.is_url(text) else _local_directory(text)
+
+
+local_directory = parsed_by(_local_directory)
+"""An existing local directory, or a usage error saying it is not one."""
+
 directory = parsed_by(_directory)
-"""An existing directory, or a usage error saying it is not one."""
+"""An existing directory, or an object-store URL (``s3://bucket/runs``) read through its local mirror
+(tbscope.remote), or a usage error saying why it cannot be read."""

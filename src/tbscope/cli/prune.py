@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from tbscope.cli.arguments import directory, parsed_by
+from tbscope.cli.arguments import local_directory, parsed_by
 from tbscope.cli.units import format_bytes, parse_bytes, parse_duration
 
 
@@ -18,7 +18,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Delete old ended tbscope runs under ROOT, oldest first. A running run, a directory "
         "that is not a tbscope run, and anything behind a symbolic link are never touched.",
     )
-    parser.add_argument("root", type=directory, help="the runs root, e.g. runs")
+    parser.add_argument("root", type=local_directory, help="the runs root, e.g. runs")
     parser.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N runs of each experiment")
     parser.add_argument(
         "--older-than", type=parsed_by(parse_duration), metavar="AGE", help="delete runs older than AGE (30d)"
