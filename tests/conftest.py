@@ -237,7 +237,7 @@ class Served:
         self.proc, self.url, self.lines = proc, url, lines
 
 
-def serve(root: Path, *args: str) -> Served:
+def serve(root: Path | str, *args: str) -> Served:
     command = Path(sys.executable).with_name("tbscope")
     proc = subprocess.Popen(
         [str(command), "serve", str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

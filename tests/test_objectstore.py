@@ -106,3 +106,31 @@ def test_a_protocol_without_its_package_names_what_to_install() -> None:
 def test_prune_refuses_a_url_rather_than_deleting_a_mirror(object_store: ObjectStore) -> None:
     result = tbscope_cli("prune", object_store.url("runs"), "--keep-last", "1", "--yes")
     assert result.returncode == 2 and "not a directory" in result.stderr
+
+
+def test_serve_keeps_the_mirror_of_a_bucket_fresh(object_store: ObjectStore, tmp_path: Path) -> None:
+    import urllib.request
+
+    from conftest import serve, stop, wait_until
+
+    local = tmp_path / "runs"
+    with tbscope.init("cnn", root=local, name="first") as run:
+        run.writer.add_scalar("loss", 1.0, 0)
+    fs = s3(object_store)
+    fs.put(str(local) + "/", object_store.url("runs") + "/", recursive=True)
+    served = serve(object_store.url("runs"), "--port", "0")
+    try:
+
+        def runs() -> list[str]:
+            return json.loads(urllib.request.urlopen(f"{served.url}/data/runs", timeout=10).read())
+
+        wait_until(lambda: any("first" in r for r in runs()), what="the first run in TensorBoard")
+        with tbscope.init("cnn", root=local, name="second") as run:
+            run.writer.add_scalar("loss", 2.0, 0)
+        fs.put(str(local) + "/", object_store.url("runs") + "/", recursive=True)
+        wait_until(lambda: any("second" in r for r in runs()), what="a run added to the bucket to show")
+    finally:
+        stop(served)
+    said = "".join(served.lines)
+    assert f"TensorBoard for {object_store.url('runs')} at" in said
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in said
