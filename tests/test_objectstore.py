@@ -103,9 +103,30 @@ def test_a_protocol_without_its_package_names_what_to_install() -> None:
     assert result.returncode == 2 and "gcsfs" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_prune_refuses_a_url_rather_than_deleting_a_mirror(object_store: ObjectStore) -> None:
+def test_prune_deletes_ended_runs_in_the_bucket_and_never_one_with_a_fresh_heartbeat(
+    object_store: ObjectStore, tmp_path: Path
+) -> None:
+    from datetime import datetime, timezone
+
+    local = tmp_path / "runs"
+    for name in ("r0", "r1", "r2", "r3"):
+        with tbscope.init("cnn", root=local, name=name) as run:
+            run.writer.add_scalar("loss", 1.0, 0)
+    meta_path = local / "cnn" / "0001-r0" / "run.json"  # r0 trains on another host: only its heartbeat says so
+    meta = json.loads(meta_path.read_text())
+    heartbeat = datetime.now(timezone.utc).isoformat()
+    meta.update(status="running", host="another-host", heartbeat=heartbeat, ended=None)
+    meta_path.write_text(json.dumps(meta))
+    fs = s3(object_store)
+    fs.put(str(local) + "/", object_store.url("runs") + "/", recursive=True)
+
     result = tbscope_cli("prune", object_store.url("runs"), "--keep-last", "1", "--yes")
-    assert result.returncode == 2 and "not a directory" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert f"delete  {object_store.url('runs', 'cnn', '0002-r1')}" in result.stdout
+    left = {Path(p).name for p in fs.ls(object_store.url("runs", "cnn"), refresh=True)}
+    assert left == {"0001-r0", "0004-r3"}
+    listed = json.loads(tbscope_cli("ls", object_store.url("runs"), "--json").stdout)
+    assert sorted(e["run"] for e in listed) == ["0001-r0", "0004-r3"]  # the mirror dropped its copies
 
 
 def test_serve_keeps_the_mirror_of_a_bucket_fresh(object_store: ObjectStore, tmp_path: Path) -> None:
