@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -99,13 +100,20 @@ def mirror(url: str) -> Path:
         if manifest.get(relative) != version or not (folder / relative).is_file():
             fetch.append((path, relative))
 
+    staging = folder.with_name(folder.name + ".partial")
+    staging.mkdir(exist_ok=True)
+
     def download(item: tuple[str, str]) -> None:
         remote, relative = item
         local = folder / relative
         local.parent.mkdir(parents=True, exist_ok=True)
-        partial = local.with_name(local.name + ".tbscope-partial")
-        fs.get_file(remote, str(partial))
-        os.replace(partial, local)
+        # downloads land beside the mirror, never in it: a half-fetched event file is no event file to read
+        partial = staging / f"{os.getpid()}-{threading.get_ident()}-{hashlib.sha256(relative.encode()).hexdigest()}"
+        try:
+            fs.get_file(remote, str(partial))
+            os.replace(partial, local)
+        finally:
+            partial.unlink(missing_ok=True)
 
     failed: list[str] = []
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
@@ -139,8 +147,6 @@ def _relative(path: str, root: str) -> str | None:
         return None
     parts = PurePosixPath(path[len(root) + 1 :]).parts
     if not parts or any(part in ("", ".", "..") for part in parts) or parts == (_MANIFEST,):
-        return None
-    if parts[-1].endswith(".tbscope-partial"):
         return None
     return "/".join(parts)
 
