@@ -53,6 +53,10 @@ def test_ls_compare_and_tensorboard_read_every_value_of_runs_in_the_bucket(
     entries = json.loads(listed.stdout)
     assert sorted(e["hparams"]["lr"] for e in entries) == [0.01, 0.1]
     assert all(e["status"] == "finished" for e in entries)
+    exported = tbscope_cli("export", url, "-o", str(tmp_path / "scalars.csv"))
+    assert exported.returncode == 0, exported.stderr
+    rows = (tmp_path / "scalars.csv").read_text().splitlines()[1:]
+    assert sum(",m/" in row for row in rows) == 2 * STEPS * TAGS
     compared = tbscope_cli("compare", url)
     assert compared.returncode == 0 and "0.01" in compared.stdout and "0.1" in compared.stdout, compared.stderr
 
