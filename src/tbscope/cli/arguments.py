@@ -23,15 +23,34 @@ def parsed_by(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
-def _directory(text: str) -> Path:
+def _local_directory(text: str) -> Path:
     path = Path(text)
     if not path.is_dir():
         raise ValueError(f"{path} is not a directory")
     return path
 
 
+def _directory(text: str) -> Path:
+    from tbscope import remote
+
+    return remote.mirror(text) if remote.is_url(text) else _local_directory(text)
+
+
+def _source(text: str) -> tuple[Path, str | None]:
+    from tbscope import remote
+
+    return (remote.mirror(text), text) if remote.is_url(text) else (_local_directory(text), None)
+
+
+local_directory = parsed_by(_local_directory)
+"""An existing local directory, or a usage error saying it is not one."""
+
 directory = parsed_by(_directory)
-"""An existing directory, or a usage error saying it is not one."""
+"""An existing directory, or an object-store URL (``s3://bucket/runs``) read through its local mirror
+(tbscope.remote), or a usage error saying why it cannot be read."""
+
+source = parsed_by(_source)
+"""As ``directory``, with the URL kept beside the folder (None for a local one): for a command that syncs again."""
 
 
 def positive(kind: Callable[[str], T]) -> Callable[[str], T]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-from tbscope.cli.arguments import directory, parsed_by
+from tbscope.cli.arguments import parsed_by, source
 from tbscope.cli.units import format_bytes, parse_bytes, parse_duration
 
 
@@ -18,7 +17,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Delete old ended tbscope runs under ROOT, oldest first. A running run, a directory "
         "that is not a tbscope run, and anything behind a symbolic link are never touched.",
     )
-    parser.add_argument("root", type=directory, help="the runs root, e.g. runs")
+    parser.add_argument(
+        "root", type=source, help="the runs root, e.g. runs, or a URL (s3://bucket/runs: its objects are deleted)"
+    )
     parser.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N runs of each experiment")
     parser.add_argument(
         "--older-than", type=parsed_by(parse_duration), metavar="AGE", help="delete runs older than AGE (30d)"
@@ -33,13 +34,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tbscope import remote
     from tbscope.retention import Retention, delete_run, plan_retention, refresh_columns
-    from tbscope.rundir import find_runs
+    from tbscope.rundir import RunDir, find_runs
 
     if args.keep_last is None and args.older_than is None and args.max_size is None:
         print("tbscope prune: say what to delete: --keep-last, --older-than and/or --max-size", file=sys.stderr)
         return 2
-    root: Path = args.root
+    root, url = args.root
     try:
         retention = Retention(keep_last=args.keep_last, max_age=args.older_than, max_total_bytes=args.max_size)
     except ValueError as err:
@@ -58,8 +60,14 @@ def run(args: argparse.Namespace) -> int:
     if not doomed:
         print("Nothing to delete.")
         return 0
+
+    def shown(run: RunDir) -> str:
+        return str(run.path) if url is None else f"{url.rstrip('/')}/{run.path.relative_to(root).as_posix()}"
+
     for run in doomed:
-        print(f"{'would delete' if args.dry_run else 'delete'}  {run.path}  {format_bytes(run.bytes)}  ({run.status})")
+        print(
+            f"{'would delete' if args.dry_run else 'delete'}  {shown(run)}  {format_bytes(run.bytes)}  ({run.status})"
+        )
     total = sum(run.bytes for run in doomed)
     if args.dry_run:
         print(f"{len(doomed)} run(s), {format_bytes(total)} would be freed (dry run: nothing deleted)")
@@ -75,11 +83,20 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for run in doomed:
         try:
-            delete_run(root, run)
+            if url is None:
+                delete_run(root, run)
+            elif not remote.delete_run(url, run.path.relative_to(root).as_posix(), run.meta.get("id")):
+                raise ValueError("it is no longer an ended run")
         except (OSError, ValueError) as err:
-            print(f"tbscope prune: could not delete {run.path}: {err}", file=sys.stderr)
+            print(f"tbscope prune: could not delete {shown(run)}: {err}", file=sys.stderr)
             failed += 1
             total -= run.bytes
     print(f"Deleted {len(doomed) - failed} run(s), freed {format_bytes(total)}.")
+    if url is not None:
+        try:  # the mirror drops its copies; the store's HParams columns are its writers' to keep
+            remote.mirror(url)
+        except ValueError as err:
+            print(f"tbscope prune: {err}", file=sys.stderr)
+        return 1 if failed else 0
     refresh_columns(root)
     return 1 if failed else 0

@@ -18,14 +18,15 @@ import getpass
 import ipaddress
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
-from tbscope.cli.arguments import directory, parsed_by
+from tbscope.cli.arguments import parsed_by, source
 
 DEFAULT_PORT = 6006
+SYNC_SECONDS = 5.0
 # Budgets already bound what a run logs: keep every image, histogram, ... TensorBoard would
 # otherwise sample down (to 10 images a tag, say) and silently hide what was logged. (Its docs say
 # 0 keeps all; TensorBoard 2.21 shows nothing with 0, so the bound is a count no budget reaches.)
@@ -95,7 +96,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "requests addressed to this server (127.0.0.1, localhost, [::1], --host or an IP address, with its port; "
         "--allow-host adds names), a guard against DNS rebinding.",
     )
-    parser.add_argument("root", type=directory, help="the runs root, e.g. runs")
+    parser.add_argument(
+        "root", type=source, help="the runs root, e.g. runs, or a URL (s3://bucket/runs: its mirror, synced every "
+        f"{SYNC_SECONDS:.0f} s)",
+    )  # fmt: skip
     parser.add_argument(
         "--port", type=parsed_by(_port), default=DEFAULT_PORT,
         help=f"port to listen on (default {DEFAULT_PORT}); 0 picks any free port. A port in use is an error.",
@@ -204,8 +208,25 @@ class HostCheck:
         return [body]
 
 
+def _keep_synced(url: str) -> None:
+    """Bring the mirror of ``url`` up to date every SYNC_SECONDS; a failure is said once, until it passes."""
+    from tbscope import remote
+
+    said = ""
+    while True:
+        time.sleep(SYNC_SECONDS)
+        try:
+            remote.mirror(url)
+        except ValueError as err:
+            if str(err) != said:
+                print(f"tbscope serve: sync failed (retrying): {err}", file=sys.stderr, flush=True)
+            said = str(err)
+        else:
+            said = ""
+
+
 def run(args: argparse.Namespace) -> int:
-    root: Path = args.root
+    root, url = args.root
     host: str = args.host
     try:
         free = args.port == 0 or port_is_free(host, args.port)
@@ -260,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     port = checks[0].port
     shown_host = "127.0.0.1" if host in ("127.0.0.1", "localhost") else host or socket.gethostname()
     tunnel_to = "[::1]" if host == "::1" else "127.0.0.1"
-    print(f"TensorBoard for {root} at http://{url_host(shown_host)}:{port}/", flush=True)
+    print(f"TensorBoard for {url or root} at http://{url_host(shown_host)}:{port}/", flush=True)
     print(
         f"From another machine: ssh -N -L {port}:{tunnel_to}:{port} {getpass.getuser()}@{socket.gethostname()}"
         f"  then open http://localhost:{port}/",
@@ -268,6 +289,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if marker is not None:
         print("\n".join(container_advice(root, host, port, marker)), flush=True)
+    if url is not None:
+        threading.Thread(target=_keep_synced, args=(url,), name="tbscope-sync", daemon=True).start()
     print("Press Ctrl-C to stop.", flush=True)
     try:
         while True:
