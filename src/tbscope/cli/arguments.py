@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -51,6 +52,18 @@ directory = parsed_by(_directory)
 
 source = parsed_by(_source)
 """As ``directory``, with the URL kept beside the folder (None for a local one): for a command that syncs again."""
+
+
+def _pattern(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as err:
+        raise ValueError(f"not a regular expression: {err}") from None
+    return text
+
+
+pattern = parsed_by(_pattern)
+"""A regular expression, or a usage error saying what is wrong with it."""
 
 
 def positive(kind: Callable[[str], T]) -> Callable[[str], T]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-from tbscope.cli.arguments import directory
+from tbscope.cli.arguments import directory, pattern
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -25,8 +24,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "-o", "--output", type=Path, required=True, help="FILE.parquet, FILE.csv or FILE.json (a list of rows)"
     )
-    parser.add_argument("--tags", metavar="REGEX", help="only tags matching this regular expression")
-    parser.add_argument("--runs", metavar="REGEX", help="only runs matching this regular expression")
+    parser.add_argument("--tags", metavar="REGEX", type=pattern, help="only tags matching this regular expression")
+    parser.add_argument("--runs", metavar="REGEX", type=pattern, help="only runs matching this regular expression")
     parser.set_defaults(handler=run)
 
 
@@ -37,12 +36,6 @@ def run(args: argparse.Namespace) -> int:
     if suffix not in (".parquet", ".csv", ".json"):
         print(f"tbscope export: the output must end in .parquet, .csv or .json, got {args.output}", file=sys.stderr)
         return 2
-    for name in ("tags", "runs"):
-        try:
-            re.compile(getattr(args, name) or "")
-        except re.error as err:
-            print(f"tbscope export: --{name} is not a regular expression: {err}", file=sys.stderr)
-            return 2
     frame = read_scalars(args.root, runs=args.runs, tags=args.tags)
     if frame.empty:
         chosen = " and ".join(f"--{n} {getattr(args, n)!r}" for n in ("tags", "runs") if getattr(args, n))

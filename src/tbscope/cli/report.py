@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
-from tbscope.cli.arguments import directory, parsed_by
+from tbscope.cli.arguments import directory, parsed_by, pattern
 from tbscope.cli.compare import _keys
 from tbscope.cli.units import format_bytes, parse_bytes
 
@@ -23,8 +22,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("root", type=directory, help="the runs root (or any logdir)")
     parser.add_argument("-o", "--output", type=Path, default=Path("report.html"), help="the file (report.html)")
     parser.add_argument("--experiment", metavar="NAME", help="only this experiment's runs")
-    parser.add_argument("--runs", metavar="REGEX", help="only runs matching this regular expression")
-    parser.add_argument("--tags", metavar="REGEX", help="scalar tags to draw besides the headline metrics")
+    parser.add_argument("--runs", metavar="REGEX", type=pattern, help="only runs matching this regular expression")
+    parser.add_argument(
+        "--tags", metavar="REGEX", type=pattern, help="scalar tags to draw besides the headline metrics"
+    )
     parser.add_argument("--group-by", metavar="KEYS", type=_keys, help="group runs by these config keys")
     parser.add_argument("--ignore", metavar="KEYS", type=_keys, default=[], help="config keys left out when grouping")
     parser.add_argument(
@@ -37,12 +38,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tbscope.report import build
 
-    for name in ("tags", "runs"):
-        try:
-            re.compile(getattr(args, name) or "")
-        except re.error as err:
-            print(f"tbscope report: --{name} is not a regular expression: {err}", file=sys.stderr)
-            return 2
     try:
         made = build(args.root, args.output, runs=args.runs, tags=args.tags, experiment=args.experiment,
                      by=args.group_by, ignore=args.ignore, max_bytes=args.max_size)  # fmt: skip
