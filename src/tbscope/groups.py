@@ -35,7 +35,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -229,6 +229,33 @@ def downsample(size: int, keys: np.ndarray, max_points: int) -> np.ndarray:
     return chosen[chosen < size]
 
 
+def run_lines(
+    frame: pd.DataFrame, runs: Collection[str], tags: Sequence[str] | None = None, smoothing: float = 0.0
+) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """Each run's line of each tag, ``{(tag, run): (steps, values)}``: its finite values by step (the last
+    of a repeated step), smoothed by ``smoothing``; only ``runs`` (and ``tags``, when given)."""
+    run_column, tag_column = frame["run"].astype("category"), frame["tag"].astype("category")
+    run_names = [str(c) for c in run_column.cat.categories]
+    tag_names = [str(c) for c in tag_column.cat.categories]
+    run_codes, tag_codes = run_column.cat.codes.to_numpy(), tag_column.cat.codes.to_numpy()
+    keep = np.array([name in runs for name in run_names] + [False])[run_codes]
+    if tags is not None:
+        wanted = set(tags)
+        keep &= np.array([name in wanted for name in tag_names] + [False])[tag_codes]
+    rows = np.flatnonzero(keep)
+    order = rows[np.lexsort((rows, run_codes[rows], tag_codes[rows]))]  # stable: written order kept per line
+    steps, values = frame["step"].to_numpy()[order], frame["value"].to_numpy(dtype=np.float64)[order]
+    run_codes, tag_codes = run_codes[order], tag_codes[order]
+    cuts = np.flatnonzero((run_codes[1:] != run_codes[:-1]) | (tag_codes[1:] != tag_codes[:-1])) + 1
+    out = {}
+    for start, end in zip(np.r_[0, cuts], np.r_[cuts, len(order)], strict=True):
+        if end > start:
+            line = _line(steps[start:end], values[start:end], smoothing)
+            if line is not None:
+                out[(tag_names[tag_codes[start]], run_names[run_codes[start]])] = line
+    return out
+
+
 def curves(
     frame: pd.DataFrame,
     groups: Sequence[Group],
@@ -250,34 +277,18 @@ def curves(
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"smoothing must be at least 0 and less than 1, got {smoothing}")
     run_group = {run: g.label for g in groups for run in g.runs}
-    runs, tags_column = frame["run"].astype("category"), frame["tag"].astype("category")
-    run_names = [str(c) for c in runs.cat.categories]
-    tag_names = [str(c) for c in tags_column.cat.categories]
-    run_codes, tag_codes = runs.cat.codes.to_numpy(), tags_column.cat.codes.to_numpy()
-    keep = np.array([name in run_group for name in run_names] + [False])[run_codes]
-    if tags is not None:
-        keep &= np.array([name in set(tags) for name in tag_names] + [False])[tag_codes]
-    rows = np.flatnonzero(keep)
-    order = rows[np.lexsort((rows, run_codes[rows], tag_codes[rows]))]  # stable: written order kept per line
-    steps, values = frame["step"].to_numpy()[order], frame["value"].to_numpy(dtype=np.float64)[order]
-    run_codes, tag_codes = run_codes[order], tag_codes[order]
-    cuts = np.flatnonzero((run_codes[1:] != run_codes[:-1]) | (tag_codes[1:] != tag_codes[:-1])) + 1
     lines: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
-    for start, end in zip(np.r_[0, cuts], np.r_[cuts, len(order)], strict=True):
-        if end <= start:
-            continue
-        line = _line(steps[start:end], values[start:end], smoothing)
-        if line is not None:
-            key = (tag_names[tag_codes[start]], run_group[run_names[run_codes[start]]])
-            lines.setdefault(key, []).append(line)
+    found = run_lines(frame, run_group, tags, smoothing)
+    for (tag, run), line in found.items():
+        lines.setdefault((tag, run_group[run]), []).append(line)
     parts = []
-    tag_order = list(tags) if tags is not None else [tag_names[c] for c in pd.unique(tag_codes)]
+    tag_order = list(tags) if tags is not None else list(dict.fromkeys(tag for tag, _ in found))
     for tag in tag_order:
         for group in groups:
-            found = lines.get((tag, group.label))
-            if not found:
+            group_lines = lines.get((tag, group.label))
+            if not group_lines:
                 continue
-            grid, matrix = _aligned(found)
+            grid, matrix = _aligned(group_lines)
             stats = _aggregate(matrix)
             kept = downsample(grid.size, stats["mean"], max_points) if max_points else slice(None)
             part = {name: column[kept] for name, column in stats.items()}

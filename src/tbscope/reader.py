@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -716,9 +716,27 @@ def read_events(
         >>> tbscope.read_events(logdir, "text")[["run", "tag", "step", "text"]].values.tolist()
         [['.', 'notes', 3, 'hello']]
     """
-    if kind not in KINDS:
-        raise ValueError(f"read_events: kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    rows: list[dict[str, Any]] = []
+    return read_kinds(path, (kind,), runs, tags)[kind]
+
+
+_COLUMNS = {
+    "images": ["run", "tag", "step", "wall_time", "width", "height", "encoded"],
+    "histograms": ["run", "tag", "step", "wall_time", "min", "max", "num", "sum", "sum_squares",
+                   "bucket_limit", "bucket"],
+    "text": ["run", "tag", "step", "wall_time", "text"],
+    "pr_curves": ["run", "tag", "step", "wall_time", "precision", "recall"],
+    "hparams": ["run", "hparams", "status", "wall_time"],
+}  # fmt: skip
+
+
+def read_kinds(
+    path: str | os.PathLike[str], kinds: Sequence[str], runs: Selection = None, tags: Selection = None
+) -> dict[str, pd.DataFrame]:
+    """``read_events`` of several kinds in one pass over the files: ``{kind: frame}``."""
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown:
+        raise ValueError(f"read_events: kind must be one of {', '.join(KINDS)}, got {unknown[0]!r}")
+    rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     for run, paths in sorted(find_event_files(path).items()):
         if not _selected(run, runs):
             continue
@@ -726,29 +744,21 @@ def read_events(
         session: dict[str, Any] = {}
         for file in paths:
             try:
-                rows += _file_rows(run, file, kind, tags, plugin, session)
+                _file_rows(run, file, kinds, tags, plugin, session, rows)
             except OSError as err:
                 warn_skipped(file, err.strerror or str(err))
-        if kind == "hparams" and "hparams" in session:
-            rows.append({"run": run, "hparams": session["hparams"], "status": session.get("status", "running"),
-                         "wall_time": session["wall_time"]})  # fmt: skip
-    columns = {
-        "images": ["run", "tag", "step", "wall_time", "width", "height", "encoded"],
-        "histograms": ["run", "tag", "step", "wall_time", "min", "max", "num", "sum", "sum_squares",
-                       "bucket_limit", "bucket"],
-        "text": ["run", "tag", "step", "wall_time", "text"],
-        "pr_curves": ["run", "tag", "step", "wall_time", "precision", "recall"],
-        "hparams": ["run", "hparams", "status", "wall_time"],
-    }[kind]  # fmt: skip
-    return pd.DataFrame(rows, columns=columns)
+        if "hparams" in rows and "hparams" in session:
+            rows["hparams"].append({"run": run, "hparams": session["hparams"], "wall_time": session["wall_time"],
+                                    "status": session.get("status", "running")})  # fmt: skip
+    return {kind: pd.DataFrame(found, columns=_COLUMNS[kind]) for kind, found in rows.items()}
 
 
-def _file_rows(run: str, file: Path, kind: str, tags: Selection, plugin: dict[str, str],
-               session: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
-    """The rows of one event file for ``read_events``; ``plugin`` (each tag's first plugin) and ``session``
-    (the run's hparams and status) carry over from the run's earlier files."""
-    rows: list[dict[str, Any]] = []
+def _file_rows(run: str, file: Path, kinds: Sequence[str], tags: Selection, plugin: dict[str, str],
+               session: dict[str, Any], rows: dict[str, list[dict[str, Any]]]) -> None:  # fmt: skip
+    """Add the rows of one event file to ``rows`` (by kind); ``plugin`` (each tag's first plugin) and
+    ``session`` (the run's hparams and status) carry over from the run's earlier files."""
     undecodable = _Undecodable(file)
+    values = [kind for kind in kinds if kind != "hparams"]
     for event in iter_events(file, plain_scalars=False):
         if not event.HasField("summary"):
             continue
@@ -756,18 +766,19 @@ def _file_rows(run: str, file: Path, kind: str, tags: Selection, plugin: dict[st
             if value.HasField("metadata") and value.tag not in plugin:
                 plugin[value.tag] = value.metadata.plugin_data.plugin_name
             try:
-                if kind == "hparams":
+                if "hparams" in rows:
                     said = hparams.session_of(value)
                     if said is not None:
                         session["hparams" if said[0] == "start" else "status"] = said[1]
                         session.setdefault("wall_time", event.wall_time)
-                elif _selected(value.tag, tags):
+                        continue
+                if values and _selected(value.tag, tags):
                     base = {"run": run, "tag": value.tag, "step": event.step, "wall_time": event.wall_time}
-                    rows.extend(_decoded(kind, value, plugin.get(value.tag), base))
+                    for kind in values:
+                        rows[kind].extend(_decoded(kind, value, plugin.get(value.tag), base))
             except Exception as err:  # TensorBoard's decoders refuse damaged values in many ways
                 undecodable.add(value.tag, err)
     undecodable.warn()
-    return rows
 
 
 def _decoded(kind: str, value: Any, plugin: str | None, base: dict[str, Any]) -> list[dict[str, Any]]:

@@ -83,15 +83,12 @@ def _joined(values: np.ndarray, integers: bool = False) -> str:
     return ",".join("NaN" if not math.isfinite(v) else f"{v:.6g}" for v in values.tolist())
 
 
-def _run_curves(frame: pd.DataFrame, tags: Sequence[str], points: int) -> dict[str, dict[str, dict[str, str]]]:
+def _run_curves(frame: pd.DataFrame, runs: set[str], tags: Sequence[str], points: int) -> dict[str, Any]:
     """Per tag and run, the run's own line, down-sampled to about ``points`` (spikes kept)."""
     out: dict[str, dict[str, dict[str, str]]] = {}
-    wanted = frame[frame["tag"].astype(str).isin(set(tags))]
-    for (tag, run), rows in wanted.groupby(["tag", "run"], observed=True, sort=False):
-        rows = rows.sort_values("step", kind="stable").drop_duplicates("step", keep="last")
-        steps, values = rows["step"].to_numpy(), rows["value"].to_numpy(dtype=np.float64)
+    for (tag, run), (steps, values) in groups.run_lines(frame, runs, tags).items():
         kept = groups.downsample(steps.size, values, points)
-        out.setdefault(str(tag), {})[str(run)] = {"step": _joined(steps[kept], True), "value": _joined(values[kept])}
+        out.setdefault(tag, {})[run] = {"step": _joined(steps[kept], True), "value": _joined(values[kept])}
     return out
 
 
@@ -149,9 +146,9 @@ def _picture(encoded: bytes, share: int) -> tuple[str, int, int, bool] | None:
     return None
 
 
-def _images(root: str, runs: set[str], budget: int, left_out: list[str]) -> list[dict[str, Any]]:
-    """Per image tag, the last image of each run, fitted into ``budget`` bytes."""
-    frame = reader.read_events(root, "images", runs=runs)
+def _images(frame: pd.DataFrame, budget: int, left_out: list[str]) -> list[dict[str, Any]]:
+    """Per image tag, the last image of each run (of ``frame``, as ``read_events`` reads images), fitted
+    into ``budget`` bytes."""
     if frame.empty:
         return []
     last = frame.sort_values("step", kind="stable").groupby(["tag", "run"], sort=False).tail(1)
@@ -174,9 +171,9 @@ def _images(root: str, runs: set[str], budget: int, left_out: list[str]) -> list
     return [{"tag": tag, "items": items} for tag, items in out.items()]
 
 
-def _pr_curves(root: str, runs: set[str], frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per PR curve tag, each run's last curve, and the per-class AP scalars ``add_pr_curves`` logs."""
-    curves = reader.read_events(root, "pr_curves", runs=runs)
+def _pr_curves(curves: pd.DataFrame, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per PR curve tag, each run's last curve (of ``curves``, as ``read_events`` reads them), and the
+    per-class AP scalars ``add_pr_curves`` logs (in the scalars ``frame``)."""
     out: dict[str, dict[str, Any]] = {}
     if not curves.empty:
         last = curves.sort_values("step", kind="stable").groupby(["tag", "run"], sort=False).tail(1)
@@ -290,17 +287,18 @@ def gather(
                   "last_step": e.last_step, "config": {k: e.hparams.get(k) for k in keys},
                   "metrics": {t: catalog.metric_value(e, t, "last") for t in metrics}} for e in entries],
         "groups": [g.as_json() for g in found], "finals": finals,
-        "curves": {"runs": _run_curves(frame, shown, CURVE_POINTS), "groups": _group_curves(table)},
+        "curves": {"runs": _run_curves(frame, paths, shown, CURVE_POINTS), "groups": _group_curves(table)},
         "left_out": [],
     }  # fmt: skip
     left_out: list[str] = data["left_out"]
-    say("reading the PR curves")
-    data["pr_curves"] = _pr_curves(str(root_path), paths, frame)
+    say("reading the pictures and PR curves")
+    media = reader.read_kinds(root_path, ("images", "pr_curves"), runs=paths)
+    data["pr_curves"] = _pr_curves(media["pr_curves"], frame)
     say("analysing the profiles")
     data["profiles"] = _profiles(root_path, entries, left_out)
     used = len(json.dumps(data, default=str)) + _page_bytes()
     say("fitting the pictures into the budget")
-    data["images"] = _images(str(root_path), paths, max(max_bytes - used, 0), left_out)
+    data["images"] = _images(media["images"], max(max_bytes - used, 0), left_out)
     return data
 
 
