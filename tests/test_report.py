@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 import tbscope
 from tbscope import report
@@ -21,6 +23,7 @@ TBSCOPE = str(Path(sys.executable).with_name("tbscope"))
 
 APP = """
 import os
+import shutil
 import hydra
 import tbscope
 
@@ -106,3 +109,23 @@ def test_the_size_budget_shrinks_then_leaves_out_pictures_and_says_so(tmp_path: 
     shown = [item for group in data["images"] for item in group["items"]]
     assert shown and all(max(i["width"], i["height"]) < 512 for i in shown)
     assert any("downscaled or re-encoded" in note for note in made.left_out) and data["left_out"] == made.left_out
+
+
+H200 = Path(__file__).resolve().parents[2] / "shared" / "traces" / "gpu" / "h200_eager_cnn_steps2-4.pt.trace.json.gz"
+
+
+@pytest.mark.skipif(not H200.exists(), reason=f"the shared traces are not at {H200.parent}")
+def test_a_run_with_a_gpu_profile_shows_its_breakdown_kernels_advice_and_gpu(tmp_path: Path) -> None:
+    with tbscope.init("cnn", root=tmp_path / "runs", config={"lr": 0.1}) as run:
+        run.writer.add_scalar("val/acc", 0.5, 0)
+    (run.dir / "profile").mkdir()
+    shutil.copy(H200, run.dir / "profile" / H200.name)
+    report.build(tmp_path / "runs", tmp_path / "r.html", progress=False)
+    data = embedded((tmp_path / "r.html").read_text())
+    assert data["header"]["gpus"] == ["NVIDIA H200"]
+    (profile,) = data["profiles"]
+    assert profile["run"] == f"cnn/{run.dir.name}" and profile["steps"] == 3
+    assert profile["mean_step_ms"] == pytest.approx(16.8, abs=0.1)  # issue 21's first-step rule
+    assert sum(profile["breakdown"].values()) == pytest.approx(1.0) and profile["gpu_utilization"] > 0.5
+    assert len(profile["kernels"]) == 10 and profile["kernels"][0]["total_us"] > 0
+    assert any("channels_last" in advice for advice in profile["advice"])

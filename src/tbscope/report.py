@@ -296,6 +296,9 @@ def gather(
     data["pr_curves"] = _pr_curves(media["pr_curves"], frame)
     say("analysing the profiles")
     data["profiles"] = _profiles(root_path, entries, left_out)
+    # The GPUs a run trained on, where a profile recorded them (run.json does not ask CUDA, which a
+    # forked DataLoader worker would then inherit).
+    data["header"]["gpus"] = sorted({*data["header"]["gpus"], *(p["device"] for p in data["profiles"] if p["device"])})
     used = len(json.dumps(data, default=str)) + _page_bytes()
     say("fitting the pictures into the budget")
     data["images"] = _images(media["images"], max(max_bytes - used, 0), left_out)
