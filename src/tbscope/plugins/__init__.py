@@ -1,0 +1,1 @@
+"""TensorBoard tabs beside the Profile tab: each plugin's entry imports nothing heavy."""
