@@ -20,12 +20,14 @@ from conftest import frame_of, free_port, wait_until
 
 SHOTS = Path(__file__).resolve().parents[2] / "screenshots" / "issue23"
 # TensorBoard with the Groups tab passed explicitly: the shared test environment's installed metadata
-# predates the plugin's entry point (test_groups_entry_point_is_declared checks pyproject's line).
+# predates the plugin's entry point (test_groups_entry_point_is_declared checks pyproject's line); one
+# that knows it loads the tree's own plugin instead.
 START = """
 import sys
 from tensorboard import default, program
 from tbscope.plugins.groups import GroupsPlugin
-tb = program.TensorBoard(plugins=default.get_plugins() + [GroupsPlugin])
+others = [p for p in default.get_plugins() if getattr(p, "plugin_name", None) != GroupsPlugin.plugin_name]
+tb = program.TensorBoard(plugins=others + [GroupsPlugin])
 argv = [None, "--logdir", sys.argv[1], "--host", "127.0.0.1", "--port", sys.argv[2], "--reload_interval", "1"]
 tb.configure(argv=argv)
 tb.main()

@@ -17,9 +17,10 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
+from tbscope.plugins import STATIC, shared_routes
+
 PLUGIN_NAME = "tbscope_groups"
 JSON = "application/json"
-_STATIC = Path(__file__).with_name("static")
 # Summaries kept in memory at most (one per group-by, ignore and smoothing choice of an unchanged logdir).
 KEPT_SUMMARIES = 32
 
@@ -46,6 +47,7 @@ class GroupsPlugin(base_plugin.TBPlugin):
         return {
             "/index.js": wrappers.Request.application(self._index),
             "/summary": wrappers.Request.application(self._summary),
+            **shared_routes(),
         }
 
     def is_active(self) -> bool:
@@ -56,7 +58,7 @@ class GroupsPlugin(base_plugin.TBPlugin):
         return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Groups")
 
     def _index(self, request: wrappers.Request) -> wrappers.Response:
-        return http_util.Respond(request, (_STATIC / "groups.js").read_bytes(), "text/javascript")
+        return http_util.Respond(request, (STATIC / "groups.js").read_bytes(), "text/javascript")
 
     def _state(self) -> tuple[tuple[str, int, int], ...]:
         """What the summary depends on: every event file's and run.json's size and mtime under the logdir."""

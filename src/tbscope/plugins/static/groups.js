@@ -1,6 +1,8 @@
 // The Groups tab: runs grouped by config (seeds together), drawn from this plugin's /summary route.
 // No library, no request to any other origin.
 
+import { followTheme } from "./theme.js";
+
 const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
   "#bcbd22", "#17becf"];
 const BANDS = { ci: ["ci_low", "ci_high", "95% CI"], std: [null, null, "mean ± std"], sem: [null, null, "mean ± sem"],
@@ -39,17 +41,6 @@ function svg(tag, attrs = {}) {
   const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
   return node;
-}
-
-// TensorBoard's own dark mode (same-origin parent page), else the browser's preference.
-function applyTheme() {
-  let dark = window.matchMedia("(prefers-color-scheme: dark)").matches;
-  try {
-    if (window.parent !== window) dark = window.parent.document.body.classList.contains("dark-mode");
-  } catch (error) {
-    // another origin: the browser's preference
-  }
-  document.documentElement.classList.toggle("dark", dark);
 }
 
 const fmt = (v) => (v === null || v === undefined ? "–" : Math.abs(v) >= 1000 || Math.abs(v) < 0.001 && v !== 0
@@ -214,14 +205,6 @@ function showError(error) {
 export async function render() {
   document.head.append(el("style", {}, STYLE));
   document.body.append(root);
-  applyTheme();
-  window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", applyTheme);
-  try {
-    if (window.parent !== window) {
-      new MutationObserver(applyTheme).observe(window.parent.document.body, { attributes: true, attributeFilter: ["class"] });
-    }
-  } catch (error) {
-    // another origin: the browser's preference alone
-  }
+  followTheme();
   await load().catch(showError);
 }
