@@ -22,6 +22,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
+from tbscope.plugins import shared_routes
 from tbscope.profiler.trace import find_traces
 
 PLUGIN_NAME = "tbscope_profile"
@@ -68,6 +69,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
             "/distributed": wrappers.Request.application(self._distributed),
             "/diff": wrappers.Request.application(self._diff),
             "/trace": wrappers.Request.application(self._raw_trace),
+            **shared_routes(),
         }
 
     def is_active(self) -> bool:

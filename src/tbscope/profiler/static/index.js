@@ -1,6 +1,8 @@
 // The Profile tab: everything is drawn here, from this plugin's own JSON routes. No library, no
 // request to any other origin (except "Open in Perfetto", on the user's click).
 
+import { cssVar, followTheme, themeListeners } from "./theme.js";
+
 const CATEGORIES = ["kernel", "memcpy", "memset", "communication", "runtime", "dataloader", "cpu_exec", "other"];
 const COLORS = {
   kernel: "#1f77b4", memcpy: "#ff7f0e", memset: "#bcbd22", communication: "#d62728",
@@ -144,42 +146,6 @@ const tickLabel = (value, scale) => {
   return Number.isInteger(Math.round(v * 1000) / 1000) ? String(Math.round(v)) : String(parseFloat(v.toPrecision(4)));
 };
 
-// -- dark mode: TensorBoard's own, read from the page around this frame (same origin), or the browser's --
-
-function parentDark() {
-  try {
-    const body = window.parent !== window ? window.parent.document.body : null;
-    return body ? body.classList.contains("dark-mode") : null;
-  } catch (error) {
-    return null; // another origin: fall back to the browser's preference
-  }
-}
-
-const themeListeners = new Set();
-const isDark = () => document.documentElement.classList.contains("dark");
-
-function followTheme() {
-  const query = window.matchMedia("(prefers-color-scheme: dark)");
-  const apply = () => {
-    const fromParent = parentDark();
-    const dark = fromParent === null ? query.matches : fromParent;
-    if (dark !== isDark()) {
-      document.documentElement.classList.toggle("dark", dark);
-      for (const listener of themeListeners) listener();
-    }
-  };
-  apply();
-  query.addEventListener("change", apply);
-  try {
-    if (window.parent !== window) {
-      new MutationObserver(apply).observe(window.parent.document.body, { attributes: true, attributeFilter: ["class"] });
-    }
-  } catch (error) {
-    // another origin: prefers-color-scheme alone
-  }
-}
-
-const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
 // -- charts (SVG) --
 
