@@ -49,9 +49,13 @@ DEFAULT_MAX_BYTES = 20_000_000
 CURVE_POINTS = 600
 # Scalar tags drawn besides the headline metrics when none are asked for.
 DEFAULT_EXTRA_TAGS = 8
+# tbscope's own scalars (model watching, the profiler's): drawn only when --tags asks for them.
+OWN_TAGS = ("watch/",)
 # The longest side of a picture in the report before any budget applies.
 IMAGE_MAX_SIDE = 1024
 _STATIC = Path(__file__).with_name("static")
+# The shared front-end modules the report's page imports, inlined in this order before the page itself.
+_SHARED = (Path(__file__).parent / "plugins" / "static" / "charts.js",)
 
 
 @dataclass
@@ -265,7 +269,7 @@ def gather(
     picked = (
         [t for t in all_tags if re.search(tags, t)]
         if tags
-        else [t for t in all_tags if t not in metrics][:DEFAULT_EXTRA_TAGS]
+        else [t for t in all_tags if t not in metrics and not t.startswith(OWN_TAGS)][:DEFAULT_EXTRA_TAGS]
     )
     shown = [t for t in [*metrics, *picked] if t in all_tags]
     found = groups.group_runs(entries, by, ignore)
@@ -312,12 +316,20 @@ def _version() -> str:
 
 
 def _page_bytes() -> int:
-    return sum(p.stat().st_size for p in (_STATIC / "report.js", _STATIC / "report.css"))
+    return sum(p.stat().st_size for p in (*_SHARED, _STATIC / "report.js", _STATIC / "report.css"))
+
+
+def _script() -> str:
+    """The page's script, one module holding the shared modules and ``report.js``: their imports dropped
+    (everything is in scope) and their exports made plain declarations."""
+    parts = [path.read_text(encoding="utf-8") for path in (*_SHARED, _STATIC / "report.js")]
+    lines = [line for part in parts for line in part.splitlines() if not line.startswith("import ")]
+    return "\n".join(line.removeprefix("export ") for line in lines)
 
 
 def render(data: dict[str, Any], title: str) -> str:
     """The page: its style, its script and the data, all inline."""
-    script = (_STATIC / "report.js").read_text(encoding="utf-8")
+    script = _script()
     style = (_STATIC / "report.css").read_text(encoding="utf-8")
     payload = json.dumps(data, default=str, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
     return (
@@ -328,7 +340,7 @@ def render(data: dict[str, Any], title: str) -> str:
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n"
         f"<title>{html.escape(title)}</title>\n<style>\n{style}\n</style>\n</head>\n<body>\n"
         f'<script id="data" type="application/json">{payload}</script>\n'
-        f"<script>\n{script}\n</script>\n</body>\n</html>\n"
+        f'<script type="module">\n{script}\n</script>\n</body>\n</html>\n'
     )
 
 

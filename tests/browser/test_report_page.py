@@ -56,7 +56,7 @@ def test_the_demo_report_works_offline_in_chromium(browser: Any, demo_report: Pa
     for i in range(charts.count()):
         drawn = charts.nth(i).locator("polyline.line, circle.line").count()
         assert drawn > 0, f"curve chart {charts.nth(i).get_attribute('data-tag')} draws nothing"
-    assert page.locator("#curves path.band").count() > 0  # the groups' bands: a learning rate's two seeds
+    assert page.locator("#curves polygon.band").count() > 0  # the groups' bands: a learning rate's two seeds
     chart = page.locator("#curves .chart svg").first
     box = chart.bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)

@@ -13,8 +13,8 @@ from tensorboard.backend import http_util
 from werkzeug import wrappers
 
 STATIC = Path(__file__).with_name("static")
-# The ES modules every tab imports: dark mode (theme.js).
-SHARED_MODULES = ("theme.js",)
+# The ES modules the tabs import: dark mode (theme.js), the DOM helper, numbers and charts (charts.js).
+SHARED_MODULES = ("theme.js", "charts.js")
 
 
 def shared_routes() -> dict[str, Any]:

@@ -1,6 +1,8 @@
 // tbscope's offline report: draws what the file holds (the JSON in #data), asks nothing of any network.
-"use strict";
-(() => {
+// report.py inlines it after the shared charts.js (its import below is dropped there: one script, one scope).
+import { el, fmt, lineChart } from "../plugins/static/charts.js";
+
+{
   const data = JSON.parse(document.getElementById("data").textContent);
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf"];
@@ -9,146 +11,13 @@
   const state = { band: "ci", view: data.groups.some((g) => g.n > 1) ? "groups" : "runs" };
 
   // -- small helpers ------------------------------------------------------------------------------
-  const SVG = "http://www.w3.org/2000/svg";
-  function el(tag, attrs = {}, ...children) {
-    const svg = ["svg", "path", "line", "rect", "text", "g", "polyline", "circle"].includes(tag);
-    const node = svg ? document.createElementNS(SVG, tag) : document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) {
-      if (k === "onclick" || k === "onchange" || k === "oninput") node[k] = v;
-      else if (v !== undefined && v !== null) node.setAttribute(k, v);
-    }
-    for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c);
-    return node;
-  }
   const numbers = (text) => (text ? text.split(",").map(Number) : []);
-  const fmt = (v) => (v === null || v === undefined || Number.isNaN(v) ? "-"
-    : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : Number(v.toPrecision(4)).toString());
   const duration = (s) => (s === null || s === undefined ? "-" : s < 120 ? `${s.toFixed(1)} s`
     : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
   const color = (i) => PALETTE[i % PALETTE.length];
-  function ticks(lo, hi, count = 5) {
-    if (!(hi > lo)) return [lo];
-    const step = 10 ** Math.floor(Math.log10((hi - lo) / count));
-    const nice = [1, 2, 5, 10].map((m) => m * step).find((s) => (hi - lo) / s <= count) || step * 10;
-    const out = [];
-    for (let t = Math.ceil(lo / nice) * nice; t <= hi + nice * 1e-9; t += nice) out.push(Number(t.toPrecision(12)));
-    return out;
-  }
-
   // -- theme --------------------------------------------------------------------------------------
   const dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
   document.documentElement.classList.toggle("dark", dark);
-
-  // -- a line chart with bands, hover and drag-to-zoom -----------------------------------------------
-  function chart(title, series, options = {}) {
-    // series: [{name, color, x: [], y: [], low?: [], high?: [], n?: []}]
-    const box = el("div", { class: "chart", "data-tag": title });
-    const svg = el("svg", { viewBox: "0 0 460 260", preserveAspectRatio: "none", role: "img", "aria-label": title });
-    const tip = el("div", { class: "tip" });
-    box.append(el("div", { class: "title", title }, title), svg, tip);
-    const legend = el("div", { class: "legend" }, series.slice(0, 30).map((s) => el("span", {}, el("i", { style: `background:${s.color}` }), s.name)));
-    if (series.length > 30) legend.append(el("span", { class: "muted" }, `and ${series.length - 30} more`));
-    box.append(legend);
-    const all = series.flatMap((s) => s.x);
-    const full = [Math.min(...all), Math.max(...all)];
-    if (full[0] === full[1]) { full[0] -= 1; full[1] += 1; }  // one step: room around its points
-    let view = full.slice();
-    const L = 56, R = 10, T = 8, B = 24, W = 460, H = 260;
-    function draw() {
-      svg.replaceChildren();
-      const inX = (s, i) => s.x[i] >= view[0] && s.x[i] <= view[1];
-      let lo = Infinity, hi = -Infinity;
-      for (const s of series) for (let i = 0; i < s.x.length; i++) if (inX(s, i)) {
-        for (const v of [s.y[i], s.low ? s.low[i] : NaN, s.high ? s.high[i] : NaN]) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-      }
-      if (!Number.isFinite(lo)) { lo = 0; hi = 1; }
-      if (hi === lo) { hi += Math.abs(hi) * 0.05 || 1; lo -= Math.abs(lo) * 0.05 || 1; }
-      const pad = (hi - lo) * 0.05; lo -= pad; hi += pad;
-      const sx = (x) => L + ((x - view[0]) / (view[1] - view[0] || 1)) * (W - L - R);
-      const sy = (y) => T + (1 - (y - lo) / (hi - lo)) * (H - T - B);
-      for (const t of ticks(lo, hi)) {
-        svg.append(el("line", { x1: L, x2: W - R, y1: sy(t), y2: sy(t), stroke: "var(--line)", "stroke-width": 0.5 }),
-          el("text", { x: L - 4, y: sy(t) + 3, "text-anchor": "end", "font-size": 10, fill: "var(--muted)" }, fmt(t)));
-      }
-      const steps = (options.xLabel || "step") === "step";
-      for (const t of ticks(view[0], view[1])) {
-        if ((steps && !Number.isInteger(t)) || sx(t) > W - R - 34) continue;  // whole steps; room for the axis name
-        svg.append(el("text", { x: sx(t), y: H - 6, "text-anchor": "middle", "font-size": 10, fill: "var(--muted)" }, fmt(t)));
-      }
-      svg.append(el("text", { x: W - R, y: H - 6, "text-anchor": "end", "font-size": 10, fill: "var(--muted)" }, options.xLabel || "step"));
-      for (const s of series) {
-        const idx = s.x.map((_, i) => i).filter((i) => inX(s, i));
-        if (s.low && s.high) {
-          const ok = idx.filter((i) => Number.isFinite(s.low[i]) && Number.isFinite(s.high[i]));
-          if (ok.length > 1) {
-            const up = ok.map((i) => `${sx(s.x[i]).toFixed(1)},${sy(s.high[i]).toFixed(1)}`);
-            const down = ok.slice().reverse().map((i) => `${sx(s.x[i]).toFixed(1)},${sy(s.low[i]).toFixed(1)}`);
-            svg.append(el("path", { d: `M${up.join("L")}L${down.join("L")}Z`, fill: s.color, "fill-opacity": 0.18, stroke: "none", class: "band" }));
-          }
-        }
-        const shown = idx.filter((i) => Number.isFinite(s.y[i]));
-        const pts = shown.map((i) => `${sx(s.x[i]).toFixed(1)},${sy(s.y[i]).toFixed(1)}`);
-        if (pts.length > 1) svg.append(el("polyline", { points: pts.join(" "), fill: "none", stroke: s.color, "stroke-width": s.width || 1.5, class: "line" }));
-        if (shown.length <= 3) {  // a point or few: a dot each, the band as an error bar
-          for (const i of shown) {
-            if (s.low && Number.isFinite(s.low[i]) && Number.isFinite(s.high[i])) {
-              svg.append(el("line", { x1: sx(s.x[i]), x2: sx(s.x[i]), y1: sy(s.low[i]), y2: sy(s.high[i]), stroke: s.color, "stroke-width": 6, "stroke-opacity": 0.3, class: "band" }));
-            }
-            svg.append(el("circle", { cx: sx(s.x[i]), cy: sy(s.y[i]), r: 3.5, fill: s.color, class: "line" }));
-          }
-        }
-      }
-      const cursor = el("line", { y1: T, y2: H - B, stroke: "var(--muted)", "stroke-dasharray": "3,3", visibility: "hidden" });
-      const sel = el("rect", { y: T, height: H - T - B, fill: "var(--accent)", "fill-opacity": 0.15, visibility: "hidden" });
-      const hit = el("rect", { x: L, y: T, width: W - L - R, height: H - T - B, fill: "transparent" });
-      svg.append(cursor, sel, hit);
-      const toX = (evt) => {
-        const r = svg.getBoundingClientRect();
-        return ((evt.clientX - r.left) / r.width) * W;
-      };
-      const fromPx = (px) => view[0] + ((px - L) / (W - L - R)) * (view[1] - view[0]);
-      let dragFrom = null;
-      hit.onmousedown = (evt) => { dragFrom = toX(evt); };
-      hit.onmousemove = (evt) => {
-        const px = toX(evt);
-        const x = fromPx(px);
-        cursor.setAttribute("x1", px); cursor.setAttribute("x2", px); cursor.setAttribute("visibility", "visible");
-        if (dragFrom !== null) {
-          sel.setAttribute("x", Math.min(dragFrom, px)); sel.setAttribute("width", Math.abs(px - dragFrom)); sel.setAttribute("visibility", "visible");
-        }
-        const rows = [];
-        for (const s of series.slice(0, 12)) {
-          let best = -1;
-          for (let i = 0; i < s.x.length; i++) if (best < 0 || Math.abs(s.x[i] - x) < Math.abs(s.x[best] - x)) best = i;
-          if (best < 0) continue;
-          const band = s.low ? ` [${fmt(s.low[best])}, ${fmt(s.high[best])}]` : "";
-          const n = s.n ? ` n=${s.n[best]}` : "";
-          rows.push(el("div", {}, el("b", { style: `color:${s.color}` }, "■ "), `${s.name}: ${fmt(s.y[best])}${band}${n} @ ${s.x[best]}`));
-        }
-        tip.replaceChildren(...rows);
-        tip.style.display = "block";
-        const r = svg.getBoundingClientRect();
-        const left = evt.clientX - box.getBoundingClientRect().left + 14;
-        tip.style.left = `${Math.min(left, r.width - tip.offsetWidth + 10)}px`;
-        tip.style.top = `${evt.clientY - box.getBoundingClientRect().top + 14}px`;
-      };
-      hit.onmouseleave = () => { tip.style.display = "none"; cursor.setAttribute("visibility", "hidden"); };
-      hit.onmouseup = (evt) => {
-        const px = toX(evt);
-        if (dragFrom !== null && Math.abs(px - dragFrom) > 6) {
-          const a = fromPx(Math.min(px, dragFrom)), b = fromPx(Math.max(px, dragFrom));
-          view = [a, b];
-          draw();
-        }
-        dragFrom = null;
-        sel.setAttribute("visibility", "hidden");
-      };
-      hit.ondblclick = () => { view = full.slice(); draw(); };
-    }
-    draw();
-    box.append(el("div", { class: "note" }, "drag to zoom, double-click to reset"));
-    return box;
-  }
 
   // -- sortable table -------------------------------------------------------------------------------
   function table(headers, rows, numeric = []) {
@@ -217,7 +86,7 @@
       } else if (data.curves.runs[tag]) {
         series = Object.entries(data.curves.runs[tag]).map(([run, line]) => ({ name: run, color: color(runIndex[run] ?? 0), x: numbers(line.step), y: numbers(line.value) }));
       }
-      return series.length ? chart(tag, series) : el("div", { class: "chart" }, el("div", { class: "title" }, tag), el("p", { class: "muted" }, "no values"));
+      return series.length ? lineChart(tag, series) : el("div", { class: "chart" }, el("div", { class: "title" }, tag), el("p", { class: "muted" }, "no values"));
     }));
   }
   const bandSelect = el("select", { id: "band", onchange: (e) => { state.band = e.target.value; drawCurves(); } },
@@ -266,7 +135,7 @@
   for (const entry of data.pr_curves) {
     const series = Object.entries(entry.runs).map(([run, c]) => ({ name: run, color: color(runIndex[run] ?? 0), x: numbers(c.recall), y: numbers(c.precision) }));
     series.forEach((s) => { const order = s.x.map((_, i) => i).sort((a, b) => s.x[a] - s.x[b]); s.x = order.map((i) => s.x[i]); s.y = order.map((i) => s.y[i]); });
-    if (series.length) prCharts.append(chart(`${entry.tag} (precision against recall)`, series, { xLabel: "recall" }));
+    if (series.length) prCharts.append(lineChart(`${entry.tag} (precision against recall)`, series, { xLabel: "recall" }));
     const classes = [...new Set(Object.values(entry.ap).flatMap((a) => Object.keys(a)))];
     if (classes.length) {
       prCharts.append(el("div", { class: "chart" }, el("div", { class: "title" }, `${entry.tag}: AP per class (last)`),
@@ -300,4 +169,4 @@
   if (data.left_out.length) made.append(el("h3", {}, "Left out to stay within the size budget"), el("ul", {}, data.left_out.map((t) => el("li", {}, t))));
   document.body.append(made);
   document.body.dataset.ready = "true";
-})();
+}

@@ -1,6 +1,7 @@
 // The Groups tab: runs grouped by config (seeds together), drawn from this plugin's /summary route.
 // No library, no request to any other origin.
 
+import { el, fmt, lineChart } from "./charts.js";
 import { followTheme } from "./theme.js";
 
 const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -19,6 +20,9 @@ const STYLE = `
   .lead { margin: 8px 0; font-weight: 500; }
   .charts { display: flex; flex-wrap: wrap; gap: 16px; }
   .card { border: 1px solid var(--line); border-radius: 4px; padding: 8px; position: relative; }
+  .card svg { width: 460px; height: 260px; display: block; user-select: none; }
+  .card .title { font-weight: 500; margin-bottom: 2px; }
+  .note { color: var(--muted); font-size: 11px; }
   .tip { position: absolute; pointer-events: none; background: var(--panel); border: 1px solid var(--line);
     padding: 4px 6px; white-space: nowrap; display: none; z-index: 2; }
   table { border-collapse: collapse; margin-top: 8px; }
@@ -27,34 +31,6 @@ const STYLE = `
   details { margin: 8px 0; }
 `;
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const child of children) node.append(child);
-  return node;
-}
-
-function svg(tag, attrs = {}) {
-  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  return node;
-}
-
-const fmt = (v) => (v === null || v === undefined ? "–" : Math.abs(v) >= 1000 || Math.abs(v) < 0.001 && v !== 0
-  ? v.toExponential(2) : String(parseFloat(v.toPrecision(4))));
-
-function ticks(lo, hi, count = 5) {
-  const span = hi - lo || 1;
-  const step = 10 ** Math.floor(Math.log10(span / count));
-  const nice = [1, 2, 5, 10].map((m) => m * step).find((s) => span / s <= count) || step * 10;
-  const out = [];
-  for (let t = Math.ceil(lo / nice) * nice; t <= hi + nice * 1e-9; t += nice) out.push(t);
-  return out;
-}
-
 function bandOf(line, band, i) {
   const [lo, hi] = BANDS[band];
   if (lo) return [line[lo][i], line[hi][i]];
@@ -62,76 +38,14 @@ function bandOf(line, band, i) {
   return spread === null || line.mean[i] === null ? [null, null] : [line.mean[i] - spread, line.mean[i] + spread];
 }
 
+// One metric's chart: a mean line and a band per group (the chart itself is charts.js's, shared with the report).
 function chart(tag, lines, colors, band) {
-  const W = 460, H = 260, L = 56, R = 12, T = 10, B = 30;
-  const card = el("div", { class: "card", "data-tag": tag }, el("div", {}, tag));
-  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-  for (const line of Object.values(lines)) {
-    line.step.forEach((s, i) => {
-      x0 = Math.min(x0, s); x1 = Math.max(x1, s);
-      for (const v of [line.mean[i], ...bandOf(line, band, i)]) {
-        if (v !== null) { y0 = Math.min(y0, v); y1 = Math.max(y1, v); }
-      }
-    });
-  }
-  if (!isFinite(x0)) return card;
-  if (y0 === y1) { y0 -= 1; y1 += 1; }
-  const px = (s) => L + ((s - x0) / (x1 - x0 || 1)) * (W - L - R);
-  const py = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
-  const root = svg("svg", { width: W, height: H });
-  for (const t of ticks(y0, y1)) {
-    root.append(svg("line", { x1: L, x2: W - R, y1: py(t), y2: py(t), stroke: "var(--grid)" }));
-    const text = svg("text", { x: L - 4, y: py(t) + 4, "text-anchor": "end", fill: "var(--muted)", "font-size": 11 });
-    text.textContent = fmt(t);
-    root.append(text);
-  }
-  for (const t of ticks(x0, x1)) {
-    const text = svg("text", { x: px(t), y: H - 10, "text-anchor": "middle", fill: "var(--muted)", "font-size": 11 });
-    text.textContent = fmt(t);
-    root.append(text);
-  }
-  // Every band first, then every mean on top: a wide band never hides another group's line.
-  const means = [];
-  for (const [label, line] of Object.entries(lines)) {
-    const upper = [], lower = [], mean = [];
-    line.step.forEach((s, i) => {
-      const [lo, hi] = bandOf(line, band, i);
-      if (lo !== null && hi !== null) { upper.push(`${px(s)},${py(hi)}`); lower.unshift(`${px(s)},${py(lo)}`); }
-      if (line.mean[i] !== null) mean.push(`${px(s)},${py(line.mean[i])}`);
-    });
-    if (upper.length) {
-      root.append(svg("polygon", { points: [...upper, ...lower].join(" "), fill: colors[label], "fill-opacity": 0.22,
-        class: "band", "data-group": label }));
-    }
-    means.push(svg("polyline", { points: mean.join(" "), fill: "none", stroke: colors[label], "stroke-width": 1.6,
-      class: "mean", "data-group": label }));
-  }
-  root.append(...means);
-  const cursor = svg("line", { y1: T, y2: H - B, stroke: "var(--muted)", visibility: "hidden" });
-  root.append(cursor);
-  const tip = el("div", { class: "tip" });
-  root.addEventListener("mousemove", (event) => {
-    const box = root.getBoundingClientRect();
-    const step = x0 + ((event.clientX - box.left - L) / (W - L - R)) * (x1 - x0);
-    const rows = [el("div", { class: "muted" }, `step ≈ ${Math.round(step)}`)];
-    for (const [label, line] of Object.entries(lines)) {
-      let best = 0;
-      line.step.forEach((s, i) => { if (Math.abs(s - step) < Math.abs(line.step[best] - step)) best = i; });
-      const [lo, hi] = bandOf(line, band, best);
-      rows.push(el("div", { style: `color: ${colors[label]}` },
-        `${label}: ${fmt(line.mean[best])} [${fmt(lo)}, ${fmt(hi)}] n=${line.n[best]}`));
-    }
-    tip.replaceChildren(...rows);
-    tip.style.display = "block";
-    tip.style.left = `${Math.min(event.clientX - box.left + 12, W - 200)}px`;
-    tip.style.top = `${event.clientY - box.top + 24}px`;
-    cursor.setAttribute("x1", event.clientX - box.left);
-    cursor.setAttribute("x2", event.clientX - box.left);
-    cursor.setAttribute("visibility", "visible");
+  const series = Object.entries(lines).map(([label, line]) => {
+    const bounds = line.step.map((_, i) => bandOf(line, band, i));
+    return { name: label, color: colors[label], x: line.step, y: line.mean, low: bounds.map((b) => b[0]),
+      high: bounds.map((b) => b[1]), n: line.n, width: 2 };
   });
-  root.addEventListener("mouseleave", () => { tip.style.display = "none"; cursor.setAttribute("visibility", "hidden"); });
-  card.append(root, tip);
-  return card;
+  return series.length ? lineChart(tag, series, { legend: false }) : el("div", { class: "card", "data-tag": tag }, tag);
 }
 
 function finalsTable(tag, finals) {
