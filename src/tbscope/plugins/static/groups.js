@@ -56,6 +56,8 @@ function finalsTable(tag, finals) {
   return el("table", { class: "finals", "data-tag": tag }, head, ...rows);
 }
 
+// How often the open tab asks for the groups again.
+const REFRESH_MS = 30_000;
 const state = { by: null, band: "ci", smoothing: 0, data: null };
 const root = el("div");
 
@@ -121,4 +123,6 @@ export async function render() {
   document.body.append(root);
   followTheme();
   await load().catch(showError);
+  // Runs that are still writing show up without a click: the route answers from its cache while nothing changed.
+  setInterval(() => { if (!document.hidden && state.data) load().catch(showError); }, REFRESH_MS);
 }
