@@ -433,3 +433,28 @@ def test_the_cache_forgets_files_that_are_gone_and_keeps_under_its_size_the_entr
     monkeypatch.setattr(reader, "parse_file", counting)
     tbscope.read_scalars(tmp_path)
     assert parses == ["b"]  # c came from the cache
+
+
+def test_images_text_and_pr_curves_read_the_same_through_the_scalars_cache(tmp_path: Path) -> None:
+    """After read_scalars, read_events reads only the records the cache noted as holding more than scalars;
+    what it returns is what a whole pass over the files returns."""
+    from tbscope import reader
+
+    rng = np.random.default_rng(0)
+    with tbscope.Writer(tmp_path / "run") as w:
+        for step in range(300):
+            w.add_scalar("loss", 1 / (step + 1), step)
+            if step % 100 == 0:
+                w.add_image("pic", rng.random((3, 8, 8)), step)
+                w.add_text("note", f"step {step}", step)
+                w.add_pr_curve("pr", rng.integers(0, 2, 20), rng.random(20), step)
+    kinds = ("images", "text", "pr_curves")
+    whole = reader.read_kinds(tmp_path, kinds)  # nothing cached yet: every record is looked at
+    (file,) = (tmp_path / "run").glob("events.out.tfevents.*")
+    assert reader._cached_others(file) is None
+    tbscope.read_scalars(tmp_path)
+    assert len(reader._cached_others(file) or []) == 9  # an image, a text and a PR curve at steps 0, 100, 200
+    cached = reader.read_kinds(tmp_path, kinds)
+    for kind in kinds:
+        pd.testing.assert_frame_equal(cached[kind], whole[kind])
+    assert cached["images"]["step"].tolist() == [0, 100, 200]

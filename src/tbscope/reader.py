@@ -38,7 +38,7 @@ from tbscope.profiler.trace import is_trace_file
 from tbscope.summaries import histogram, hparams, image, pr_curve, scalar, text
 
 COLUMNS = ["run", "tag", "step", "wall_time", "value"]
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 # The scalars cache is kept under this many bytes, the entries used least recently deleted first, and
 # entries of event files that no longer exist are deleted: ``read_scalars`` checks at most once an hour.
 CACHE_MAX_BYTES = 1 << 30
@@ -161,6 +161,9 @@ class FileScalars:
     skipped: int = 0
     first_bad_offset: int | None = None
     fingerprint: str = ""  # of the bytes before ``offset``: see ``_fingerprint``
+    # Byte offsets of the records holding values that are no scalars (images, histograms, text, PR curves,
+    # the HParams session): what ``read_events`` reads of a file the cache knows, without a pass over it.
+    others: list[int] = field(default_factory=list)
 
     def damaged(self, offset: int) -> None:
         """Count one damaged record, at byte ``offset`` of the file."""
@@ -187,6 +190,7 @@ class FileScalars:
         for t, plugin in other.first_plugin.items():
             self.first_plugin.setdefault(t, plugin)
         self.restarts += other.restarts
+        self.others += other.others
         self.summary_steps = np.concatenate([self.summary_steps, other.summary_steps])
         self.file_version = self.file_version or other.file_version
         self.records, self.offset, self.fingerprint = other.records, other.offset, other.fingerprint
@@ -256,6 +260,7 @@ def parse_file(path: Path, offset: int = 0, first_record: int = 0, file: BinaryI
             out.restarts.append((ordinal, event.step))
         elif kind == "summary":
             summary_steps.append(np.array([[ordinal, event.step]], dtype=np.int64))
+            other = False  # a value that is no scalar: images, histograms, text, PR curves, the HParams session
             for value in event.summary.value:
                 if value.HasField("metadata") and value.tag not in out.first_plugin:
                     out.first_plugin[value.tag] = value.metadata.plugin_data.plugin_name
@@ -268,11 +273,14 @@ def parse_file(path: Path, offset: int = 0, first_record: int = 0, file: BinaryI
                     except Exception:  # an unknown dtype, contents that do not fit it: TensorBoard's own error
                         if out.first_plugin.get(value.tag, "scalars") == "scalars":
                             out.damaged(at)
+                        other = True
                         continue
                     if maybe is None:
+                        other = True
                         continue
                     number, row_kind = maybe, _TENSOR
                 else:
+                    other = True
                     continue
                 extra["tag"].append(codes.setdefault(value.tag, len(codes)))
                 extra["step"].append(event.step)
@@ -280,6 +288,8 @@ def parse_file(path: Path, offset: int = 0, first_record: int = 0, file: BinaryI
                 extra["value"].append(number)
                 extra["kind"].append(row_kind)
                 extra["record"].append(ordinal)
+            if other:
+                out.others.append(at)
     if extra["tag"]:
         out.extend_rows(list(codes), np.array(extra["tag"], np.int32), np.array(extra["step"], np.int64),
                         np.array(extra["wall_time"], np.float64), np.array(extra["value"], np.float64),
@@ -320,7 +330,7 @@ def _load_cached(path: Path) -> tuple[FileScalars, dict[str, Any]] | None:
             tags=meta["tags"], first_plugin=meta["first_plugin"], restarts=[tuple(r) for r in meta["restarts"]],
             file_version=meta["file_version"], records=meta["records"], offset=meta["offset"],
             skipped=meta["skipped"], first_bad_offset=meta["first_bad_offset"], fingerprint=meta["fingerprint"],
-            **arrays,
+            others=meta["others"], **arrays,
         )  # fmt: skip
         if not _consistent(parsed, meta):
             return None
@@ -342,6 +352,7 @@ def _consistent(parsed: FileScalars, meta: dict[str, Any]) -> bool:
         and isinstance(parsed.first_plugin, dict)
         and all(isinstance(k, str) and isinstance(v, str) for k, v in parsed.first_plugin.items())
         and all(len(r) == 2 and all(type(n) is int for n in r) for r in parsed.restarts)
+        and isinstance(parsed.others, list) and all(type(n) is int and 0 <= n < parsed.offset for n in parsed.others)
         and all(getattr(parsed, name).dtype == dtype for name, dtype in _ARRAYS.items())
         and all(getattr(parsed, name).shape == (rows,) for name in _ARRAYS if name != "summary_steps")
         and parsed.summary_steps.ndim == 2 and parsed.summary_steps.shape[1] == 2
@@ -357,6 +368,7 @@ def _store(path: Path, parsed: FileScalars, size: int, mtime_ns: int) -> None:
         "tags": parsed.tags, "first_plugin": parsed.first_plugin, "restarts": parsed.restarts,
         "file_version": parsed.file_version, "records": parsed.records, "offset": parsed.offset,
         "skipped": parsed.skipped, "first_bad_offset": parsed.first_bad_offset, "fingerprint": parsed.fingerprint,
+        "others": parsed.others,
     }  # fmt: skip
     target = _cache_path(path)
     with contextlib.suppress(OSError):  # the cache is an optimisation: never fail a read over it
@@ -646,13 +658,21 @@ def iter_events(path: Path, plain_scalars: bool = True) -> Iterator[Event]:
     """Every event of one event file, through TensorBoard's protos; damaged records are skipped
     with one warning. Raises OSError when the file cannot be read. With ``plain_scalars=False`` the
     events that hold nothing but ``simple_value`` scalars (most of a training run's records) are
-    passed over without being decoded: what reads images, PR curves or text never looks at them."""
+    passed over without being decoded: what reads images, PR curves or text never looks at them; when the
+    scalars cache knows the file as it is, only the records it noted as holding more than scalars are read."""
     report = record.ReadReport(str(path))
     if plain_scalars:
         for offset, data in record.iter_records(path, report=report):
             event = _event(data, offset, report)
             if event is not None:
                 yield event
+    elif (others := _cached_others(path)) is not None:
+        with open_inside(path, None) as file:
+            for offset in others:
+                found = record.read_at(file, offset)
+                event = _event(found, offset, report) if found is not None else None
+                if event is not None:
+                    yield event
     else:
         with open_inside(path, None) as file:
             buf = file.read()
@@ -668,6 +688,23 @@ def iter_events(path: Path, plain_scalars: bool = True) -> Iterator[Event]:
                     yield event
     if report.skipped:
         record.warn_skipped(report)
+
+
+def _cached_others(path: Path) -> list[int] | None:
+    """The offsets of the records of ``path`` that hold more than scalars, when the scalars cache has the
+    file as it is now (its size and modification time); else None."""
+    try:
+        info = os.stat(path)
+        with open_inside(_cache_path(path), None) as f:
+            meta = json.loads(f.readline(_MAX_META_BYTES))
+        fresh = meta.get("version") == CACHE_VERSION and meta.get("path") == str(path.resolve())
+        if fresh and meta["size"] == info.st_size and meta["mtime_ns"] == info.st_mtime_ns:
+            others = meta["others"]
+            if isinstance(others, list) and all(type(n) is int and 0 <= n < info.st_size for n in others):
+                return others
+    except Exception:  # no entry, or a damaged one: the file is read whole
+        return None
+    return None
 
 
 def _event(data: bytes, offset: int, report: record.ReadReport) -> Event | None:

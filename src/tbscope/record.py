@@ -16,6 +16,7 @@ import warnings
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import google_crc32c
 import numpy as np
@@ -332,6 +333,24 @@ def iter_records(
         yield start + data_start - HEADER_SIZE, buf[data_start : data_start + length]
     if report is None and rep.skipped:
         warn_skipped(rep)
+
+
+def read_at(file: BinaryIO, offset: int) -> bytes | None:
+    """The data of the record at byte ``offset`` of ``file``, or None where no good record starts there.
+
+    Example:
+        >>> import io
+        >>> read_at(io.BytesIO(frame(b"hello") + frame(b"world")), len(frame(b"hello")))
+        b'world'
+    """
+    file.seek(offset)
+    head = file.read(HEADER_SIZE)
+    if len(head) < HEADER_SIZE:
+        return None
+    (length,) = _U64.unpack_from(head)
+    buf = head + file.read(length + 4)
+    starts, lengths, _ = scan(buf)
+    return buf[starts[0] : starts[0] + lengths[0]] if starts and starts[0] == HEADER_SIZE else None
 
 
 def warn_skipped(report: ReadReport) -> None:
