@@ -105,6 +105,14 @@ def _group_curves(table: pd.DataFrame) -> dict[str, dict[str, dict[str, str]]]:
     return out
 
 
+def _tags(frame: pd.DataFrame) -> list[str]:
+    """The scalar tags of ``frame``, in the order they were first written (``read_scalars`` makes the tag
+    column categorical in that order: its categories, not five million strings)."""
+    tags = frame["tag"]
+    present = tags.cat.remove_unused_categories().cat.categories if hasattr(tags, "cat") else tags.unique()
+    return [str(t) for t in present]
+
+
 def _header(entries: Sequence[catalog.RunEntry], metas: dict[str, dict[str, Any]]) -> dict[str, Any]:
     starts = [e.started for e in entries if e.started]
     ends = [e.started.timestamp() + e.duration for e in entries if e.started and e.duration is not None]
@@ -185,7 +193,8 @@ def _pr_curves(curves: pd.DataFrame, frame: pd.DataFrame) -> list[dict[str, Any]
             entry = out.setdefault(str(row.tag), {"tag": str(row.tag), "runs": {}, "ap": {}})
             entry["runs"][str(row.run)] = {"step": int(row.step), "precision": _joined(np.asarray(row.precision)),
                                            "recall": _joined(np.asarray(row.recall))}  # fmt: skip
-    ap = frame[frame["tag"].astype(str).str.contains("/AP/|/mAP$", regex=True)]
+    ap_tags = [t for t in _tags(frame) if re.search("/AP/|/mAP$", t)]
+    ap = frame[frame["tag"].isin(ap_tags)]
     for (tag, run), rows in ap.groupby(["tag", "run"], observed=True, sort=False):
         base, _, name = str(tag).rpartition("/AP/") if "/AP/" in str(tag) else (str(tag)[: -len("/mAP")], "", "mAP")
         entry = out.setdefault(base, {"tag": base, "runs": {}, "ap": {}})
@@ -265,7 +274,7 @@ def gather(
     metrics = groups.headline_tags(entries)
     say(f"reading the scalars of {len(entries)} run(s)")
     frame = reader.read_scalars(root_path, runs=paths)
-    all_tags = list(dict.fromkeys(frame["tag"].astype(str)))
+    all_tags = _tags(frame)
     picked = (
         [t for t in all_tags if re.search(tags, t)]
         if tags
