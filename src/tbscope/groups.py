@@ -493,8 +493,9 @@ def summary(
     return made
 
 
-# Summaries kept for runs that have not changed since (see ``summary``).
-KEPT_SUMMARIES = 8
+# Summaries kept for runs that have not changed since (see ``summary``): one per choice of a Groups tab's
+# group-by, ignore and smoothing, and the report's.
+KEPT_SUMMARIES = 32
 _kept: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
 _kept_lock = threading.Lock()
 

@@ -7,9 +7,6 @@ ROUTES.md beside this file; every asset is served from here, so the tab works of
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +18,6 @@ from tbscope.plugins import STATIC, shared_routes
 
 PLUGIN_NAME = "tbscope_groups"
 JSON = "application/json"
-# Summaries kept in memory at most (one per group-by, ignore and smoothing choice of an unchanged logdir).
-KEPT_SUMMARIES = 32
 
 
 def _error(request: wrappers.Request, message: str, code: int) -> wrappers.Response:
@@ -40,8 +35,6 @@ class GroupsPlugin(base_plugin.TBPlugin):
 
     def __init__(self, context: base_plugin.TBContext) -> None:
         self._logdir = Path(context.logdir or ".")
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
 
     def get_plugin_apps(self) -> dict[str, Any]:
         return {
@@ -60,19 +53,6 @@ class GroupsPlugin(base_plugin.TBPlugin):
     def _index(self, request: wrappers.Request) -> wrappers.Response:
         return http_util.Respond(request, (STATIC / "groups.js").read_bytes(), "text/javascript")
 
-    def _state(self) -> tuple[tuple[str, int, int], ...]:
-        """What the summary depends on: every event file's and run.json's size and mtime under the logdir."""
-        found = []
-        for folder, _dirs, files in os.walk(self._logdir):
-            for name in files:
-                if "tfevents" in name or name == "run.json":
-                    try:
-                        st = os.stat(os.path.join(folder, name))
-                    except OSError:
-                        continue
-                    found.append((os.path.join(folder, name), st.st_size, st.st_mtime_ns))
-        return tuple(sorted(found))
-
     def _summary(self, request: wrappers.Request) -> wrappers.Response:
         try:
             smoothing = float(request.args.get("smoothing", "0") or 0)
@@ -82,18 +62,10 @@ class GroupsPlugin(base_plugin.TBPlugin):
             return _error(request, "smoothing must be a number between 0 and 1", 400)
         by = _keys(request.args.get("by"))
         ignore = _keys(request.args.get("ignore")) or []
-        key = (tuple(by) if by is not None else None, tuple(ignore), smoothing, self._state())
-        with self._lock:
-            cached = self._cache.get(key)
-        if cached is None:
-            from tbscope import groups
+        from tbscope import groups
 
-            try:
-                cached = groups.summary(str(self._logdir), by=by, ignore=ignore, smoothing=smoothing, max_points=500)
-            except (OSError, ValueError) as error:
-                return _error(request, f"could not read the runs: {error}", 500)
-            with self._lock:
-                self._cache[key] = cached
-                while len(self._cache) > KEPT_SUMMARIES:
-                    self._cache.popitem(last=False)
-        return http_util.Respond(request, cached, JSON)
+        try:  # kept by groups.summary while no run changed: a refresh of a finished experiment costs a walk
+            made = groups.summary(str(self._logdir), by=by, ignore=ignore, smoothing=smoothing, max_points=500)
+        except (OSError, ValueError) as error:
+            return _error(request, f"could not read the runs: {error}", 500)
+        return http_util.Respond(request, made, JSON)
