@@ -203,6 +203,13 @@ def _pr_curves(curves: pd.DataFrame, frame: pd.DataFrame) -> list[dict[str, Any]
     return list(out.values())
 
 
+def _overview(path: Path, inside: Path) -> dict[str, Any]:
+    from tbscope.profiler.cache import loaded
+    from tbscope.profiler.overview import analyze
+
+    return analyze(loaded(path, inside)).as_json()
+
+
 def _top_kernels(path: Path, inside: Path) -> list[dict[str, Any]]:
     from tbscope.profiler import tables
     from tbscope.profiler.cache import loaded
@@ -214,7 +221,6 @@ def _profiles(root: Path, entries: Sequence[catalog.RunEntry], left_out: list[st
     """For each trace under the root: its step-time breakdown, GPU utilisation, top kernels and advice."""
     import functools
 
-    from tbscope.cli.profile import overview_of
     from tbscope.profiler.cache import cached
     from tbscope.profiler.overview import CATEGORIES
     from tbscope.profiler.trace import TraceError, find_traces
@@ -226,7 +232,8 @@ def _profiles(root: Path, entries: Sequence[catalog.RunEntry], left_out: list[st
             continue
         run = next((e.path for e in entries if path.is_relative_to(root / e.path) and e.path != "."), ".")
         try:
-            overview = cached(path, "overview", functools.partial(overview_of, path, inside))
+            # Both views from the one parse the profiler's cache keeps (``loaded``), when neither is stored yet.
+            overview = cached(path, "overview", functools.partial(_overview, path, inside))
             kernels = cached(path, "report-kernels", functools.partial(_top_kernels, path, inside))
         except (TraceError, OSError, ValueError) as err:
             left_out.append(f"the profile {path.relative_to(root)}: {err}")
