@@ -54,6 +54,17 @@ source = parsed_by(_source)
 """As ``directory``, with the URL kept beside the folder (None for a local one): for a command that syncs again."""
 
 
+def _config_keys(text: str) -> list[str]:
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise ValueError(f"expected config keys separated by commas, got {text!r}")
+    return keys
+
+
+config_keys = parsed_by(_config_keys)
+"""Config keys separated by commas (``lr,model.width``), or a usage error."""
+
+
 def _pattern(text: str) -> str:
     try:
         re.compile(text)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from tbscope.catalog import RunEntry
     from tbscope.groups import Final, Group
 
-from tbscope.cli.arguments import directory
+from tbscope.cli.arguments import config_keys, directory
 from tbscope.cli.table import as_json, render
 
 _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
@@ -46,25 +46,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--all-params", action="store_true", help="show hyperparameters that are the same in all runs")
     grouping = parser.add_mutually_exclusive_group()
     grouping.add_argument(
-        "--group-by", metavar="KEYS", type=_keys,
+        "--group-by", metavar="KEYS", type=config_keys,
         help="one row per group of runs with these config keys (comma-separated) in common; by default runs that "
         "differ only in a seed (a key named seed or ending in seed) are grouped",
     )  # fmt: skip
     grouping.add_argument("--no-groups", action="store_true", help="one row per run, even when seeds are present")
     parser.add_argument(
-        "--ignore", metavar="KEYS", type=_keys, default=[], help="config keys to leave out when grouping, besides seeds"
+        "--ignore",
+        metavar="KEYS",
+        type=config_keys,
+        default=[],
+        help="config keys to leave out when grouping, besides seeds",
     )
     style = parser.add_mutually_exclusive_group()
     for name in ("csv", "json", "markdown"):
         style.add_argument(f"--{name}", dest="style", action="store_const", const=name, help=f"print {name}")
     parser.set_defaults(handler=run, style="text")
-
-
-def _keys(text: str) -> list[str]:
-    keys = [k.strip() for k in text.split(",") if k.strip()]
-    if not keys:
-        raise argparse.ArgumentTypeError(f"expected config keys separated by commas, got {text!r}")
-    return keys
 
 
 def identifier(name: str) -> str:

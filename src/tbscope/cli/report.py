@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tbscope.cli.arguments import directory, parsed_by, pattern
-from tbscope.cli.compare import _keys
+from tbscope.cli.arguments import config_keys, directory, parsed_by, pattern
 from tbscope.cli.units import format_bytes, parse_bytes
 
 
@@ -26,8 +25,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--tags", metavar="REGEX", type=pattern, help="scalar tags to draw besides the headline metrics"
     )
-    parser.add_argument("--group-by", metavar="KEYS", type=_keys, help="group runs by these config keys")
-    parser.add_argument("--ignore", metavar="KEYS", type=_keys, default=[], help="config keys left out when grouping")
+    parser.add_argument("--group-by", metavar="KEYS", type=config_keys, help="group runs by these config keys")
+    parser.add_argument(
+        "--ignore", metavar="KEYS", type=config_keys, default=[], help="config keys left out when grouping"
+    )
     parser.add_argument(
         "--max-size", type=parsed_by(parse_bytes), default="20MB", metavar="SIZE",
         help="size budget (default 20MB): pictures are downscaled, then left out, to stay within it",
