@@ -291,8 +291,15 @@ def test_a_sigterm_during_finish_leaves_run_json_ended_with_its_summary(tmp_path
         print(run.dir, flush=True)
         for step in range(200_000):
             run.writer.add_scalar("train/loss", float(step), step)
-        # The signal arrives while finish() is writing the queue out.
-        threading.Timer(0.002, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        close = run.writer.close
+
+        def close_after_a_signal(*args):
+            # The signal is sent once finish() has begun, and arrives while it writes the queue out
+            # (a timer started before finish() could fire before it, on a loaded machine).
+            threading.Timer(0.002, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            close(*args)
+
+        run.writer.close = close_after_a_signal
         run.finish()
         threading.Event().wait(5)
         """,
