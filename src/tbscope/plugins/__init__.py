@@ -1,7 +1,9 @@
 """TensorBoard tabs: the front-end modules every tab shares, and the plugins beside the Profile tab.
 
-Each plugin's entry imports nothing heavy. A tab's ``index.js`` imports the shared modules relative to
-itself, so each plugin serves them under its own route prefix (``shared_routes``).
+Each plugin's entry imports nothing heavy. A tab's ``index.js`` imports its modules relative to itself
+(TensorBoard loads it from ``/data/plugin/<name>/index.js``), so each plugin serves, under its own route
+prefix, the shared modules of ``static/`` and those of its own folder (``module_routes``). The routes are
+described in ROUTES.md beside this file.
 """
 
 from __future__ import annotations
@@ -13,17 +15,26 @@ from tensorboard.backend import http_util
 from werkzeug import wrappers
 
 STATIC = Path(__file__).with_name("static")
-# The ES modules the tabs import: dark mode (theme.js), the DOM helper, numbers and charts (charts.js).
-SHARED_MODULES = ("theme.js", "charts.js")
+# The ES modules the tabs share: dark mode (theme.js), the DOM helper, numbers, ticks and the line chart
+# (charts.js, which the offline report inlines too), sortable tables and a search box (tables.js), and
+# requests to the plugin's own JSON routes (fetch.js).
+SHARED_MODULES = ("theme.js", "charts.js", "tables.js", "fetch.js")
 
 
-def shared_routes() -> dict[str, Any]:
-    """``{"/theme.js": app, ...}``: the shared modules, for a plugin's ``get_plugin_apps``."""
+def module(path: Path) -> Any:
+    """The app that serves the ES module at ``path``."""
 
-    def module(name: str) -> Any:
-        def respond(request: wrappers.Request) -> wrappers.Response:
-            return http_util.Respond(request, (STATIC / name).read_bytes(), "text/javascript")
+    def respond(request: wrappers.Request) -> wrappers.Response:
+        return http_util.Respond(request, path.read_bytes(), "text/javascript")
 
-        return wrappers.Request.application(respond)
+    return wrappers.Request.application(respond)
 
-    return {f"/{name}": module(name) for name in SHARED_MODULES}
+
+def module_routes(own: Path | None = None) -> dict[str, Any]:
+    """``{"/charts.js": app, "/views/timeline.js": app, ...}`` for a plugin's ``get_plugin_apps``: the shared
+    modules, and every ``.js`` file under the plugin's own folder ``own`` by its path there. The files are
+    listed here, once: a request names one of them or gets TensorBoard's 404, never a path of its own."""
+    routes = {f"/{name}": module(STATIC / name) for name in SHARED_MODULES}
+    if own is not None:
+        routes.update({f"/{path.relative_to(own).as_posix()}": module(path) for path in sorted(own.rglob("*.js"))})
+    return routes

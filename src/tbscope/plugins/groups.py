@@ -14,7 +14,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tbscope.plugins import STATIC, shared_routes
+from tbscope.plugins import STATIC, module, module_routes
 
 PLUGIN_NAME = "tbscope_groups"
 JSON = "application/json"
@@ -38,9 +38,9 @@ class GroupsPlugin(base_plugin.TBPlugin):
 
     def get_plugin_apps(self) -> dict[str, Any]:
         return {
-            "/index.js": wrappers.Request.application(self._index),
+            "/index.js": module(STATIC / "groups.js"),
             "/summary": wrappers.Request.application(self._summary),
-            **shared_routes(),
+            **module_routes(),
         }
 
     def is_active(self) -> bool:
@@ -49,9 +49,6 @@ class GroupsPlugin(base_plugin.TBPlugin):
 
     def frontend_metadata(self) -> base_plugin.FrontendMetadata:
         return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Groups")
-
-    def _index(self, request: wrappers.Request) -> wrappers.Response:
-        return http_util.Respond(request, (STATIC / "groups.js").read_bytes(), "text/javascript")
 
     def _summary(self, request: wrappers.Request) -> wrappers.Response:
         try:

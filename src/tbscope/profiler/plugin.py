@@ -22,7 +22,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tbscope.plugins import shared_routes
+from tbscope.plugins import module_routes
 from tbscope.profiler.trace import find_traces
 
 PLUGIN_NAME = "tbscope_profile"
@@ -43,7 +43,8 @@ def _error(request: wrappers.Request, message: str, code: int) -> wrappers.Respo
 
 
 class ProfilePlugin(base_plugin.TBPlugin):
-    """Serves the page's ``index.js`` and its JSON routes (``/runs``, ``/overview``, ...; see ``get_plugin_apps``)."""
+    """Serves the page (``index.js`` and its modules) and its JSON routes (``/runs``, ``/overview``, ...; see
+    ``get_plugin_apps`` and ROUTES.md in ``tbscope.plugins``)."""
 
     plugin_name = PLUGIN_NAME
 
@@ -57,7 +58,7 @@ class ProfilePlugin(base_plugin.TBPlugin):
 
     def get_plugin_apps(self) -> dict[str, Any]:
         return {
-            "/index.js": wrappers.Request.application(self._index),
+            **module_routes(_STATIC),  # the page: index.js and its modules (views/, timeline/), and the shared ones
             "/runs": wrappers.Request.application(self._runs),
             "/overview": wrappers.Request.application(functools.partial(self._view, view="overview")),
             "/operators": wrappers.Request.application(self._operators),
@@ -69,7 +70,6 @@ class ProfilePlugin(base_plugin.TBPlugin):
             "/distributed": wrappers.Request.application(self._distributed),
             "/diff": wrappers.Request.application(self._diff),
             "/trace": wrappers.Request.application(self._raw_trace),
-            **shared_routes(),
         }
 
     def is_active(self) -> bool:
@@ -130,9 +130,6 @@ class ProfilePlugin(base_plugin.TBPlugin):
             return _error(request, str(err), 422)
         except Exception as err:  # a trace that parses but holds what no profiler writes
             return _error(request, f"the trace could not be analyzed ({type(err).__name__}: {err})", 422)
-
-    def _index(self, request: wrappers.Request) -> wrappers.Response:
-        return http_util.Respond(request, (_STATIC / "index.js").read_bytes(), "text/javascript")
 
     def _runs(self, request: wrappers.Request) -> wrappers.Response:
         runs = [{"run": run, "workers": [p.name for p in paths]} for run, paths in sorted(self._find().items())]

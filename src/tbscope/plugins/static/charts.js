@@ -1,8 +1,8 @@
-// Charts shared by the Groups tab and the offline report: an element helper, number formatting, axis ticks,
-// and a line chart with bands, hover and drag-to-zoom. No library, nothing fetched.
+// Charts shared by the tabs and the offline report: an element helper, number formatting, axis ticks, and a
+// line chart with bands, hover and drag-to-zoom. No library, nothing fetched, no import (the report inlines it).
 
 const SVG = "http://www.w3.org/2000/svg";
-const SVG_TAGS = new Set(["svg", "path", "line", "rect", "text", "g", "polyline", "polygon", "circle"]);
+const SVG_TAGS = new Set(["svg", "path", "line", "rect", "text", "g", "polyline", "polygon", "circle", "title"]);
 
 // An HTML or SVG element: attributes, "on<event>" listeners, children (nested arrays are flattened).
 export function el(tag, attrs = {}, ...children) {
@@ -19,13 +19,25 @@ export function el(tag, attrs = {}, ...children) {
 export const fmt = (v) => (v === null || v === undefined || Number.isNaN(v) ? "-"
   : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : Number(v.toPrecision(4)).toString());
 
-// About ``count`` round values between lo and hi.
+// About ``count`` round values (1, 2 or 5 times a power of ten) covering [lo, hi]; 0 is exactly 0.
 export function ticks(lo, hi, count = 5) {
   if (!(hi > lo)) return [lo];
-  const step = 10 ** Math.floor(Math.log10((hi - lo) / count));
-  const nice = [1, 2, 5, 10].map((m) => m * step).find((s) => (hi - lo) / s <= count) || step * 10;
+  const raw = (hi - lo) / count;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) || power * 10;
+  // Rounded to the step's decimals: 0.3, not 0.30000000000000004 (a step of 1 or more is whole already).
+  const digits = Math.min(100, Math.max(0, -Math.floor(Math.log10(step))));
+  const first = Math.ceil(lo / step) * step;
   const out = [];
-  for (let t = Math.ceil(lo / nice) * nice; t <= hi + nice * 1e-9; t += nice) out.push(Number(t.toPrecision(12)));
+  for (let i = 0, v = first; v <= hi + step * 1e-9; i++, v = first + i * step) out.push(digits ? Number(v.toFixed(digits)) : v);
+  return out;
+}
+
+// Ticks from 0 up to a round value at or above ``top``: a chart's highest point never sits above its last tick.
+export function upTo(top, count = 5) {
+  const out = ticks(0, top, count);
+  const step = out.length > 1 ? out[1] - out[0] : top || 1;
+  while (out[out.length - 1] < top) out.push(out[out.length - 1] + step);
   return out;
 }
 

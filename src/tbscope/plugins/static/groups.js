@@ -2,6 +2,8 @@
 // No library, no request to any other origin.
 
 import { el, fmt, lineChart } from "./charts.js";
+import { get } from "./fetch.js";
+import { sortableTable } from "./tables.js";
 import { followTheme } from "./theme.js";
 
 const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -27,6 +29,7 @@ const STYLE = `
     padding: 4px 6px; white-space: nowrap; display: none; z-index: 2; }
   table { border-collapse: collapse; margin-top: 8px; }
   th, td { padding: 3px 10px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
+  th { cursor: pointer; user-select: none; }
   th:first-child, td:first-child { text-align: left; }
   details { margin: 8px 0; }
 `;
@@ -48,12 +51,12 @@ function chart(tag, lines, colors, band) {
   return series.length ? lineChart(tag, series, { legend: false }) : el("div", { class: "card", "data-tag": tag }, tag);
 }
 
+// A metric's final values per group; a click on a header sorts by it.
 function finalsTable(tag, finals) {
-  const rows = finals.rows.map((r) => el("tr", {}, el("td", {}, r.label), el("td", {}, String(r.n)),
-    el("td", {}, fmt(r.mean)), el("td", {}, fmt(r.std)), el("td", {}, `[${fmt(r.ci_low)}, ${fmt(r.ci_high)}]`)));
-  const head = el("tr", {}, ...["group", "n", `final ${tag} (${finals.direction === "max" ? "higher" : "lower"} is better)`,
-    "std", "95% CI"].map((h) => el("th", {}, h)));
-  return el("table", { class: "finals", "data-tag": tag }, head, ...rows);
+  const columns = [["label", "group"], ["n", "n"],
+    ["mean", `final ${tag} (${finals.direction === "max" ? "higher" : "lower"} is better)`, fmt], ["std", "std", fmt],
+    ["ci_low", "95% CI", (v, r) => `[${fmt(r.ci_low)}, ${fmt(r.ci_high)}]`]];
+  return sortableTable(null, columns, finals.rows.slice(), { attributes: { class: "finals", "data-tag": tag } });
 }
 
 // How often the open tab asks for the groups again.
@@ -63,12 +66,7 @@ const state = { by: null, band: "std", smoothing: 0, data: null };
 const root = el("div");
 
 async function load() {
-  const params = new URLSearchParams({ smoothing: state.smoothing });
-  if (state.by !== null) params.set("by", state.by.join(","));
-  const response = await fetch(`./summary?${params}`);
-  const data = await response.json();
-  if (!response.ok) throw new Error(data.error || response.statusText);
-  state.data = data;
+  state.data = await get("summary", { smoothing: state.smoothing, by: state.by === null ? null : state.by.join(",") });
   draw();
 }
 
