@@ -1,6 +1,8 @@
 // tbscope's offline report: draws what the file holds (the JSON in #data), asks nothing of any network.
-// report.py inlines it after the shared charts.js (its import below is dropped there: one script, one scope).
+// report.py inlines it after the shared charts.js and tables.js (the imports below are dropped there: one
+// script, one scope).
 import { el, fmt, lineChart } from "../plugins/static/charts.js";
+import { sortableTable } from "../plugins/static/tables.js";
 
 {
   const data = JSON.parse(document.getElementById("data").textContent);
@@ -20,28 +22,13 @@ import { el, fmt, lineChart } from "../plugins/static/charts.js";
   const dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
   document.documentElement.classList.toggle("dark", dark);
 
-  // -- sortable table -------------------------------------------------------------------------------
-  function table(headers, rows, numeric = []) {
-    const body = el("tbody");
-    const order = { col: -1, dir: 1 };
-    const shown = (v) => (v !== null && typeof v === "object" ? v.text : typeof v === "number" ? fmt(v) : v ?? "-");
-    const key = (v) => (v !== null && typeof v === "object" ? v.value : v);
-    const fill = () => body.replaceChildren(...rows.map((r) => el("tr", {}, r.map((v, i) => el("td", { class: numeric[i] ? "num" : "" }, shown(v))))));
-    const head = el("tr", {}, headers.map((h, i) => el("th", {
-      class: numeric[i] ? "num" : "", title: "sort",
-      onclick: () => {
-        order.dir = order.col === i ? -order.dir : 1; order.col = i;
-        rows.sort((a, b) => {
-          const x = key(a[i]), y = key(b[i]);
-          if (x === null || x === undefined) return 1;
-          if (y === null || y === undefined) return -1;
-          return (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y))) * order.dir;
-        });
-        fill();
-      },
-    }, h)));
-    fill();
-    return el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, head), body));
+  // -- tables: tables.js's, of rows given as arrays ---------------------------------------------------
+  // Numeric columns right-aligned; numbers as fmt writes them, or by a column's own format (formats[i]).
+  function table(headers, rows, numeric = [], formats = {}) {
+    const shown = (v) => (typeof v === "number" ? fmt(v) : String(v));
+    const columns = headers.map((h, i) => [i, h, formats[i] || shown]);
+    const right = headers.map((_, i) => i).filter((i) => numeric[i]);
+    return el("div", { class: "table-wrap" }, sortableTable(null, columns, rows, { numeric: right }));
   }
 
   // -- sections -----------------------------------------------------------------------------------
@@ -65,7 +52,7 @@ import { el, fmt, lineChart } from "../plugins/static/charts.js";
   const runRows = data.runs.map((r) => [r.path, r.status, r.duration_s, ...keys.map((k) => r.config[k]), ...data.metrics.map((m) => r.metrics[m])]);
   const runNumeric = [false, false, true, ...keys.map((k) => data.runs.every((r) => r.config[k] === null || typeof r.config[k] === "number")), ...data.metrics.map(() => true)];
   const runTable = table(["run", "status", "duration", ...keys, ...data.metrics.map((m) => `${m} (last)`)],
-    runRows.map((r) => { const c = r.slice(); c[2] = { text: duration(r[2]), value: r[2] }; return c; }), runNumeric);
+    runRows, runNumeric, { 2: duration });
   document.body.append(el("section", { id: "runs" }, el("h2", {}, "Runs"), runTable));
 
   // curves

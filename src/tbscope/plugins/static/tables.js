@@ -1,22 +1,27 @@
-// Tables shared by the tabs: a table that sorts on a click on its header, and a search box.
+// Tables shared by the tabs and the offline report (which inlines this module after charts.js): a table
+// that sorts on a click on its header, and a search box.
 
 import { el } from "./charts.js";
 
 // ``columns`` are [key, label, format?, title?]: format(value, row) is the cell's text, title(value, row) its
-// tooltip. A click on a header sorts by it (numbers largest first, text A to Z; again reverses). Options:
-// limit (rows shown), onRow(row) (a click on a row), text (keys left-aligned like names), attributes (of the
-// table, besides its id).
+// tooltip; rows are objects, or arrays with the column's index as its key. A click on a header sorts by it
+// (numbers largest first, text A to Z; again reverses; rows without a value last). Options: limit (rows shown),
+// onRow(row) (a click on a row), text (keys left-aligned like names), numeric (keys of class "num"),
+// attributes (of the table, besides its id).
 export function sortableTable(id, columns, rows, options = {}) {
   const table = el("table", { id, ...options.attributes });
   const head = el("tr");
   const body = el("tbody");
   let sortKey = null, ascending = false;
-  const cellClass = (key) => (key === "name" ? "name" : key === "call_stack" ? "stack" : options.text && options.text.includes(key) ? "text" : "");
+  const has = (option, key) => Boolean(options[option] && options[option].includes(key));
+  const cellClass = (key) => (key === "name" ? "name" : key === "call_stack" ? "stack" : has("text", key) ? "text" : has("numeric", key) ? "num" : "");
+  const none = (v) => v === null || v === undefined;
+  const order = (x, y) => (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y)));
   const fill = () => {
     body.replaceChildren(...rows.slice(0, options.limit || rows.length).map((row) => {
       const tr = el("tr", {}, ...columns.map(([key, , format, title]) => {
         const value = row[key];
-        const shown = value === null || value === undefined ? "-" : format ? format(value, row) : String(value);
+        const shown = none(value) ? "-" : format ? format(value, row) : String(value);
         return el("td", { class: cellClass(key), title: title ? title(value, row) : String(value ?? "") }, shown);
       }));
       if (options.onRow) {
@@ -31,7 +36,7 @@ export function sortableTable(id, columns, rows, options = {}) {
     th.addEventListener("click", () => {
       ascending = sortKey === key ? !ascending : typeof rows[0]?.[key] === "string";
       sortKey = key;
-      rows.sort((a, b) => ((a[key] ?? -Infinity) > (b[key] ?? -Infinity) ? 1 : (a[key] ?? -Infinity) < (b[key] ?? -Infinity) ? -1 : 0) * (ascending ? 1 : -1));
+      rows.sort((a, b) => (none(a[key]) || none(b[key]) ? none(a[key]) - none(b[key]) : order(a[key], b[key]) * (ascending ? 1 : -1)));
       fill();
     });
     head.append(th);
