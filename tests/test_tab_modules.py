@@ -10,10 +10,13 @@ from pathlib import Path
 from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 
+import tbscope
+from tbscope import report
 from tbscope.plugins import STATIC
 from tbscope.plugins.groups import GroupsPlugin
 from tbscope.profiler import plugin as profile_plugin
 
+REPORT_JS_FOLDER = Path(report.__file__).with_name("static")
 IMPORT = re.compile(r'^import [^;]*? from "([^"]+)";$', re.MULTILINE)
 
 
@@ -53,6 +56,16 @@ def test_the_groups_tab_shares_charts_tables_fetch_and_theme_with_the_profile_ta
     assert modules["/index.js"] == (STATIC / "groups.js").read_text()
 
 
-def test_the_report_inlines_a_chart_module_that_imports_nothing() -> None:
-    # report.py drops the import lines of the modules it inlines: charts.js must stand alone.
-    assert not IMPORT.findall((STATIC / "charts.js").read_text())
+def test_the_report_holds_every_module_its_page_imports_in_its_one_script(tmp_path: Path) -> None:
+    with tbscope.init("demo", root=tmp_path, config={"lr": 0.1}) as run:
+        run.writer.add_scalar("val/acc", 0.5, 0)
+    report.build(tmp_path, tmp_path / "report.html", progress=False)
+    page = (tmp_path / "report.html").read_text()
+    scripts = re.findall(r"<script(?: [^>]*)?>(.*?)</script>", page, re.DOTALL)
+    script = next(s for s in scripts if "lineChart" in s)
+    assert not re.search(r"^\s*(import|export) ", script, re.MULTILINE)  # one classic script: no module syntax
+    imported = re.findall(r"^import \{ ([^}]+) \} from", (REPORT_JS_FOLDER / "report.js").read_text(), re.MULTILINE)
+    names = [name.strip() for names in imported for name in names.split(",")]
+    assert {"el", "lineChart", "sortableTable", "followTheme"} <= set(names)
+    for name in names:
+        assert re.search(rf"^(async )?(function|const) {name}\b", script, re.MULTILINE), f"{name} is not in the report"

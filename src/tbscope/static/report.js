@@ -1,8 +1,9 @@
 // tbscope's offline report: draws what the file holds (the JSON in #data), asks nothing of any network.
-// report.py inlines it after the shared charts.js and tables.js (the imports below are dropped there: one
-// script, one scope).
+// report.py inlines it after the shared charts.js, tables.js and theme.js (the imports below are dropped
+// there: one script, one scope).
 import { el, fmt, lineChart } from "../plugins/static/charts.js";
 import { sortableTable } from "../plugins/static/tables.js";
+import { followTheme } from "../plugins/static/theme.js";
 
 {
   const data = JSON.parse(document.getElementById("data").textContent);
@@ -18,9 +19,8 @@ import { sortableTable } from "../plugins/static/tables.js";
   const duration = (s) => (s === null || s === undefined ? "-" : s < 120 ? `${s.toFixed(1)} s`
     : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
   const color = (i) => PALETTE[i % PALETTE.length];
-  // -- theme --------------------------------------------------------------------------------------
-  const dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
-  document.documentElement.classList.toggle("dark", dark);
+  // -- theme: the browser's preference (the button below overrides it) ----------------------------
+  followTheme();
 
   // -- tables: tables.js's, of rows given as arrays ---------------------------------------------------
   // Numeric columns right-aligned; numbers as fmt writes them, or by a column's own format (formats[i]).

@@ -1,5 +1,6 @@
 // Dark mode for the tabs: TensorBoard's own, read from the page around this frame (same origin), or the
-// browser's preference. Shared by every tab; each plugin serves it beside its index.js.
+// browser's preference. Shared by every tab (each plugin serves it beside its index.js) and the offline
+// report (which inlines it: no import here).
 
 function parentDark() {
   try {
