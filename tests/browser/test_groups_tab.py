@@ -1,6 +1,6 @@
-"""The Groups tab in Chromium, on a real TensorBoard: one band per learning rate with the seeds together,
-the leader and its p-value in the page, regrouping by another key, dark mode, and nothing asked of any
-other origin."""
+"""The Groups tab in Chromium, under the plain `tensorboard --logdir` command (the tab found through the
+package's entry point): one band per learning rate with the seeds together, the leader and its p-value in
+the page, regrouping by another key, dark mode, and nothing asked of any other origin."""
 
 from __future__ import annotations
 
@@ -19,19 +19,18 @@ import tbscope
 from conftest import frame_of, free_port, wait_until
 
 SHOTS = Path(__file__).resolve().parents[2] / "screenshots" / "issue23"
-# TensorBoard with the Groups tab passed explicitly: the shared test environment's installed metadata
-# predates the plugin's entry point (test_groups_entry_point_is_declared checks pyproject's line); one
-# that knows it loads the tree's own plugin instead.
-START = """
-import sys
-from tensorboard import default, program
-from tbscope.plugins.groups import GroupsPlugin
-others = [p for p in default.get_plugins() if getattr(p, "plugin_name", None) != GroupsPlugin.plugin_name]
-tb = program.TensorBoard(plugins=others + [GroupsPlugin])
-argv = [None, "--logdir", sys.argv[1], "--host", "127.0.0.1", "--port", sys.argv[2], "--reload_interval", "1"]
-tb.configure(argv=argv)
-tb.main()
-"""
+# The stock `tensorboard` command of this environment: it finds the Groups tab through the package's
+# `tensorboard_plugins` entry point (pyproject.toml), as a user's plain `tensorboard --logdir` does.
+TENSORBOARD = str(Path(sys.executable).with_name("tensorboard"))
+
+
+def tensorboard(logdir: Path, port: int) -> subprocess.Popen[bytes]:
+    from importlib import metadata
+
+    declared = [e.name for e in metadata.entry_points(group="tensorboard_plugins")]
+    assert "tbscope_groups" in declared, f"the installed tbscope predates the Groups tab: pip install -e . ({declared})"
+    argv = [TENSORBOARD, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"]
+    return subprocess.Popen(argv, stderr=subprocess.DEVNULL)
 
 
 def get_json(url: str) -> Any:
@@ -60,7 +59,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     run.writer.add_scalar("train/loss", 2.0 * math.exp(-rate * step) + 0.02 * seed, step)
                     run.writer.add_scalar("val/acc", acc, step)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", START, str(root), str(port)], stderr=subprocess.DEVNULL)
+    proc = tensorboard(root, port)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: proc.poll() is None and _answers(f"{url}/data/runs"), what="tensorboard to start")
@@ -81,6 +80,8 @@ def test_groups_entry_point_is_declared() -> None:
 
 
 def test_one_band_per_learning_rate_the_leader_named_and_regrouped_by_seed(sweep: str, page: Any) -> None:
+    listing = get_json(f"{sweep}/data/plugins_listing")["tbscope_groups"]
+    assert listing["enabled"] and listing["tab_name"] == "Groups"
     summary = get_json(f"{sweep}/data/plugin/tbscope_groups/summary")
     assert sorted(g["label"] for g in summary["groups"]) == ["lr=0.001", "lr=0.01"]
     requests: list[str] = []
@@ -120,7 +121,7 @@ def test_one_band_per_learning_rate_the_leader_named_and_regrouped_by_seed(sweep
 
 def test_a_logdir_without_runs_says_what_to_do(tmp_path: Path, page: Any) -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", START, str(tmp_path), str(port)], stderr=subprocess.DEVNULL)
+    proc = tensorboard(tmp_path, port)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _answers(f"{url}/data/runs"), what="tensorboard to start")
