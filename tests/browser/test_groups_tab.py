@@ -132,3 +132,30 @@ def test_a_logdir_without_runs_says_what_to_do(tmp_path: Path, page: Any) -> Non
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_against_many_groups_the_lead_is_one_line_that_unfolds_to_every_test(tmp_path: Path, page: Any) -> None:
+    for lr in (0.1, 0.05, 0.02, 0.01, 0.005):
+        for seed in (0, 1):
+            with tbscope.init("sweep", root=tmp_path, config={"lr": lr, "seed": seed}) as run:
+                for step in range(0, 50, 5):
+                    run.writer.add_scalar("val/acc", 1 - math.exp(-lr * step) + 0.001 * seed, step)
+    port = free_port()
+    proc = tensorboard(tmp_path, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: proc.poll() is None and _answers(f"{url}/data/runs"), what="tensorboard to start")
+        lead = get_json(f"{url}/data/plugin/tbscope_groups/summary")["finals"]["val/acc"]["lead"]
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(f"{url}/#tbscope_groups", wait_until="domcontentloaded")
+        folded = frame_of(page, "plugin_entry").locator("details.lead")
+        folded.wait_for(timeout=60_000)
+        significant = sum(c["significant"] for c in lead["comparisons"])
+        line = folded.locator("summary").inner_text()
+        assert line == f"lr=0.1 leads val/acc: significantly (Welch's t-test) over {significant} of the 4 other groups"
+        assert not folded.locator("div").is_visible()
+        folded.locator("summary").click()
+        assert folded.locator("div").inner_text() == lead["sentence"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

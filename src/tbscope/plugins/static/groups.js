@@ -59,6 +59,18 @@ function finalsTable(tag, finals) {
   return sortableTable(null, columns, finals.rows.slice(), { attributes: { class: "finals", "data-tag": tag } });
 }
 
+// Who leads a metric, and whether the lead is real. Against many groups the sentence runs for lines (one
+// test a group): folded then, under a line that counts the significant leads.
+const UNFOLDED_COMPARISONS = 3;
+function leadLine(tag, lead) {
+  const comparisons = lead.comparisons || [];
+  if (comparisons.length <= UNFOLDED_COMPARISONS) return el("div", { class: "lead" }, lead.sentence);
+  const significant = comparisons.filter((c) => c.significant).length;
+  return el("details", { class: "lead" }, el("summary", {},
+    `${lead.leader} leads ${tag}: significantly (Welch's t-test) over ${significant} of the ${comparisons.length} other groups`),
+    el("div", { class: "muted" }, lead.sentence));
+}
+
 // How often the open tab asks for the groups again.
 const REFRESH_MS = 30_000;
 // The band shown first is mean ± std: with a handful of seeds a 95% CI spans far (t = 12.7 at n = 2).
@@ -104,7 +116,7 @@ function draw() {
   const parts = [controls(data), legend];
   for (const tag of data.metrics) {
     const finals = data.finals[tag];
-    if (finals && finals.lead) parts.push(el("div", { class: "lead" }, finals.lead.sentence));
+    if (finals && finals.lead) parts.push(leadLine(tag, finals.lead));
   }
   parts.push(el("div", { class: "charts" }, ...data.metrics.map((tag) => chart(tag, data.curves[tag] || {}, colors, state.band))));
   for (const tag of data.metrics) if (data.finals[tag]) parts.push(finalsTable(tag, data.finals[tag]));
