@@ -55,7 +55,10 @@ OWN_TAGS = ("watch/",)
 IMAGE_MAX_SIDE = 1024
 _STATIC = Path(__file__).with_name("static")
 # The shared front-end modules the report's page imports, inlined in this order before the page itself.
-_SHARED = tuple(Path(__file__).parent / "plugins" / "static" / name for name in ("charts.js", "tables.js", "theme.js"))
+_SHARED = tuple(
+    Path(__file__).parent / "plugins" / "static" / name
+    for name in ("charts.js", "tables.js", "theme.js", "categories.js")
+)
 
 
 @dataclass

@@ -18,7 +18,7 @@ STATIC = Path(__file__).with_name("static")
 # The ES modules the tabs share: dark mode (theme.js), the DOM helper, numbers, ticks and the line chart
 # (charts.js, which the offline report inlines too), sortable tables and a search box (tables.js), and
 # requests to the plugin's own JSON routes (fetch.js).
-SHARED_MODULES = ("theme.js", "charts.js", "tables.js", "fetch.js")
+SHARED_MODULES = ("theme.js", "charts.js", "tables.js", "fetch.js", "categories.js")
 
 
 def module(path: Path) -> Any:

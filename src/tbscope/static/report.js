@@ -1,7 +1,8 @@
 // tbscope's offline report: draws what the file holds (the JSON in #data), asks nothing of any network.
-// report.py inlines it after the shared charts.js, tables.js and theme.js (the imports below are dropped
-// there: one script, one scope).
-import { el, fmt, lineChart } from "../plugins/static/charts.js";
+// report.py inlines it after the shared charts.js, tables.js, theme.js and categories.js (the imports below
+// are dropped there: one script, one scope).
+import { COLORS } from "../plugins/static/categories.js";
+import { el, fmt, lineChart, pct } from "../plugins/static/charts.js";
 import { sortableTable } from "../plugins/static/tables.js";
 import { followTheme } from "../plugins/static/theme.js";
 
@@ -135,8 +136,6 @@ import { followTheme } from "../plugins/static/theme.js";
   document.body.append(pr);
 
   // profiles
-  const CATEGORY_COLORS = { kernel: "#4e79a7", memcpy: "#f28e2b", memset: "#edc948", communication: "#e15759",
-    runtime: "#76b7b2", dataloader: "#59a14f", cpu_exec: "#b07aa1", other: "#bab0ac" };
   const profiles = el("section", { id: "profiles" }, el("h2", {}, "Profiles"));
   if (!data.profiles.length) profiles.append(el("p", { class: "muted" }, "no profile was recorded"));
   for (const p of data.profiles) {
@@ -144,9 +143,9 @@ import { followTheme } from "../plugins/static/theme.js";
     profiles.append(el("h3", {}, `${p.run} · ${p.worker}${p.device ? ` · ${p.device}` : ""}`),
       el("div", { class: "facts" }, el("span", {}, el("b", {}, "steps: "), `${p.steps}`),
         el("span", {}, el("b", {}, "mean step: "), p.mean_step_ms === null ? "-" : `${p.mean_step_ms.toFixed(2)} ms`),
-        el("span", {}, el("b", {}, "GPU utilisation: "), p.gpu_utilization === null ? "no GPU" : `${(100 * p.gpu_utilization).toFixed(1)}%`)),
-      el("div", { class: "bar", title: "where the step time went" }, parts.map(([c, v]) => el("span", { style: `width:${100 * v}%;background:${CATEGORY_COLORS[c] || "#999"}`, title: `${c}: ${(100 * v).toFixed(1)}%` }))),
-      el("div", { class: "legend" }, parts.map(([c, v]) => el("span", {}, el("i", { style: `background:${CATEGORY_COLORS[c] || "#999"}` }), `${c} ${(100 * v).toFixed(1)}%`))));
+        el("span", {}, el("b", {}, "GPU utilisation: "), p.gpu_utilization === null ? "no GPU" : pct(p.gpu_utilization))),
+      el("div", { class: "bar", title: "where the step time went" }, parts.map(([c, v]) => el("span", { style: `width:${100 * v}%;background:${COLORS[c] || "#999"}`, title: `${c}: ${pct(v)}` }))),
+      el("div", { class: "legend" }, parts.map(([c, v]) => el("span", {}, el("i", { style: `background:${COLORS[c] || "#999"}` }), `${c} ${pct(v)}`))));
     if (p.kernels.length) profiles.append(el("h3", {}, "top kernels"), table(["kernel", "calls", "total ms"], p.kernels.map((k) => [k.name, k.calls, k.total_us === null ? null : k.total_us / 1000]), [false, true, true]));
     if (p.advice.length) profiles.append(el("h3", {}, "advice"), el("ul", { class: "advice" }, p.advice.map((a) => el("li", {}, a))));
   }

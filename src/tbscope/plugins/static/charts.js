@@ -19,6 +19,9 @@ export function el(tag, attrs = {}, ...children) {
 export const fmt = (v) => (v === null || v === undefined || Number.isNaN(v) ? "-"
   : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : Number(v.toPrecision(4)).toString());
 
+// A share (0 to 1) as a percentage, "-" for none.
+export const pct = (v) => (v === null || v === undefined ? "-" : `${(100 * v).toFixed(1)}%`);
+
 // About ``count`` round values (1, 2 or 5 times a power of ten) covering [lo, hi]; 0 is exactly 0.
 export function ticks(lo, hi, count = 5) {
   if (!(hi > lo)) return [lo];

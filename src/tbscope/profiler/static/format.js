@@ -1,7 +1,7 @@
-// The Profile tab's numbers and names as a user reads them: times, shares, bytes, axis units, steps, kernels.
+// The Profile tab's numbers and names as a user reads them: times, bytes, axis units, steps, kernels (a share
+// is charts.js's pct, shared with the report).
 
 export const ms = (us) => (us / 1000).toFixed(us < 10000 ? 3 : 1);
-export const pct = (v) => (v === null || v === undefined ? "-" : `${(100 * v).toFixed(1)}%`);
 
 export function duration(us) {
   if (us === 0) return "0";

@@ -1,10 +1,10 @@
 // Distributed: per rank, its mean step split into computation, communication not overlapped and idle; per
 // collective, its calls, size and time on each rank.
 
-import { el, upTo } from "../charts.js";
+import { el, pct, upTo } from "../charts.js";
 import { COLORS } from "../categories.js";
 import { get } from "../fetch.js";
-import { bytes, ms, pct, tickLabel, timeUnit } from "../format.js";
+import { bytes, ms, tickLabel, timeUnit } from "../format.js";
 import { sortableTable } from "../tables.js";
 
 // Per rank, a bar of its mean step: computation, communication not hidden behind it, and the device idle.

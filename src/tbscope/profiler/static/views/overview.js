@@ -1,9 +1,9 @@
 // The Overview: the run's configuration, a card per GPU, the step time chart split by category, and advice.
 
-import { el, upTo } from "../charts.js";
+import { el, pct, upTo } from "../charts.js";
 import { CATEGORIES, COLORS } from "../categories.js";
 import { get } from "../fetch.js";
-import { bytes, ms, pct, shortName, stepLabel, tickLabel, timeUnit } from "../format.js";
+import { bytes, ms, shortName, stepLabel, tickLabel, timeUnit } from "../format.js";
 import { sortableTable } from "../tables.js";
 
 // A vertical bar chart of stacked segments, with y ticks in a fitting time unit.
@@ -137,7 +137,7 @@ export async function showOverview(view, { run, worker, show }) {
     el("div", { class: "cards", id: "summary" }, configuration, ...gpuCards),
     el("h3", {}, `Step time · ${overview.steps.length} steps · average ${ms(all / n)} ms`),
     stepChart(overview), legend,
-    sortableTable("averages", [["name", "category"], ["ms", "average ms", ms], ["share", "share", (v) => `${(100 * v).toFixed(1)}%`]],
+    sortableTable("averages", [["name", "category"], ["ms", "average ms", ms], ["share", "share", pct]],
       CATEGORIES.map((c) => ({ name: c, ms: totals[c] / n, share: all ? totals[c] / all : 0 }))),
     el("h3", {}, "Recommendations"),
     ...(overview.recommendations.length ? overview.recommendations.map((item) => recommendation(item, show)) : [el("p", { class: "muted" }, "Nothing stands out.")]),

@@ -1,4 +1,5 @@
-// Where a step's time goes, as the Overview splits it, and each category's colour in every view.
+// Where a profiled step's time goes, as the Profile tab's Overview splits it (tbscope.profiler.overview's
+// CATEGORIES), and each category's colour: in every view of the Profile tab and in the offline report.
 
 export const CATEGORIES = ["kernel", "memcpy", "memset", "communication", "runtime", "dataloader", "cpu_exec", "other"];
 export const COLORS = {
