@@ -2,16 +2,12 @@
 // report.py inlines it after the shared charts.js, tables.js, theme.js and categories.js (the imports below
 // are dropped there: one script, one scope).
 import { COLORS } from "../plugins/static/categories.js";
-import { el, fmt, lineChart, pct } from "../plugins/static/charts.js";
+import { BANDS, bandOf, el, fmt, lineChart, pct, seriesColor } from "../plugins/static/charts.js";
 import { sortableTable } from "../plugins/static/tables.js";
 import { followTheme } from "../plugins/static/theme.js";
 
 {
   const data = JSON.parse(document.getElementById("data").textContent);
-  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf"];
-  const BANDS = { ci: ["ci_low", "ci_high", "95% CI"], std: ["-std", "+std", "mean ± std"],
-    sem: ["-sem", "+sem", "mean ± sem"], minmax: ["min", "max", "min–max"] };
   // The band shown first is mean ± std: with a handful of seeds a 95% CI spans far (t = 12.7 at n = 2).
   const state = { band: "std", view: data.groups.some((g) => g.n > 1) ? "groups" : "runs" };
 
@@ -19,7 +15,6 @@ import { followTheme } from "../plugins/static/theme.js";
   const numbers = (text) => (text ? text.split(",").map(Number) : []);
   const duration = (s) => (s === null || s === undefined ? "-" : s < 120 ? `${s.toFixed(1)} s`
     : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
-  const color = (i) => PALETTE[i % PALETTE.length];
   // -- theme: the browser's preference (the button below overrides it) ----------------------------
   followTheme();
 
@@ -61,25 +56,22 @@ import { followTheme } from "../plugins/static/theme.js";
   const groupIndex = Object.fromEntries(data.groups.map((g, i) => [g.label, i]));
   const runIndex = Object.fromEntries(data.runs.map((r, i) => [r.path, i]));
   function drawCurves() {
-    const [lowKey, highKey] = BANDS[state.band];
     curves.replaceChildren(...data.tags.map((tag) => {
       let series = [];
       if (state.view === "groups" && data.curves.groups[tag]) {
         series = Object.entries(data.curves.groups[tag]).map(([label, line]) => {
-          const mean = numbers(line.mean);
-          const pick = (key) => (key.startsWith("-") ? numbers(line[key.slice(1)]).map((v, i) => mean[i] - v)
-            : key.startsWith("+") ? numbers(line[key.slice(1)]).map((v, i) => mean[i] + v) : numbers(line[key]));
-          const n = numbers(line.n);
-          return { name: `${label} (n=${Math.max(...n)})`, color: color(groupIndex[label] ?? 0), x: numbers(line.step), y: mean, low: pick(lowKey), high: pick(highKey), n, width: 2 };
+          const parsed = Object.fromEntries(Object.entries(line).map(([key, text]) => [key, numbers(text)]));
+          const [low, high] = bandOf(parsed, state.band);
+          return { name: `${label} (n=${Math.max(...parsed.n)})`, color: seriesColor(groupIndex[label] ?? 0), x: parsed.step, y: parsed.mean, low, high, n: parsed.n, width: 2 };
         });
       } else if (data.curves.runs[tag]) {
-        series = Object.entries(data.curves.runs[tag]).map(([run, line]) => ({ name: run, color: color(runIndex[run] ?? 0), x: numbers(line.step), y: numbers(line.value) }));
+        series = Object.entries(data.curves.runs[tag]).map(([run, line]) => ({ name: run, color: seriesColor(runIndex[run] ?? 0), x: numbers(line.step), y: numbers(line.value) }));
       }
       return series.length ? lineChart(tag, series) : el("div", { class: "chart" }, el("div", { class: "title" }, tag), el("p", { class: "muted" }, "no values"));
     }));
   }
   const bandSelect = el("select", { id: "band", onchange: (e) => { state.band = e.target.value; drawCurves(); } },
-    Object.entries(BANDS).map(([k, v]) => el("option", { value: k }, v[2])));
+    Object.entries(BANDS).map(([k, v]) => el("option", { value: k }, v)));
   bandSelect.value = state.band;
   const viewSelect = el("select", { id: "view", onchange: (e) => { state.view = e.target.value; drawCurves(); } },
     el("option", { value: "groups" }, "groups: mean and band"), el("option", { value: "runs" }, "each run"));
@@ -123,7 +115,7 @@ import { followTheme } from "../plugins/static/theme.js";
   if (!data.pr_curves.length) pr.append(el("p", { class: "muted" }, "no PR curves were logged"));
   const prCharts = el("div", { class: "charts" });
   for (const entry of data.pr_curves) {
-    const series = Object.entries(entry.runs).map(([run, c]) => ({ name: run, color: color(runIndex[run] ?? 0), x: numbers(c.recall), y: numbers(c.precision) }));
+    const series = Object.entries(entry.runs).map(([run, c]) => ({ name: run, color: seriesColor(runIndex[run] ?? 0), x: numbers(c.recall), y: numbers(c.precision) }));
     series.forEach((s) => { const order = s.x.map((_, i) => i).sort((a, b) => s.x[a] - s.x[b]); s.x = order.map((i) => s.x[i]); s.y = order.map((i) => s.y[i]); });
     if (series.length) prCharts.append(lineChart(`${entry.tag} (precision against recall)`, series, { xLabel: "recall" }));
     const classes = [...new Set(Object.values(entry.ap).flatMap((a) => Object.keys(a)))];

@@ -19,6 +19,24 @@ export function el(tag, attrs = {}, ...children) {
 export const fmt = (v) => (v === null || v === undefined || Number.isNaN(v) ? "-"
   : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : Number(v.toPrecision(4)).toString());
 
+// The bands a group's mean line can be drawn with, by name, as the band controls offer them.
+export const BANDS = { ci: "95% CI", std: "mean ± std", sem: "mean ± sem", minmax: "min–max" };
+
+// A group's line's band ``band`` (a key of BANDS) as [low, high] arrays, from the line's arrays of mean, std,
+// sem, ci_low, ci_high, min and max (null or NaN where a step has none).
+export function bandOf(line, band) {
+  if (band === "ci") return [line.ci_low, line.ci_high];
+  if (band === "minmax") return [line.min, line.max];
+  const spread = line[band];
+  const side = (sign) => line.mean.map((m, i) => (m === null || spread[i] === null ? null : m + sign * spread[i]));
+  return [side(-1), side(1)];
+}
+
+// The i-th series' colour (a group's, a run's): ten that tell apart on a light or a dark page, in turn.
+const SERIES_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+  "#bcbd22", "#17becf"];
+export const seriesColor = (i) => SERIES_COLORS[i % SERIES_COLORS.length];
+
 // A share (0 to 1) as a percentage, "-" for none.
 export const pct = (v) => (v === null || v === undefined ? "-" : `${(100 * v).toFixed(1)}%`);
 

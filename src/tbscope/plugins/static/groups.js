@@ -1,15 +1,11 @@
 // The Groups tab: runs grouped by config (seeds together), drawn from this plugin's /summary route.
 // No library, no request to any other origin.
 
-import { el, fmt, lineChart } from "./charts.js";
+import { BANDS, bandOf, el, fmt, lineChart, seriesColor } from "./charts.js";
 import { get } from "./fetch.js";
 import { sortableTable } from "./tables.js";
 import { followTheme } from "./theme.js";
 
-const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-  "#bcbd22", "#17becf"];
-const BANDS = { ci: ["ci_low", "ci_high", "95% CI"], std: [null, null, "mean ± std"], sem: [null, null, "mean ± sem"],
-  minmax: ["min", "max", "min–max"] };
 const STYLE = `
   :root { --fg: #212121; --muted: #616161; --bg: #ffffff; --panel: #fafafa; --line: #e0e0e0; --grid: #eeeeee; }
   :root.dark { --fg: #e8e8e8; --muted: #a8a8a8; --bg: #303030; --panel: #3a3a3a; --line: #555555; --grid: #444444; }
@@ -34,19 +30,11 @@ const STYLE = `
   details { margin: 8px 0; }
 `;
 
-function bandOf(line, band, i) {
-  const [lo, hi] = BANDS[band];
-  if (lo) return [line[lo][i], line[hi][i]];
-  const spread = line[band][i];
-  return spread === null || line.mean[i] === null ? [null, null] : [line.mean[i] - spread, line.mean[i] + spread];
-}
-
 // One metric's chart: a mean line and a band per group (the chart itself is charts.js's, shared with the report).
 function chart(tag, lines, colors, band) {
   const series = Object.entries(lines).map(([label, line]) => {
-    const bounds = line.step.map((_, i) => bandOf(line, band, i));
-    return { name: label, color: colors[label], x: line.step, y: line.mean, low: bounds.map((b) => b[0]),
-      high: bounds.map((b) => b[1]), n: line.n, width: 2 };
+    const [low, high] = bandOf(line, band);
+    return { name: label, color: colors[label], x: line.step, y: line.mean, low, high, n: line.n, width: 2 };
   });
   return series.length ? lineChart(tag, series, { legend: false }) : el("div", { class: "card", "data-tag": tag }, tag);
 }
@@ -89,7 +77,7 @@ function controls(data) {
   } }, el("option", { value: "" }, "config, seeds together"), ...data.keys.map((k) => el("option", { value: k }, k)));
   by.value = state.by ? state.by[0] : "";
   const band = el("select", { id: "band", onchange: (e) => { state.band = e.target.value; draw(); } },
-    ...Object.entries(BANDS).map(([k, v]) => el("option", { value: k }, v[2])));
+    ...Object.entries(BANDS).map(([k, v]) => el("option", { value: k }, v)));
   band.value = state.band;
   const smooth = el("input", { id: "smoothing", type: "range", min: 0, max: 0.99, step: 0.01, value: state.smoothing,
     oninput: (e) => { shown.textContent = e.target.value; },
@@ -110,7 +98,7 @@ function draw() {
     return;
   }
   const colors = {};
-  data.groups.forEach((g, i) => { colors[g.label] = COLORS[i % COLORS.length]; });
+  data.groups.forEach((g, i) => { colors[g.label] = seriesColor(i); });
   const legend = el("div", {}, ...data.groups.map((g) => el("span", { style: `color: ${colors[g.label]}; margin-right: 14px` },
     `■ ${g.label} (n=${g.n})`)));
   const parts = [controls(data), legend];
