@@ -15,9 +15,10 @@ from tensorboard.backend import http_util
 from werkzeug import wrappers
 
 STATIC = Path(__file__).with_name("static")
-# The ES modules the tabs share: dark mode (theme.js), the DOM helper, numbers, ticks and the line chart
-# (charts.js, which the offline report inlines too), sortable tables and a search box (tables.js), and
-# requests to the plugin's own JSON routes (fetch.js).
+# The ES modules the tabs share: dark mode (theme.js), the DOM helper, numbers, ticks, colours, bands and the
+# line chart (charts.js, which the offline report inlines too), sortable tables and a search box (tables.js),
+# requests to the plugin's own JSON routes (fetch.js), and a profiled step's categories and their colours
+# (categories.js: the Profile tab's, inlined by the report too).
 SHARED_MODULES = ("theme.js", "charts.js", "tables.js", "fetch.js", "categories.js")
 
 
