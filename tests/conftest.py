@@ -260,16 +260,30 @@ def stop(served: Served) -> None:
 
 
 class ObjectStore:
-    """A real S3 server (``rclone serve s3``) on 127.0.0.1 with one empty bucket; ``url(...)`` names a prefix."""
+    """A real S3 server (``rclone serve s3``) on 127.0.0.1 with one empty bucket; ``url(...)`` names a prefix.
+    ``stop()`` and ``start()`` take it down and bring it back on the same port, with what it held."""
 
-    def __init__(self, port: int, bucket: str, backing: Path) -> None:
-        self.port = port
+    def __init__(self, bucket: str, backing: Path) -> None:
+        self.port = free_port()
         self.bucket = bucket
         self.backing = backing
-        self.endpoint = f"http://127.0.0.1:{port}"
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.key, self.secret = "tbscopetestkey", os.urandom(12).hex()
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def url(self, *parts: str) -> str:
         return "/".join([f"s3://{self.bucket}", *parts])
+
+    def start(self) -> None:
+        self.proc = start_rclone(self.backing, self.port, self.key, self.secret)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
+            self.proc = None
 
 
 def _rclone() -> str | None:
@@ -311,18 +325,15 @@ def start_rclone(backing: Path, port: int, key: str, secret: str) -> subprocess.
 def object_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ObjectStore]:
     """A running S3 server with bucket ``runs-bucket``; credentials and endpoint in the environment (for the
     CLIs tests start too), the server stopped afterwards."""
-    key, secret = "tbscopetestkey", os.urandom(12).hex()
     backing = tmp_path / "s3-backing"
     (backing / "runs-bucket").mkdir(parents=True)
-    port = free_port()
-    proc = start_rclone(backing, port, key, secret)
-    store = ObjectStore(port, "runs-bucket", backing)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    store = ObjectStore("runs-bucket", backing)
+    store.start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", store.key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", store.secret)
     monkeypatch.setenv("S3_ENDPOINT", store.endpoint)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     try:
         yield store
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        store.stop()

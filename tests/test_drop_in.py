@@ -34,17 +34,6 @@ def test_protos_written_through_the_file_writer_read_back(tmp_path: Path) -> Non
     assert [(e.step, e.value, e.wall_time) for e in acc.Scalars("via/event")] == [(9, 1.5, 1234.5)]
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/run", "gs://bucket/run", "hdfs://namenode/run"])
-def test_a_remote_log_dir_is_a_clear_error_not_a_local_folder(
-    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    scheme = url.split(":")[0]
-    with pytest.raises(ValueError, match=rf"log_dir '{url}' is a {scheme}:// URL; tbscope writes to local folders"):
-        SummaryWriter(url)
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_a_string_holding_a_number_is_a_scalar_as_in_torch(tmp_path: Path) -> None:
     with SummaryWriter(tmp_path) as w:
         w.add_scalar("s", "1.5", 0)

@@ -151,8 +151,10 @@ class Pipeline:
         max_pending_bytes: int,
         encode_scalars: ScalarEncoder,
         on_flush: Callable[[], None] | None = None,
+        full: Callable[[], bool] | None = None,
     ):
         self.log_dir = log_dir
+        self.full = full  # whether the folder takes no more writes now (a spool the store has not emptied)
         self.encode_scalars = encode_scalars
         self.on_flush = on_flush
         self.suffix = filename_suffix
@@ -285,6 +287,11 @@ class Pipeline:
             with contextlib.suppress(Exception):
                 self.on_flush()
 
+    def committed(self) -> dict[str, int]:
+        """For each event file open, the bytes on disk that are whole records and stay (a write that fails
+        part way is cut back; its bytes are not in this)."""
+        return {out.path: out.written for out in list(self._files.values())}
+
     def _buffered(self) -> int:
         return sum(out.pending_bytes for out in self._files.values())
 
@@ -374,6 +381,9 @@ class Pipeline:
         written = True
         for run, out in self._files.items():
             try:
+                if self.full is not None and out.pending_bytes and self.full():
+                    refused = OSError(errno.ENOSPC, "the upload spool is full: the store has not taken what it holds")
+                    raise record.WriteError(out.path, 0, refused) from refused
                 out.write_out()
             except record.WriteError as err:
                 written = written and not out.light_records

@@ -82,6 +82,11 @@ class RecordFile:
         return self._pending_records - len(self._heavy)
 
     @property
+    def written(self) -> int:
+        """Bytes of the file written whole (what is pending not included)."""
+        return self._size
+
+    @property
     def size(self) -> int:
         """Bytes of the file once what is pending is written."""
         return self._size + len(self._pending)

@@ -50,14 +50,16 @@ def filesystem(url: str) -> tuple[Any, str]:
         import fsspec
     except ImportError:
         raise ValueError(f"{url}: {scheme}:// needs {package} and fsspec: pip install them") from None
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"skip_instance_cache": True}  # credentials as the environment says now
     endpoint = os.environ.get("S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
     if scheme in ("s3", "s3a") and endpoint:
         options["client_kwargs"] = {"endpoint_url": endpoint}
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
     except (ImportError, ValueError) as err:
-        raise ValueError(f"{url}: {scheme}:// needs {package}: pip install it ({_quiet(err)})") from None
+        raise ValueError(f"{url}: {scheme}:// needs {package}: pip install it ({quiet(err)})") from None
+    except Exception as err:  # a library that is there but cannot start (pyarrow's HDFS without Java)
+        raise ValueError(f"{url}: cannot open {scheme}:// ({quiet(err)})") from None
     return fs, path.rstrip("/")
 
 
@@ -77,7 +79,7 @@ def mirror(url: str) -> Path:
         fs.invalidate_cache(root)
         listing = fs.find(root, detail=True)
     except Exception as err:  # each storage library raises its own kinds: all mean "cannot list"
-        raise ValueError(f"cannot list {url}: {_quiet(err)}") from None
+        raise ValueError(f"cannot list {url}: {quiet(err)}") from None
     if not listing and not fs.exists(root):
         raise ValueError(f"{url}: nothing there (no such bucket or prefix)")
     folder = mirror_folder(url)
@@ -151,7 +153,7 @@ def _relative(path: str, root: str) -> str | None:
     return "/".join(parts)
 
 
-def _quiet(err: BaseException) -> str:
+def quiet(err: BaseException) -> str:
     """``err`` as one line, with any configured secret key blanked out."""
     text = " ".join(str(err).split()) or type(err).__name__
     for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
@@ -178,5 +180,5 @@ def delete_run(url: str, relative: str, run_id: object) -> bool:
     try:
         fs.rm(target, recursive=True)
     except Exception as err:
-        raise ValueError(f"could not delete {url}/{relative}: {_quiet(err)}") from None
+        raise ValueError(f"could not delete {url}/{relative}: {quiet(err)}") from None
     return True

@@ -32,7 +32,7 @@ from typing import Any
 
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
-from tbscope import atomic, schema, tagstats
+from tbscope import atomic, remote, schema, tagstats
 from tbscope.cli.units import format_bytes
 from tbscope.integrations import distributed
 from tbscope.integrations.hydra import hydra_job, name_from_overrides
@@ -48,6 +48,7 @@ from tbscope.rundir import (
     process_identity,
     read_meta,
 )
+from tbscope.spool import Upload, reachable
 from tbscope.summaries.hparams import HParamValue, flatten
 from tbscope.writer import NullWriter, Writer
 
@@ -288,8 +289,12 @@ class Run:
         rank: int = 0,
         all_ranks: bool = False,
         writer_options: Mapping[str, Any] | None = None,
+        upload: Upload | None = None,
     ) -> None:
         self.dir = run_dir
+        self._upload = upload  # of a run on a URL root: sends the spool that holds ``dir``
+        # where the run lives in object storage (None: ``dir`` is where it lives)
+        self.url = None if upload is None else f"{upload.url}/{run_dir.relative_to(upload.dir).as_posix()}"
         self.rank = rank  # under torch.distributed: only rank 0 writes run.json and the run's own events
         self._earlier = dict(earlier or {})  # a resumed run's summary of what it logged before
         # a resumed run's count of the heavy calls its earlier attempts did not log
@@ -319,7 +324,7 @@ class Run:
         self._files_before = {path.name for path in run_dir.glob("events.out.tfevents.*")}  # a resumed run's
         self.writer = Writer(
             run_dir, purge_step=purge_step, cadence=cadence, budget=budget, on_flush=self._update,
-            on_flushed=self._columns_shown, **(writer_options or {}),
+            on_flushed=self._columns_shown, spool=upload, **(writer_options or {}),
         )  # fmt: skip
         # The run's HParams session: TensorBoard shows the first one a run writes, so without a config
         # it waits for add_config (a Lightning logger learns the hyperparameters after the run starts),
@@ -328,6 +333,8 @@ class Run:
         if self._session:
             self.writer.add_hparams(flat_config, {})
         self._save()
+        if upload is not None:
+            upload.start()
         on_exit(self.finish)
 
     @property
@@ -466,6 +473,8 @@ class Run:
         if status not in END_STATUSES:
             raise ValueError(f"finish: status must be one of {', '.join(END_STATUSES)}, got {status!r}")
         if self._finished:
+            if self._upload is not None:  # a SIGTERM while the end was being sent: wait for the same rounds
+                self._upload.close()
             return
         if self._ending is not None:
             status = self._ending
@@ -494,6 +503,8 @@ class Run:
             )
         self._finished = True
         self._columns_shown()  # the columns show this run when the script ends
+        if self._upload is not None:
+            self._upload.close()  # run.json's end too; a second finish (a SIGTERM) waits for the same rounds
 
     def __enter__(self) -> Run:
         return self
@@ -507,24 +518,27 @@ class Run:
         return f"Run({str(self.dir)!r}, status={self.status!r})"
 
 
-def numbered(experiment_dir: Path, folder: str) -> int:
+def numbered(experiment_dir: Path, folder: str, elsewhere: Sequence[str] = ()) -> int:
     """The next free number ``n`` for a folder pattern such as ``version_{n}`` in ``experiment_dir``: one past
-    the largest taken, from 0, as Lightning numbers its versions."""
+    the largest taken, from 0, as Lightning numbers its versions. ``elsewhere``: folder names taken too (the
+    runs of a URL root in the store)."""
     head, _, tail = folder.partition("{n}")
     pattern = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + "$")
-    try:
-        taken = [int(match[1]) for p in experiment_dir.iterdir() if (match := pattern.match(p.name)) and p.is_dir()]
-    except OSError:
-        return 0
+    taken = [int(match[1]) for name in elsewhere if (match := pattern.match(name))]
+    with contextlib.suppress(OSError):
+        taken += [int(match[1]) for p in experiment_dir.iterdir() if (match := pattern.match(p.name)) and p.is_dir()]
     return max(taken, default=-1) + 1
 
 
-def _create_run_dir(experiment_dir: Path, name: str | None, folder: str | None = None) -> tuple[Path, str]:
+def _create_run_dir(
+    experiment_dir: Path, name: str | None, folder: str | None = None, elsewhere: Sequence[str] = ()
+) -> tuple[Path, str]:
     """A new, empty run directory, ``<n>-<name>`` (``<n>-<id>`` without a name): ``n`` counts the
     experiment's runs in the order they start (taken under the root's lock, so concurrent starts never
     share one), and the name comes right after it, where TensorBoard's run selector, legends and HParams
     table show it. ``folder`` names it instead: ``{n}`` in it is the next free number (``version_{n}``),
-    and a plain name is taken as it is, an empty folder of that name included."""
+    and a plain name is taken as it is, an empty folder of that name included. ``elsewhere``: folder names
+    taken too (the runs of a URL root in the store)."""
     run_id = secrets.token_hex(4)
     lock = experiment_dir.parent / schema.HOME / schema.LOCK
     with contextlib.ExitStack() as held:
@@ -542,9 +556,10 @@ def _create_run_dir(experiment_dir: Path, name: str | None, folder: str | None =
             path.mkdir(exist_ok=True)
             return path, run_id
         if folder is not None:
-            number = numbered(experiment_dir, folder)
+            number = numbered(experiment_dir, folder, elsewhere)
         else:
-            taken = [int(match[1]) for p in experiment_dir.iterdir() if (match := _NUMBERED.match(p.name))]
+            names = [*elsewhere, *(p.name for p in experiment_dir.iterdir())]
+            taken = [int(match[1]) for name in names if (match := _NUMBERED.match(name))]
             number = max(taken, default=0) + 1
         while True:
             path = experiment_dir / (folder.replace("{n}", str(number)) if folder else f"{number:04d}-{name or run_id}")
@@ -607,6 +622,12 @@ def init(
     0's run; ``join_ranks=False`` starts this process's run alone, waiting for no other rank (Lightning's
     logger: Lightning logs from rank 0 only).
 
+    ``root`` may be a URL of object storage (``s3://bucket/runs``, any fsspec URL; ``pip install
+    tbscope[s3]``): the run is written to a local spool (``run.dir``) and sent to ``run.url`` in the
+    background (see ``tbscope.spool``); a missing bucket or refused credentials are an error here. Such a
+    root takes no ``resume`` or ``retention`` (``tbscope prune URL`` deletes old runs there), and under
+    ``torch.distributed`` needs ``join_ranks=False``.
+
     Example:
         >>> import tempfile, tbscope
         >>> root = tempfile.mkdtemp()
@@ -627,6 +648,19 @@ def init(
         check_name("name", name)
     if folder is not None:
         check_name("folder", folder.replace("{n}", "0"))
+    url = str(root).rstrip("/") if remote.is_url(str(root)) else None
+    upload, elsewhere = None, []
+    if url is not None:
+        if resume is not None or retention is not None or (join_ranks and distributed.place() is not None):
+            raise ValueError(
+                f"init: root {url!r} is a URL: it takes no resume or retention (`tbscope prune {url}` deletes old "
+                "runs), and under torch.distributed it needs join_ranks=False"
+            )
+        fs, path = reachable(url)
+        with contextlib.suppress(FileNotFoundError):  # the experiment's runs so far: their numbers are taken
+            elsewhere = [PurePath(e).name for e in fs.ls(f"{path}/{experiment}", detail=False, refresh=True)]
+        upload = Upload(url)
+        root = upload.dir
     root_path = Path(root)
     if root_path.exists() and not root_path.is_dir():
         raise NotADirectoryError(f"init: root {str(root_path)!r} exists and is not a directory")
@@ -660,7 +694,7 @@ def init(
             given = meta["config"]
             flat = flatten(given)
     else:
-        run_dir, run_id = _create_run_dir(experiment_dir, name, folder)
+        run_dir, run_id = _create_run_dir(experiment_dir, name, folder, elsewhere)
         earlier = {}
         meta = {"schema": SCHEMA_VERSION, "id": run_id, "experiment": experiment, "name": name, "created": _now()}
     meta.update(
@@ -677,7 +711,7 @@ def init(
         world_size=seat[1] if seat is not None else None,
         metrics=list(metrics) if metrics is not None else None,
     )
-    run = Run(run_dir, meta, budget, cadence, purge_step, flat, earlier, writer_options=writer_options)
+    run = Run(run_dir, meta, budget, cadence, purge_step, flat, earlier, writer_options=writer_options, upload=upload)
     if place is not None:
         run._note = distributed.announce(experiment_dir, run_dir)
     if retention is not None:  # after the new run exists, so that it counts among the newest

@@ -25,7 +25,7 @@ import numpy as np
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from tbscope import snapshot, tagstats
+from tbscope import remote, snapshot, tagstats
 from tbscope.pipeline import (
     MAX_ITEMS,
     Item,
@@ -40,6 +40,7 @@ from tbscope.pipeline import (
 )
 from tbscope.policy import Budget, Cadence, Gate, Spaced
 from tbscope.snapshot import Pending
+from tbscope.spool import Upload, reachable
 from tbscope.summaries import (
     audio,
     confusion,
@@ -339,13 +340,16 @@ class Writer:
     never encodes, never touches the disk and never waits on the GPU (a CUDA tensor is copied
     asynchronously). A background thread encodes and writes.
 
-    Files go to ``log_dir`` (default ``runs/<date>_<host><comment>``, as torch does), a local folder
-    (a URL such as ``s3://...`` is an error). Every value reaches its event file within about a
-    second, and on ``flush()`` and ``close()``, at interpreter exit and on SIGTERM.
+    Files go to ``log_dir`` (default ``runs/<date>_<host><comment>``, as torch does): a local folder, or
+    a URL of object storage (``s3://bucket/runs/run``, any fsspec URL; ``pip install tbscope[s3]``),
+    written through a local spool and uploaded in the background (see ``tbscope.spool``). Every value
+    reaches its event file within about a second, and on ``flush()`` and ``close()``, at interpreter exit
+    and on SIGTERM; in object storage within ``spool.UPLOAD_SECONDS`` more.
 
     Args:
-        log_dir: Directory of the run's event files; created if missing. An unwritable one is an
-            error here, at construction, not later in training.
+        log_dir: Directory of the run's event files; created if missing. An unwritable one, or a URL
+            whose bucket is missing or whose credentials are refused, is an error here, at
+            construction, not later in training.
         comment: Appended to the default ``log_dir``; ignored when ``log_dir`` is given.
         purge_step: Hide every event at or after this step that earlier, crashed attempts of this
             run wrote, as TensorBoard's purge does (use it when resuming from a checkpoint).
@@ -374,6 +378,9 @@ class Writer:
             on ``flush()`` and ``close()``; ``tbscope.init`` uses it to keep ``run.json`` current.
         on_flushed: Called on the caller's thread when ``flush()`` has written everything;
             ``tbscope.init`` uses it to wait (boundedly) for the HParams columns it asked for.
+        spool: The ``spool.Upload`` that sends ``log_dir`` to object storage, owned by the caller
+            (``tbscope.init`` on a URL root passes its run's): the writer tells it what is written whole
+            and starts a round on ``flush()``, and treats the spool as a full disk while it is.
 
     Example:
         >>> import tempfile
@@ -403,17 +410,19 @@ class Writer:
         budget: Budget | None = None,
         on_flush: Callable[[], None] | None = None,
         on_flushed: Callable[[], None] | None = None,
+        spool: Upload | None = None,
     ) -> None:
         if log_dir is None:
             stamp = datetime.now().strftime("%b%d_%H-%M-%S")
             log_dir = Path("runs") / f"{stamp}_{socket.gethostname()}{comment}"
-        scheme = urllib.parse.urlsplit(str(log_dir)).scheme
-        if len(scheme) > 1:  # one letter is a Windows drive
-            raise ValueError(
-                f"Writer: log_dir {str(log_dir)!r} is a {scheme}:// URL; tbscope writes to local folders only. Log to "
-                "a local folder and copy it, or mount the bucket (e.g. with s3fs or gcsfuse)"
-            )
+        self._url = str(log_dir).rstrip("/") if remote.is_url(str(log_dir)) else None
+        self._owns_upload = self._url is not None
         self._dir = Path(log_dir)
+        if self._url is not None:
+            reachable(self._url)  # a missing bucket, refused credentials: an error now, not in training
+            spool = Upload(self._url)
+            self._dir = spool.dir
+        self._upload = spool
         self.log_dir = str(log_dir)  # a str, as torch's
         if self._dir.exists() and not self._dir.is_dir():
             raise NotADirectoryError(f"Writer: log_dir {self.log_dir!r} exists and is not a directory")
@@ -447,6 +456,10 @@ class Writer:
     # -- plumbing ------------------------------------------------------------------------------------
 
     def _open(self) -> Pipeline:
+        upload = self._upload
+        if self._url is not None and upload is None:  # logging again after close(): a new spool
+            upload = self._upload = Upload(self._url)
+            self._dir = upload.dir
         if self.budget is not None and self.budget.max_run_bytes is not None and self._dir.is_dir():
             self._bytes_before = sum(p.stat().st_size for p in self._dir.rglob("*") if p.is_file())
         self._pipeline = Pipeline(
@@ -456,8 +469,13 @@ class Writer:
             self._max_pending_bytes,
             self._scalars.events,
             self._flushed,
+            upload.full if upload is not None else None,
         )
         self.file_writer = FileWriter(self)
+        if upload is not None:
+            upload.committed = self._pipeline.committed
+            if self._owns_upload:
+                upload.start()
         return self._pipeline
 
     def _skips(self, method: str, kind: str, tag: str, step: Any) -> bool:
@@ -584,11 +602,13 @@ class Writer:
         if type(global_step) is not int or not -_STEPS <= global_step < _STEPS:
             global_step = snapshot.step("add_scalar", global_step)
         # The hot path of every training loop: append straight to the scalar queue when nothing is
-        # unusual, else take the general path (reopen, strict errors, the memory bound).
+        # unusual, else take the general path (reopen, a forked child, a strict writer's error, the memory
+        # bound). A failure elsewhere keeps a writer that is not strict on this path: the thread encodes the
+        # general path's values before this queue's, so switching would write a tag's steps out of order.
         pipeline = self._pipeline
         if not (new_style or double_precision or walltime is not None) and pipeline is not None:
             scalars = pipeline.scalars
-            if pipeline.error is None and len(scalars) < MAX_ITEMS:
+            if (pipeline.error is None or not (self.strict or pipeline.forked)) and len(scalars) < MAX_ITEMS:
                 scalars.append((tag, value, global_step, _now()))
                 return
         if new_style or double_precision:
@@ -1405,6 +1425,8 @@ class Writer:
         """Write everything logged so far to disk; returns once it is there."""
         if self._pipeline is not None:
             self._pipeline.flush()
+            if self._upload is not None:
+                self._upload.kick()
             if self._on_flushed is not None:
                 self._on_flushed()
 
@@ -1417,6 +1439,7 @@ class Writer:
         if pipeline is None:
             if self._closing is not None:  # a close interrupted (by SIGTERM): wait for the same work
                 self._closing.close()
+            self._end_upload()
             return
         self._pipeline = self.file_writer = None
         if pipeline.forked:  # the parent's, in a forked child that logged nothing: the parent ends it
@@ -1429,6 +1452,13 @@ class Writer:
         pipeline.close()
         self._lost.update(pipeline.losses())
         self._closing = None
+        self._end_upload()
+
+    def _end_upload(self) -> None:
+        """Send what the spool holds, if this writer made it (a URL log_dir), and let it go."""
+        if self._upload is not None and self._owns_upload:
+            self._upload.close()  # a second call (a SIGTERM during close) waits for the same rounds
+            self._upload = None
 
     def __enter__(self) -> Writer:
         return self

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from tbscope import __version__
-from tbscope.cli import compare, du, export, ls, profile, prune, report, serve
+from tbscope.cli import compare, du, export, ls, profile, prune, report, serve, sync
 from tbscope.cli.arguments import positive
 
 DEMO_EPOCHS = 6  # DemoConfig's, without importing torch for --help
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-seconds", type=positive(float), default=60.0, help="a run stops after the epoch that passes this"
     )
     demo.set_defaults(handler=_demo)
-    for command in (ls, compare, export, report, du, prune, serve, profile):
+    for command in (ls, compare, export, report, du, prune, serve, profile, sync):
         command.add_parser(commands)
     return parser
 
