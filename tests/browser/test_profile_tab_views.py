@@ -204,10 +204,10 @@ def test_timeline_zooms_on_the_wheel_and_shows_a_kernels_details_on_click(served
     frame.wait_for_function(f"document.querySelector('#timeline-window').textContent !== {shown!r}", timeout=30_000)
     assert canvas_picture(frame) != before
     assert float(frame.locator("#timeline-window").inner_text().split()[1]) < float(shown.split()[1])
-    page.wait_for_load_state("networkidle")
-    # A kernel, as the user finds one: a run of the kernel colour in the stream's lane.
+    # A kernel, as the user finds one: a run of the kernel colour in the stream's lane, once the zoomed
+    # window's events came back and were drawn (the page fetches them a moment after the wheel stops).
     lane_top = float(lane.evaluate("node => node.offsetTop"))
-    found = frame.evaluate(
+    found = frame.wait_for_function(
         """(y) => {
             const canvas = document.querySelector('#timeline');
             const ratio = canvas.width / canvas.clientWidth;
@@ -220,9 +220,9 @@ def test_timeline_zooms_on_the_wheel_and_shows_a_kernels_details_on_click(served
             }
             return null;
         }""",
-        lane_top,
-    )
-    assert found is not None, "no kernel drawn in the stream's lane"
+        arg=lane_top,
+        timeout=30_000,
+    ).json_value()  # times out, failing the test, when no kernel is drawn in the stream's lane
     page.mouse.click(box["x"] + found, box["y"] + lane_top + 8)
     details = frame.locator("#event-details")
     details.locator("#event-args").wait_for(timeout=30_000)
