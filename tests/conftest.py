@@ -260,24 +260,39 @@ def stop(served: Served) -> None:
 
 
 class ObjectStore:
-    """A real S3 server (``rclone serve s3``) on 127.0.0.1 with one empty bucket; ``url(...)`` names a prefix.
-    ``stop()`` and ``start()`` take it down and bring it back on the same port, with what it held."""
+    """An S3 bucket for a test; ``url(...)`` names a prefix in it. By default a real S3 server (``rclone serve
+    s3``) on 127.0.0.1 with one empty bucket, which ``stop()`` and ``start()`` take down and bring back on the
+    same port, with what it held. With ``TBSCOPE_TEST_BUCKET`` set (never under CI), a real cloud bucket
+    instead, credentials and endpoint from the usual variables, each test under a prefix of its own, deleted
+    afterwards; tests that stop the server or read its folder are skipped there (``local_server``)."""
 
-    def __init__(self, bucket: str, backing: Path) -> None:
-        self.port = free_port()
+    def __init__(self, bucket: str, backing: Path | None, prefix: str = "") -> None:
         self.bucket = bucket
         self.backing = backing
+        self.prefix = prefix
+        self.proc: subprocess.Popen[bytes] | None = None
+        if backing is None:
+            self.endpoint = os.environ.get("S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
+            self.key, self.secret = os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+            return
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.key, self.secret = "tbscopetestkey", os.urandom(12).hex()
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def url(self, *parts: str) -> str:
-        return "/".join([f"s3://{self.bucket}", *parts])
+        return "/".join([f"s3://{self.bucket}", *([self.prefix] if self.prefix else []), *parts])
+
+    def local_server(self) -> Path:
+        """The local server's folder (each bucket a folder in it); skips the test on a real cloud bucket."""
+        if self.backing is None:
+            pytest.skip("stops the local S3 server or reads its folder: not on a real bucket")
+        return self.backing
 
     def start(self) -> None:
-        self.proc = start_rclone(self.backing, self.port, self.key, self.secret)
+        self.proc = start_rclone(self.local_server(), self.port, self.key, self.secret)
 
     def stop(self) -> None:
+        self.local_server()
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
@@ -324,7 +339,18 @@ def start_rclone(backing: Path, port: int, key: str, secret: str) -> subprocess.
 @pytest.fixture
 def object_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ObjectStore]:
     """A running S3 server with bucket ``runs-bucket``; credentials and endpoint in the environment (for the
-    CLIs tests start too), the server stopped afterwards."""
+    CLIs tests start too), the server stopped afterwards. A real bucket instead with ``TBSCOPE_TEST_BUCKET``
+    (see ``ObjectStore``)."""
+    real = os.environ.get("TBSCOPE_TEST_BUCKET")
+    if real and os.environ.get("CI") != "true":
+        store = ObjectStore(real, None, prefix=f"tbscope-tests/{os.urandom(6).hex()}")
+        yield store
+        import s3fs
+
+        fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": store.endpoint}, skip_instance_cache=True)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(store.url(), recursive=True)
+        return
     backing = tmp_path / "s3-backing"
     (backing / "runs-bucket").mkdir(parents=True)
     store = ObjectStore("runs-bucket", backing)
