@@ -342,3 +342,89 @@ def test_the_next_writer_to_a_url_sends_a_spool_a_killed_run_left(object_store: 
     other = run_script("import sys, tbscope\ntbscope.Writer(sys.argv[1]).close()\n", object_store.url("other", "run"))
     assert other.wait(timeout=120) == 0, other.stderr.read() if other.stderr else ""
     assert steps(url) == list(range(3000)) and spool.left_spools() == []
+
+
+class Throttling:
+    """An HTTP proxy in front of the S3 server that answers every second PUT with 503 SlowDown, as a throttled
+    store does (the request is not passed on); the rest go through untouched, their signatures intact."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.client
+        import http.server
+        import threading
+        import urllib.parse
+
+        target = urllib.parse.urlsplit(upstream)
+        proxy = self
+        self.puts = self.refused = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "PUT":
+                    proxy.puts += 1
+                    if proxy.puts % 2 == 0:
+                        proxy.refused += 1
+                        error = (
+                            b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                        )
+                        self.send_response(503)
+                        self.send_header("Content-Type", "application/xml")
+                        self.send_header("Content-Length", str(len(error)))
+                        self.end_headers()
+                        self.wfile.write(error)
+                        return
+                upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                upstream_conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                for name, value in self.headers.items():
+                    upstream_conn.putheader(name, value)
+                upstream_conn.endheaders(body or None)
+                answer = upstream_conn.getresponse()
+                payload = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                upstream_conn.close()
+
+            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_throttling_store_loses_nothing(
+    object_store: ObjectStore, quick: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    object_store.local_server()  # a proxy in front of a plain HTTP endpoint
+    throttling = Throttling(str(object_store.endpoint))
+    monkeypatch.setenv("S3_ENDPOINT", throttling.endpoint)
+    url = object_store.url("throttled", "run")
+    try:
+        with tbscope.Writer(url) as w:
+            for step in range(2000):
+                w.add_scalar("loss", float(step), step)
+                if step % 100 == 0:
+                    w.add_image("img", np.random.default_rng(step).random((3, 16, 16)), step)
+                    w.flush()
+                    time.sleep(0.3)  # a round or two: PUTs for the proxy to refuse
+    finally:
+        throttling.close()
+    assert throttling.refused >= 3  # the store said SlowDown, and the uploads went on
+    monkeypatch.setenv("S3_ENDPOINT", str(object_store.endpoint))
+    acc = tensorboard_reads(url)
+    assert [e.step for e in acc.Scalars("loss")] == list(range(2000)) and len(acc.Images("img")) == 20
+    assert w.lost_values() == {}

@@ -126,6 +126,10 @@ def mirror(url: str) -> Path:
     for relative in set(manifest) - set(wanted):
         if relative not in failed:
             (folder / relative).unlink(missing_ok=True)
+            for parent in (folder / relative).parents:  # a deleted run leaves no empty folder to list
+                if parent == folder or any(parent.iterdir()):
+                    break
+                parent.rmdir()
     write_text(manifest_path, json.dumps(wanted, sort_keys=True))
     if failed:
         raise ValueError(f"{url}: could not download {len(failed)} object(s), e.g. {failed[0]}")
