@@ -428,3 +428,23 @@ def test_a_throttling_store_loses_nothing(
     acc = tensorboard_reads(url)
     assert [e.step for e in acc.Scalars("loss")] == list(range(2000)) and len(acc.Images("img")) == 20
     assert w.lost_values() == {}
+
+
+def test_a_backlog_goes_up_a_segment_at_a_time_and_a_big_record_alone(
+    object_store: ObjectStore, quick: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    object_store.local_server()
+    monkeypatch.setattr(spool, "SEGMENT_BYTES", 10_000)
+    url = object_store.url("backlog", "run")
+    w = tbscope.Writer(url)
+    object_store.stop()  # the backlog builds while the store is down
+    for step in range(3000):
+        w.add_scalar("loss", float(step), step)
+    w.add_text("notes", "x" * 30_000, 3000)  # one record three segments long
+    w.flush()
+    object_store.start()
+    w.close()
+    folder = object_store.local_server() / object_store.bucket / "backlog" / "run"
+    sizes = sorted(p.stat().st_size for p in folder.iterdir())
+    assert len(sizes) >= 8 and sum(size <= 10_000 for size in sizes) >= len(sizes) - 1  # one holds the big record
+    assert steps(url) == list(range(3000)) and len(tensorboard_reads(url).Tensors("notes")) == 1

@@ -23,7 +23,7 @@ import numpy as np
 
 from tbscope.logdir import open_inside
 
-_U64 = struct.Struct("<Q")
+LENGTH = struct.Struct("<Q")  # a record's length header
 _U32 = struct.Struct("<I")
 HEADER_SIZE = 12
 FOOTER_SIZE = 4
@@ -40,7 +40,7 @@ def masked_crc32c(data: bytes) -> int:
 
 def frame(data: bytes) -> bytes:
     """Frame one record's ``data`` for appending to a TFRecord file."""
-    header = _U64.pack(len(data))
+    header = LENGTH.pack(len(data))
     return header + _U32.pack(masked_crc32c(header)) + data + _U32.pack(masked_crc32c(data))
 
 
@@ -193,7 +193,7 @@ class ReadReport:
 
 
 def _header_is_valid(buf: bytes, pos: int) -> bool:
-    (length,) = _U64.unpack_from(buf, pos)
+    (length,) = LENGTH.unpack_from(buf, pos)
     (crc,) = _U32.unpack_from(buf, pos + 8)
     return length < _MAX_RECORD_BYTES and masked_crc32c(buf[pos : pos + 8]) == crc
 
@@ -259,7 +259,7 @@ def scan(buf: bytes, base: int = 0, report: ReadReport | None = None) -> tuple[a
     rep = report if report is not None else ReadReport("<buffer>")
     starts = array("q")  # compact: a million records take 8 MB, not the 60 MB of a list of ints
     lengths = array("q")
-    unpack_length, unpack_crc, crc32c = _U64.unpack_from, _U32.unpack_from, google_crc32c.value
+    unpack_length, unpack_crc, crc32c = LENGTH.unpack_from, _U32.unpack_from, google_crc32c.value
     pos, end = 0, len(buf)
     while pos + HEADER_SIZE <= end:
         (length,) = unpack_length(buf, pos)
@@ -297,7 +297,7 @@ def _next_whole_record(buf: bytes, pos: int) -> int | None:
         pos = _next_header(buf, pos)
         if pos + HEADER_SIZE > end:
             return None
-        (length,) = _U64.unpack_from(buf, pos)
+        (length,) = LENGTH.unpack_from(buf, pos)
         data_end = pos + HEADER_SIZE + length
         if (
             data_end + FOOTER_SIZE <= end
@@ -352,7 +352,7 @@ def read_at(file: BinaryIO, offset: int) -> bytes | None:
     head = file.read(HEADER_SIZE)
     if len(head) < HEADER_SIZE:
         return None
-    (length,) = _U64.unpack_from(head)
+    (length,) = LENGTH.unpack_from(head)
     buf = head + file.read(length + 4)
     starts, lengths, _ = scan(buf)
     return buf[starts[0] : starts[0] + lengths[0]] if starts and starts[0] == HEADER_SIZE else None

@@ -39,7 +39,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tbscope import atomic, cache, record, remote
 
@@ -236,6 +236,10 @@ class Upload:
         return 0
 
     def _send_events(self, path: Path, relative: str, committed: int | None) -> None:
+        """Send the whole records of an event file not sent yet: the current segment again, longer, up to
+        ``SEGMENT_BYTES``, then new ones (a backlog after an outage goes up a segment at a time, never read
+        into memory whole). Each choice follows from the state and the file alone, so a round resumed after
+        a SIGKILL cuts the segments where the lost one did."""
         segment, start, sent = self._state["events"].get(relative, [0, 0, 0])
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -247,15 +251,21 @@ class Upload:
             else:  # a file no writer here appends to (a dead process's, a forked child's): whole records only
                 f.seek(sent)
                 end = sent + record.scan(f.read())[2]
-            if end <= sent:
-                return
-            if sent - start >= SEGMENT_BYTES:  # decided from the state alone: a resumed round decides the same
-                segment, start = segment + 1, sent
-            f.seek(start)
-            data = f.read(end - start)
-        self._fs.pipe_file(f"{self._root}/{relative}.{segment:06d}", data)
-        self._state["events"][relative] = [segment, start, end]
-        self._save_state()
+            while sent < end:
+                if sent - start >= SEGMENT_BYTES:
+                    segment, start = segment + 1, sent
+                limit = start + SEGMENT_BYTES
+                stop = end if end <= limit else _whole_records(f, sent, limit)
+                if stop == sent:  # the next record does not fit in this segment
+                    if sent > start:
+                        segment, start = segment + 1, sent
+                        continue
+                    stop = min(end, _record_end(f, sent))  # one record larger than a segment: alone
+                f.seek(start)
+                self._fs.pipe_file(f"{self._root}/{relative}.{segment:06d}", f.read(stop - start))
+                sent = stop
+                self._state["events"][relative] = [segment, start, sent]
+                self._save_state()
 
     def _send_whole(self, path: Path, relative: str) -> None:
         signature = _signature(path)
@@ -272,6 +282,19 @@ class Upload:
 
     def _save_state(self) -> None:
         atomic.write_text(self.dir / _STATE, json.dumps(self._state))
+
+
+def _whole_records(f: BinaryIO, offset: int, limit: int) -> int:
+    """The end of the last whole record of ``f`` that starts at ``offset`` or later and ends by ``limit``."""
+    f.seek(offset)
+    return offset + record.scan(f.read(limit - offset))[2]
+
+
+def _record_end(f: BinaryIO, offset: int) -> int:
+    """The end of the record that starts at ``offset`` of ``f``, from its length header."""
+    f.seek(offset)
+    (length,) = record.LENGTH.unpack(f.read(record.LENGTH.size))
+    return offset + record.HEADER_SIZE + int(length) + record.FOOTER_SIZE
 
 
 def _signature(path: Path) -> list[int]:
