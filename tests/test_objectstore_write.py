@@ -84,6 +84,11 @@ def test_a_loop_writing_to_the_bucket_shows_every_value_in_tensorboard_and_the_c
         meta = json.loads(s3(object_store).cat_file(f"{url}/cnn/{folder}/run.json"))  # type: ignore[attr-defined]
         assert meta["status"] == "finished" and meta["summary"]["m/00"]["count"] == STEPS
 
+    from tbscope import groups
+
+    frame = tbscope.read_scalars(url, tags=["m/00"])  # the Python API takes the URL too
+    assert len(frame) == 2 * STEPS and sorted(frame["run"].unique()) == sorted(f"cnn/{p.name}" for p in spools)
+    assert sorted(g["label"] for g in groups.summary(url)["groups"]) == ["lr=0.01", "lr=0.1"]
     listed = json.loads(tbscope_cli("ls", url, "--json").stdout)
     assert sorted(e["hparams"]["lr"] for e in listed) == [0.01, 0.1]
     assert all(e["status"] == "finished" and e["last_step"] == STEPS for e in listed)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tbscope import remote
 from tbscope.tagstats import Direction, direction
 
 if TYPE_CHECKING:
@@ -478,7 +479,10 @@ def summary(
     by, the groups with their runs, per metric the curves (mean and every band, with n) and the final
     values with the leader's test. ``tags`` defaults to the runs' headline metrics. Asked again while no
     run.json, event file or config file under ``root`` changed, it returns the summary it made (shared:
-    not to be modified), which is what a Groups tab refreshing on a finished experiment does."""
+    not to be modified), which is what a Groups tab refreshing on a finished experiment does. ``root`` may
+    be a URL of object storage (``s3://bucket/runs``), read through a local mirror (see ``tbscope.remote``)."""
+    if remote.is_url(root):
+        root = str(remote.mirror(root))
     key = (os.path.abspath(root), tuple(by) if by is not None else None, tuple(ignore), smoothing,
            tuple(tags) if tags is not None else None, agg, max_points, _state(root))  # fmt: skip
     with _kept_lock:

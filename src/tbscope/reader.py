@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
-from tbscope import cache, record
+from tbscope import cache, record, remote
 from tbscope.logdir import file_kind, open_inside
 from tbscope.profiler.trace import is_trace_file
 from tbscope.summaries import histogram, hparams, image, pr_curve, scalar, text
@@ -599,7 +599,8 @@ def read_scalars(
     default, as in TensorBoard), a restart hides the points written before it at later steps.
     Damaged records are skipped, with one warning per file; reading never fails on bad bytes. What
     cannot be read (a file without permission, a dangling symlink, one that leads outside ``path``, a
-    FIFO named like an event file) is skipped with one warning naming it.
+    FIFO named like an event file) is skipped with one warning naming it. ``path`` may be a URL of object
+    storage (``s3://bucket/runs``): it is read through a local mirror (see ``tbscope.remote``).
 
     Example:
         >>> import tempfile, tbscope
@@ -613,6 +614,8 @@ def read_scalars(
         >>> df["value"].round(4).tolist()
         [1.0, 0.5, 0.3333]
     """
+    if isinstance(path, str) and remote.is_url(path):
+        path = remote.mirror(path)
     found = {run: paths for run, paths in find_event_files(path).items() if _selected(run, runs)}
     all_files = [p for paths in found.values() for p in paths]
     total = 0
