@@ -165,24 +165,3 @@ def quiet(err: BaseException) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
-
-
-def delete_run(url: str, relative: str, run_id: object) -> bool:
-    """Delete the objects of the run at ``relative`` under ``url`` if it still may be: its run.json, read from
-    the store at this moment, names the same run (``run_id``) and says it ended (a fresh heartbeat keeps it: a
-    run on another host has no process to check). Returns whether it was deleted."""
-    from tbscope.rundir import DELETABLE, effective_status
-
-    fs, root = filesystem(url)
-    target = f"{root}/{relative}"
-    try:
-        meta = json.loads(fs.cat_file(f"{target}/run.json"))
-    except Exception:  # gone, unreadable or damaged: not provably an ended run
-        return False
-    if not isinstance(meta, dict) or meta.get("id") != run_id or effective_status(meta) not in DELETABLE:
-        return False
-    try:
-        fs.rm(target, recursive=True)
-    except Exception as err:
-        raise ValueError(f"could not delete {url}/{relative}: {quiet(err)}") from None
-    return True

@@ -6,6 +6,7 @@ link or outside the root; each run is checked again at the moment it is deleted.
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from collections.abc import Iterable
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from tbscope import schema
+from tbscope import remote, schema
 from tbscope.rundir import DELETABLE, RunDir, effective_status, find_runs, read_meta
 
 
@@ -112,3 +113,22 @@ def refresh_columns(root: Path) -> None:
         schema.refresh(root)
     except OSError as err:
         warnings.warn(f"tbscope: could not update the HParams columns of {root}: {err}", RuntimeWarning, stacklevel=3)
+
+
+def delete_stored_run(url: str, relative: str, run_id: object) -> bool:
+    """Delete the objects of the run at ``relative`` under ``url`` if it still may be: its run.json, read from
+    the store at this moment, names the same run (``run_id``) and says it ended (a fresh heartbeat keeps it: a
+    run on another host has no process to check). Returns whether it was deleted."""
+    fs, root = remote.filesystem(url)
+    target = f"{root}/{relative}"
+    try:
+        meta = json.loads(fs.cat_file(f"{target}/run.json"))
+    except Exception:  # gone, unreadable or damaged: not provably an ended run
+        return False
+    if not isinstance(meta, dict) or meta.get("id") != run_id or effective_status(meta) not in DELETABLE:
+        return False
+    try:
+        fs.rm(target, recursive=True)
+    except Exception as err:
+        raise ValueError(f"could not delete {url}/{relative}: {remote.quiet(err)}") from None
+    return True

@@ -35,7 +35,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tbscope import remote
-    from tbscope.retention import Retention, delete_run, plan_retention, refresh_columns
+    from tbscope.retention import Retention, delete_run, delete_stored_run, plan_retention, refresh_columns
     from tbscope.rundir import RunDir, find_runs
 
     if args.keep_last is None and args.older_than is None and args.max_size is None:
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             if url is None:
                 delete_run(root, run)
-            elif not remote.delete_run(url, run.path.relative_to(root).as_posix(), run.meta.get("id")):
+            elif not delete_stored_run(url, run.path.relative_to(root).as_posix(), run.meta.get("id")):
                 raise ValueError("it is no longer an ended run")
         except (OSError, ValueError) as err:
             print(f"tbscope prune: could not delete {shown(run)}: {err}", file=sys.stderr)
