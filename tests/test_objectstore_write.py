@@ -453,3 +453,33 @@ def test_a_backlog_goes_up_a_segment_at_a_time_and_a_big_record_alone(
     sizes = sorted(p.stat().st_size for p in folder.iterdir())
     assert len(sizes) >= 8 and sum(size <= 10_000 for size in sizes) >= len(sizes) - 1  # one holds the big record
     assert steps(url) == list(range(3000)) and len(tensorboard_reads(url).Tensors("notes")) == 1
+
+
+def test_a_forked_worker_logs_into_the_parents_spool_and_never_ends_it(object_store: ObjectStore) -> None:
+    url = object_store.url("forked")
+    proc = run_script(
+        """
+        import multiprocessing, sys, tbscope
+        run = tbscope.init("fork", root=sys.argv[1], name="r")
+        run.writer.add_scalar("parent", 1.0, 0)
+
+        def worker(rank):
+            for step in range(50):
+                run.writer.add_scalar(f"child{rank}", float(step), step)
+
+        children = [multiprocessing.get_context("fork").Process(target=worker, args=(r,)) for r in range(2)]
+        [c.start() for c in children]
+        [c.join() for c in children]
+        print("spool kept", run.dir.exists(), flush=True)
+        run.writer.add_scalar("parent", 2.0, 1)
+        run.finish()
+        print("spool gone", not run.dir.exists(), flush=True)
+        """,
+        url,
+    )
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert "spool kept True" in out and "spool gone True" in out
+    run_url = f"{url}/fork/0001-r"
+    assert steps(run_url, "child0") == list(range(50)) and steps(run_url, "child1") == list(range(50))
+    assert steps(run_url, "parent") == [0, 1]

@@ -36,6 +36,7 @@ import os
 import secrets
 import shutil
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -94,6 +95,7 @@ class Upload:
 
     def __init__(self, url: str, folder: Path | None = None) -> None:
         self.url = url.rstrip("/")
+        self._pid = os.getpid()  # a forked child (a DataLoader worker) leaves the sending to its parent
         self._fs, self._root = remote.filesystem(self.url)  # nothing asked of the store yet: see ``reachable``
         self._held = contextlib.ExitStack()
         if folder is None:
@@ -115,11 +117,17 @@ class Upload:
         self._ended = False  # close() is done
         self._abandoned = False  # close() stopped waiting: the thread ends after the round under way
         self._thread: threading.Thread | None = None
+        self._adopter: threading.Thread | None = None
 
     # -- the owner's side -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Send rounds in the background until ``close``; first, spools other processes left behind."""
+        """Send rounds in the background until ``close``; beside them, once a process, the spools other
+        processes left behind."""
+        if os.getpid() != self._pid:
+            return
+        self._adopter = threading.Thread(target=adopt_left_spools, name="tbscope-adopt", daemon=True)
+        self._adopter.start()
         self._thread = threading.Thread(target=self._run, name="tbscope-upload", daemon=True)
         self._thread.start()
 
@@ -140,14 +148,17 @@ class Upload:
     def close(self, timeout: float = CLOSE_SECONDS) -> bool:
         """Send what is left (waiting ``timeout`` seconds at most) and stop. The spool is deleted when all
         of it went up; otherwise it is kept for ``tbscope sync``, with a warning. Whether all went up."""
-        if self._ended:
+        if self._ended or os.getpid() != self._pid:  # a forked child's copy: the parent sends and ends it
             return self.error is None
         self._stopping = True
         self._wake.set()
         if self._thread is not None:
+            deadline = time.monotonic() + timeout
             self._thread.join(timeout)
             done = not self._thread.is_alive() and self.error is None
             self._abandoned = True
+            if self._adopter is not None:  # what earlier runs left goes up before this process ends, too
+                self._adopter.join(max(0.0, deadline - time.monotonic()))
         else:
             done = _attempt(self.send) is None
         if self._ended:  # a second close (a SIGTERM during the first) did the rest
@@ -166,7 +177,6 @@ class Upload:
         return done
 
     def _run(self) -> None:
-        adopt_left_spools()
         failures = 0
         while True:
             self._wake.wait(UPLOAD_SECONDS if not failures else _BACKOFF[min(failures, len(_BACKOFF)) - 1])
