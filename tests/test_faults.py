@@ -329,7 +329,7 @@ def test_a_scripts_own_sigterm_handler_exiting_143_is_interrupted(tmp_path: Path
     )
     assert result.returncode == 143, result.stderr
     run_dir = Path(result.stdout.splitlines()[0])
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted", result.stderr
     assert session_infos(run_dir)[1].status == api_pb2.STATUS_FAILURE  # type: ignore[union-attr]
 
 

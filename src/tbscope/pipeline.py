@@ -459,8 +459,12 @@ def _shutdown(status: str) -> None:
     for ref in list(_exit_hooks):
         hook = ref()
         if hook is not None:
-            with contextlib.suppress(Exception):
+            try:
                 hook(status)
+            except Exception as err:  # the process ends anyway: said in one line, the other hooks still run
+                with contextlib.suppress(Exception):
+                    message = f"tbscope: ending a run or writer at exit failed: {err!r}"
+                    warnings.warn(message, RuntimeWarning, stacklevel=1)
     for pipeline in list(_live):
         with contextlib.suppress(Exception):
             pipeline.close()
