@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import tbscope
 from conftest import ObjectStore, wait_until
 from tbscope import spool
+from test_lifecycle import run_script
 from test_objectstore import s3, tbscope_cli
 
 STEPS, TAGS = 300, 20
@@ -51,12 +51,6 @@ def stored(store: ObjectStore, *parts: str) -> list[str]:
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rounds a few times a second, so that a test sees what a live TensorBoard sees within seconds."""
     monkeypatch.setattr(spool, "UPLOAD_SECONDS", 0.2)
-
-
-def run_script(body: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(body), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
 
 
 def test_a_loop_writing_to_the_bucket_shows_every_value_in_tensorboard_and_the_cli(

@@ -416,7 +416,6 @@ class Writer:
             stamp = datetime.now().strftime("%b%d_%H-%M-%S")
             log_dir = Path("runs") / f"{stamp}_{socket.gethostname()}{comment}"
         self._url = str(log_dir).rstrip("/") if remote.is_url(str(log_dir)) else None
-        self._owns_upload = self._url is not None
         self._dir = Path(log_dir)
         if self._url is not None:
             reachable(self._url)  # a missing bucket, refused credentials: an error now, not in training
@@ -474,7 +473,7 @@ class Writer:
         self.file_writer = FileWriter(self)
         if upload is not None:
             upload.committed = self._pipeline.committed
-            if self._owns_upload:
+            if self._url is not None:  # its own spool (a run's spool is started by the run)
                 upload.start()
         return self._pipeline
 
@@ -1456,7 +1455,7 @@ class Writer:
 
     def _end_upload(self) -> None:
         """Send what the spool holds, if this writer made it (a URL log_dir), and let it go."""
-        if self._upload is not None and self._owns_upload:
+        if self._upload is not None and self._url is not None:
             self._upload.close()  # a second call (a SIGTERM during close) waits for the same rounds
             self._upload = None
 
